@@ -34,7 +34,7 @@ class ProtoStubsHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        from grpc_tools import protoc  # build-time dependency only
+        from grpc_tools import protoc  # noqa: PLC0415 - only installed in the build environment
 
         root = Path(self.root)
         proto_root = _proto_root(root)

@@ -19,6 +19,8 @@ from testbed.kube import KubeControlPlane
 from testbed.mariadb import MariaDBServer
 from testbed.prometheus import PrometheusServer
 
+pytest_plugins = ["pytester"]  # tests/unit/test_testbed.py runs this conftest in a sub-session
+
 
 class Server(Protocol):
     def start(self) -> None: ...

@@ -21,18 +21,26 @@ WIDGET_CRD = {
         "group": "smoke.scheduling.io",
         "scope": "Namespaced",
         "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-        "versions": [{
-            "name": "v1",
-            "served": True,
-            "storage": True,
-            "schema": {"openAPIV3Schema": {
-                "type": "object",
-                "properties": {"spec": {
-                    "type": "object",
-                    "properties": {"weight": {"type": "integer", "minimum": 0, "maximum": 100}},
-                }},
-            }},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "weight": {"type": "integer", "minimum": 0, "maximum": 100}
+                                },
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -76,7 +84,8 @@ def test_crd_roundtrip_validation_and_pruning(kube: KubeControlPlane) -> None:
 
     kube.kubectl("create", "namespace", "smoke-crd")
     manifest = {
-        "apiVersion": "smoke.scheduling.io/v1", "kind": "Widget",
+        "apiVersion": "smoke.scheduling.io/v1",
+        "kind": "Widget",
         "metadata": {"name": "w1", "namespace": "smoke-crd"},
         "spec": {"weight": 25, "unknownField": "pruned by the structural schema"},
     }
@@ -88,9 +97,13 @@ def test_crd_roundtrip_validation_and_pruning(kube: KubeControlPlane) -> None:
     assert widget["spec"] == {"weight": 25}
 
     # kubectl asks for strict validation: unknown fields and out-of-range values are refused.
-    with pytest.raises(KubectlError, match='unknown field "spec.unknownField"'):
+    with pytest.raises(KubectlError, match=r'unknown field "spec\.unknownField"'):
         kube.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
-    bad = {**manifest, "metadata": {"name": "w2", "namespace": "smoke-crd"}, "spec": {"weight": 250}}
+    bad = {
+        **manifest,
+        "metadata": {"name": "w2", "namespace": "smoke-crd"},
+        "spec": {"weight": 250},
+    }
     with pytest.raises(KubectlError, match="less than or equal to 100"):
         kube.kubectl("apply", "-f", "-", stdin=json.dumps(bad))
 

@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.smoke, pytest.mark.prometheus]
 @pytest.fixture()
 def loopback_target() -> Iterator[str]:
     registry = CollectorRegistry()
-    gauge = Gauge("testbed_smoke_value", "a value the smoke test expects back", ["track"],
-                  registry=registry)
+    gauge = Gauge(
+        "testbed_smoke_value", "a value the smoke test expects back", ["track"], registry=registry
+    )
     gauge.labels(track="canary").set(42.5)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
@@ -29,7 +30,9 @@ def loopback_target() -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def test_series_scraped_from_loopback_target(prometheus: PrometheusServer, loopback_target: str) -> None:
+def test_series_scraped_from_loopback_target(
+    prometheus: PrometheusServer, loopback_target: str
+) -> None:
     prometheus.scrape(ScrapeJob("smoke", (loopback_target,), labels={"env": "smoke"}))
     try:
         series = prometheus.wait_for_series('testbed_smoke_value{job="smoke"}')

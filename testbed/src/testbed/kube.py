@@ -82,7 +82,11 @@ class KubeControlPlane:
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         serving = self.ca.issue(
-            "apiserver", "kube-apiserver", ip_sans=("127.0.0.1",), dns_sans=("localhost",), server=True
+            "apiserver",
+            "kube-apiserver",
+            ip_sans=("127.0.0.1",),
+            dns_sans=("localhost",),
+            server=True,
         )
         sa_key = service_account_key(directory / "pki")
         self.apiserver = ManagedProcess(
@@ -117,10 +121,24 @@ class KubeControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "testbed", "cluster": {
-                "server": self.url, "certificate-authority-data": _b64(self.ca.cert_path)}}],
-            "users": [{"name": user, "user": {
-                "client-certificate-data": _b64(pair.cert), "client-key-data": _b64(pair.key)}}],
+            "clusters": [
+                {
+                    "name": "testbed",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": _b64(self.ca.cert_path),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {
+                        "client-certificate-data": _b64(pair.cert),
+                        "client-key-data": _b64(pair.key),
+                    },
+                }
+            ],
             "contexts": [{"name": user, "context": {"cluster": "testbed", "user": user}}],
             "current-context": user,
         }
@@ -138,7 +156,7 @@ class KubeControlPlane:
         self.apiserver.wait_ready(self._ready, START_TIMEOUT, interval=0.5)
 
     def restart_apiserver(self) -> None:
-        """Stop and start kube-apiserver on the same port and etcd: state survives, clients reconnect."""
+        """Restart kube-apiserver on the same port and etcd: state survives, clients reconnect."""
         self.apiserver.stop()
         self.start_apiserver()
 
@@ -164,8 +182,16 @@ class KubeControlPlane:
 
     def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None) -> str:
         """Run the real kubectl against this control plane; raise with its stderr on failure."""
-        argv = [str(binaries.find("kubectl")), f"--kubeconfig={kubeconfig or self.admin_kubeconfig}", *args]
-        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=60, check=False)
+        argv = [
+            str(binaries.find("kubectl")),
+            f"--kubeconfig={kubeconfig or self.admin_kubeconfig}",
+            *args,
+        ]
+        result = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
         if result.returncode != 0:
-            raise KubectlError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+            raise KubectlError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}"
+            )
         return result.stdout

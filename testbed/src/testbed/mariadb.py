@@ -73,7 +73,8 @@ class MariaDBServer:
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise ServerStartError(
-                f"mariadb-install-db failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"mariadb-install-db failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
             )
 
     def root_connection(self) -> pymysql.connections.Connection[pymysql.cursors.Cursor]:
@@ -96,8 +97,10 @@ class MariaDBServer:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE DATABASE IF NOT EXISTS `{c.database}`")
                 for host in ("127.0.0.1", "localhost"):
-                    cur.execute(f"CREATE USER IF NOT EXISTS %s@'{host}' IDENTIFIED BY %s",
-                                (c.user, c.password))
+                    cur.execute(
+                        f"CREATE USER IF NOT EXISTS %s@'{host}' IDENTIFIED BY %s",
+                        (c.user, c.password),
+                    )
                     cur.execute(f"GRANT ALL ON `{c.database}`.* TO %s@'{host}'", (c.user,))
             conn.commit()
         finally:

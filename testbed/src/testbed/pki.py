@@ -57,20 +57,29 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
             .sign(self._key, hashes.SHA256())
         )
-        self.cert_path = _write(directory / "ca.crt", self._cert.public_bytes(serialization.Encoding.PEM))
+        self.cert_path = _write(
+            directory / "ca.crt", self._cert.public_bytes(serialization.Encoding.PEM)
+        )
 
     def issue(
         self,
         name: str,
         common_name: str,
+        *,
         organizations: tuple[str, ...] = (),
         ip_sans: tuple[str, ...] = (),
         dns_sans: tuple[str, ...] = (),
@@ -98,7 +107,9 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         return CertPair(
-            cert=_write(self.directory / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)),
+            cert=_write(
+                self.directory / f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM)
+            ),
             key=_write(self.directory / f"{name}.key", _pem_key(key)),
         )
 

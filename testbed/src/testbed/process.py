@@ -83,7 +83,8 @@ class ManagedProcess:
             time.sleep(interval)
         self.stop()
         raise ServerStartError(
-            f"{self.name} not ready after {timeout:.0f}s (last probe error: {last_error or 'none'}); "
+            f"{self.name} not ready after {timeout:.0f}s "
+            f"(last probe error: {last_error or 'none'}); "
             f"log {self.log_path}:\n{log_tail(self.log_path)}"
         )
 

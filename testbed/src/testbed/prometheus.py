@@ -75,7 +75,7 @@ class PrometheusServer:
 
     def _ready(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
 
     def describe(self) -> str:
         with urllib.request.urlopen(f"{self.url}/api/v1/status/buildinfo", timeout=5) as resp:

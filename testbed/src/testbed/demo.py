@@ -1,0 +1,122 @@
+"""`rollout-demo`: the project's main job, on an embedded default.
+
+Brings up the local platform (kube-apiserver + etcd, Prometheus) on loopback, applies what the
+project ships (CRDs, example rollout) and reports each part. Parts that later milestones deliver
+are reported as "not built yet" instead of being faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed import MissingBinaryError, ServerStartError
+from testbed.kube import KubeControlPlane
+from testbed.prometheus import PrometheusServer
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class PartReport:
+    part: str
+    state: str
+    detail: str
+
+
+def _print_table(rows: list[PartReport]) -> None:
+    widths = [
+        max(len(getattr(r, f)) for r in [PartReport("part", "state", "detail"), *rows])
+        for f in ("part", "state")
+    ]
+    print(f"{'part':<{widths[0]}}  {'state':<{widths[1]}}  detail")
+    print(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 6}")
+    for r in rows:
+        print(f"{r.part:<{widths[0]}}  {r.state:<{widths[1]}}  {r.detail}")
+
+
+@contextlib.contextmanager
+def _started(server: KubeControlPlane | PrometheusServer, label: str) -> Iterator[None]:
+    t0 = time.monotonic()
+    print(f"starting {label} ...", flush=True)
+    server.start()
+    print(f"  {server.describe()} (ready in {time.monotonic() - t0:.1f}s)", flush=True)
+    try:
+        yield
+    finally:
+        server.stop()
+
+
+def _apply_dir(plane: KubeControlPlane, folder: Path, part: str, arrives_with: str) -> PartReport:
+    manifests = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+    if not manifests:
+        return PartReport(part, "not built yet", f"arrives with {arrives_with}")
+    out = plane.kubectl("apply", "-f", str(folder))
+    return PartReport(part, "applied", "; ".join(out.split("\n")[:3]).strip())
+
+
+def run(workdir: Path, keep: bool) -> list[PartReport]:
+    plane = KubeControlPlane(workdir / "kube")
+    prometheus = PrometheusServer(workdir / "prometheus")
+    with _started(plane, "kube-apiserver + etcd"), _started(prometheus, "prometheus"):
+        rows = [
+            PartReport("control plane", "running", plane.describe()),
+            PartReport("prometheus", "running", prometheus.describe()),
+            _apply_dir(
+                plane, REPO_ROOT / "crds", "SchedulerRollout CRD", "the operator issue (#6)"
+            ),
+            PartReport("scheduler service", "not built yet", "arrives with issues #3 and #4"),
+            PartReport("operator", "not built yet", "arrives with issue #6"),
+            PartReport("staged rollout demo", "not built yet", "arrives with issue #7"),
+        ]
+        print()
+        _print_table(rows)
+        if keep:
+            print(f"\nkubeconfig: {plane.admin_kubeconfig}")
+            print("platform kept running; press Ctrl-C to stop it")
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="rollout-demo",
+        description="Run the staged-rollout demo on a local control plane (loopback only).",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="where servers keep data and logs (default: a temporary folder, removed afterwards)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the platform running until Ctrl-C (to explore with kubectl)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.workdir:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            run(args.workdir, args.keep)
+        else:
+            with tempfile.TemporaryDirectory(prefix="rollout-demo-") as tmp:
+                run(Path(tmp), args.keep)
+    except MissingBinaryError as exc:
+        print(f"rollout-demo: {exc}", file=sys.stderr)
+        return 2
+    except ServerStartError as exc:
+        print(f"rollout-demo: a server failed to start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
