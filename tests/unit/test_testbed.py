@@ -81,6 +81,7 @@ def test_missing_server_fails_under_ci_and_skips_locally(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
 ) -> None:
     pytester.makeconftest(CONFTEST.read_text())
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile("def test_needs_cluster(kube):\n    assert kube\n")
     monkeypatch.setenv("KUBE_APISERVER_BIN", "/nonexistent/kube-apiserver")
     monkeypatch.setenv("CI", ci)

@@ -45,7 +45,10 @@ def find(name: str) -> Path:
         path = Path(os.environ[env_var])
         if path.is_file() and os.access(path, os.X_OK):
             return path
-        raise MissingBinaryError(f"{env_var}={path} is not an executable file")
+        raise MissingBinaryError(
+            f"{env_var}={path} is not an executable file; fix or unset it to use the servers "
+            "that `bash scripts/test-deps` installs"
+        )
     cached = cache_dir() / "bin" / name
     if cached.is_file() and os.access(cached, os.X_OK):
         return cached
