@@ -1,0 +1,1 @@
+"""Pure scheduling data: problems, schedules and their validation. Imports nothing above it."""

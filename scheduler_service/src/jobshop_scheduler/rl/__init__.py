@@ -1,0 +1,1 @@
+"""Reinforcement learning: the dispatching environment, features, PPO policy and training."""

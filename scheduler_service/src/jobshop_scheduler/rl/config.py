@@ -1,0 +1,105 @@
+"""Training configuration: one typed object, loaded from TOML (defaults in default_train.toml)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jobshop_scheduler.rl.sampling import Stage
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    total_timesteps: int = 800_000
+    n_envs: int = 8
+    n_steps: int = 256
+    batch_size: int = 512
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    clip_range: float = 0.2
+    seed: int = 0
+    rows: int = 64  # job-table rows while training (largest training instance); serving pads none
+    hidden: int = 64
+    torch_threads: int = 2
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 40_000
+    classic: int = 6  # validation 15x15 random job shops (never the Taillard benchmark seeds)
+    flexible: int = 2  # validation production-like instances of 40 jobs
+    seed: int = 12345
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    curriculum: tuple[Stage, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ppo": {f.name: getattr(self.ppo, f.name) for f in fields(self.ppo)},
+            "eval": {f.name: getattr(self.eval, f.name) for f in fields(self.eval)},
+            "curriculum": [
+                {f.name: getattr(s, f.name) for f in fields(s)} for s in self.curriculum
+            ],
+        }
+
+
+class ConfigError(ValueError):
+    """A training config key or value is wrong; the message names it."""
+
+
+def _section(cls: type, data: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"[{name}] unknown keys: {', '.join(sorted(unknown))}")
+    return cls(**data)
+
+
+def _stage(raw: dict[str, Any], index: int) -> Stage:
+    try:
+        flex = raw.get("flexible_jobs", (10, 30))
+        return Stage(
+            until=float(raw["until"]),
+            jobs=(int(raw["jobs"][0]), int(raw["jobs"][1])),
+            machines=(int(raw["machines"][0]), int(raw["machines"][1])),
+            flexible_share=float(raw.get("flexible_share", 0.0)),
+            flexible_jobs=(int(flex[0]), int(flex[1])),
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ConfigError(f"curriculum[{index}]: {exc}") from exc
+
+
+def load_config(path: Path | None = None) -> TrainConfig:
+    """Parse a TOML config; None loads the shipped default."""
+    if path is None:
+        text = resources.files("jobshop_scheduler.rl").joinpath("default_train.toml").read_text()
+    else:
+        text = path.read_text()
+    raw = tomllib.loads(text)
+    unknown = set(raw) - {"ppo", "eval", "curriculum"}
+    if unknown:
+        raise ConfigError(f"unknown sections: {', '.join(sorted(unknown))}")
+    stages = tuple(_stage(s, i) for i, s in enumerate(raw.get("curriculum", [])))
+    if not stages:
+        raise ConfigError("the config needs at least one [[curriculum]] stage")
+    config = TrainConfig(
+        ppo=_section(PPOConfig, raw.get("ppo", {}), "ppo"),
+        eval=_section(EvalConfig, raw.get("eval", {}), "eval"),
+        curriculum=stages,
+    )
+    biggest = max(max(s.jobs[1], s.flexible_jobs[1]) for s in stages)
+    if biggest > config.ppo.rows:
+        raise ConfigError(
+            f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
+        )
+    return config

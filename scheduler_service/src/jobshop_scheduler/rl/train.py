@@ -1,0 +1,154 @@
+"""PPO training with a size curriculum, greedy evaluation against the legacy rules, best-model
+checkpointing and a progress bar. `schedctl train` is the command-line front end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv
+from tqdm import tqdm
+
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.heuristics.dispatch import dispatch_arrays, makespan_of
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.rl.config import TrainConfig
+from jobshop_scheduler.rl.env import JobShopEnv
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.policy import JobScorerPolicy
+from jobshop_scheduler.rl.sampling import CurriculumSampler, random_taillard
+
+BASELINE_RULES = ("spt", "mor", "mwkr")
+
+
+@dataclass(frozen=True)
+class ValidationCase:
+    name: str
+    problem: CompiledProblem
+    best_rule: int  # makespan of the best legacy rule on it
+
+
+def best_rule_makespan(cp: CompiledProblem, rules: tuple[str, ...] = BASELINE_RULES) -> int:
+    return min(makespan_of(cp, *dispatch_arrays(cp, rule)) for rule in rules)
+
+
+def validation_set(config: TrainConfig) -> list[ValidationCase]:
+    """Fixed instances, disjoint from the benchmark (Taillard's seeds are never drawn here)."""
+    rng = np.random.default_rng(config.eval.seed)
+    problems = [
+        (f"val-15x15-{i}", random_taillard(rng, (15, 15), (15, 15)))
+        for i in range(config.eval.classic)
+    ]
+    problems += [
+        (f"val-flex40-{i}", production_like(40, seed=config.eval.seed + i))
+        for i in range(config.eval.flexible)
+    ]
+    cases = []
+    for name, problem in problems:
+        cp = compile_problem(problem)
+        cases.append(ValidationCase(name, cp, best_rule_makespan(cp)))
+    return cases
+
+
+def evaluate(scorer: FastScorer, cases: list[ValidationCase]) -> float:
+    """Mean makespan ratio greedy PPO / best legacy rule (below 1 beats the rules)."""
+    ratios = [greedy_schedule(c.problem, scorer).makespan / c.best_rule for c in cases]
+    return float(np.mean(ratios))
+
+
+class TrainingMonitor(BaseCallback):
+    """Curriculum stage switches, periodic evaluation with best-model saving, a progress bar."""
+
+    def __init__(
+        self, config: TrainConfig, sampler: CurriculumSampler, out_dir: Path, quiet: bool
+    ) -> None:
+        super().__init__()
+        self.config, self.sampler, self.out_dir = config, sampler, out_dir
+        self.cases = validation_set(config)
+        self.best = float("inf")
+        self.history: list[dict[str, Any]] = []
+        self.bar = tqdm(total=config.ppo.total_timesteps, unit="step", disable=quiet)
+        self._next_eval = 0
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        progress = self.num_timesteps / self.config.ppo.total_timesteps
+        if self.sampler.advance_to(progress):
+            self.bar.write(f"curriculum: {self.sampler.stage}")
+        if self.num_timesteps >= self._next_eval:
+            self._next_eval += self.config.eval.every
+            self._evaluate()
+        return True
+
+    def _evaluate(self) -> None:
+        scorer = FastScorer.from_state_dict(self.model.policy.state_dict())
+        ratio = evaluate(scorer, self.cases)
+        self.history.append({"timesteps": self.num_timesteps, "ratio_to_best_rule": ratio})
+        if ratio < self.best:
+            self.best = ratio
+            self.model.save(self.out_dir / "best_model.zip")
+        self.bar.set_postfix(val_ratio=f"{ratio:.4f}", best=f"{self.best:.4f}")
+
+    def _on_training_end(self) -> None:
+        self._evaluate()
+        self.bar.close()
+
+
+def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
+    p = config.ppo
+    env = DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs)
+    env.seed(p.seed)
+    return MaskablePPO(
+        JobScorerPolicy,
+        env,
+        policy_kwargs={"hidden": p.hidden, "ortho_init": True},
+        n_steps=p.n_steps,
+        batch_size=p.batch_size,
+        n_epochs=p.n_epochs,
+        learning_rate=p.learning_rate,
+        gamma=p.gamma,
+        gae_lambda=p.gae_lambda,
+        ent_coef=p.ent_coef,
+        clip_range=p.clip_range,
+        seed=p.seed,
+        verbose=0,
+        device="cpu",
+    )
+
+
+def train(config: TrainConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
+    """Train, keep the best validation checkpoint as final_model.zip, return a summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.ppo.torch_threads)
+    set_random_seed(config.ppo.seed)
+    sampler = CurriculumSampler(list(config.curriculum))
+    model = build_model(config, sampler)
+    monitor = TrainingMonitor(config, sampler, out_dir, quiet)
+    started = time.monotonic()
+    model.learn(total_timesteps=config.ppo.total_timesteps, callback=monitor)
+    wall = time.monotonic() - started
+    best = out_dir / "best_model.zip"
+    final = out_dir / "final_model.zip"
+    best.replace(final)  # the checkpoint that did best on validation is the one shipped
+    with (out_dir / "eval_history.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["timesteps", "ratio_to_best_rule"])
+        writer.writeheader()
+        writer.writerows(monitor.history)
+    summary = {
+        "config": config.as_dict(),
+        "timesteps": int(model.num_timesteps),
+        "wall_seconds": round(wall, 1),
+        "best_validation_ratio_to_best_rule": monitor.best,
+        "torch_threads": config.ppo.torch_threads,
+    }
+    (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

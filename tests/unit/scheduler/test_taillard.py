@@ -1,0 +1,96 @@
+"""Taillard's generator must reproduce the published instances bit for bit."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.instances import (
+    TAILLARD,
+    best_known,
+    load_taillard,
+    taillard,
+    taillard_arrays,
+)
+from jobshop_scheduler.instances.taillard import _Lcg
+
+pytestmark = pytest.mark.unit
+
+# First job of ta01 as printed in Taillard (1993): durations, then 1-based machines.
+TA01_JOB1_DURATIONS = [94, 66, 10, 53, 26, 15, 65, 82, 10, 27, 93, 92, 96, 70, 83]
+TA01_JOB1_MACHINES = [7, 13, 5, 8, 4, 3, 11, 12, 9, 15, 10, 14, 6, 1, 2]
+
+
+def _assert_classic_shape(problem: Problem, n_jobs: int, n_machines: int) -> None:
+    """n jobs, each visiting every machine exactly once with a duration in 1..99."""
+    assert len(problem.machines) == n_machines
+    assert len(problem.jobs) == n_jobs
+    for job in problem.jobs:
+        assert len(job.operations) == n_machines
+        assert all(len(op.alternatives) == 1 for op in job.operations)
+        visited = [op.alternatives[0].machine_id for op in job.operations]
+        assert sorted(visited) == sorted(problem.machines)
+        assert all(1 <= op.alternatives[0].duration <= 99 for op in job.operations)
+
+
+def test_lcg_is_park_miller_minimal_standard() -> None:
+    rng = _Lcg(1)
+    rng.unif(0, 0)
+    assert rng.seed == 16807
+    rng.unif(0, 0)
+    assert rng.seed == 282475249
+    with pytest.raises(ValueError, match="seed"):
+        _Lcg(0)
+
+
+def test_ta01_first_job_matches_the_paper() -> None:
+    spec = TAILLARD["ta01"]
+    durations, orders = taillard_arrays(15, 15, spec.time_seed, spec.machine_seed)
+    assert durations[0] == TA01_JOB1_DURATIONS
+    assert [k + 1 for k in orders[0]] == TA01_JOB1_MACHINES
+
+
+def test_ta01_problem_ids_and_shape() -> None:
+    problem = load_taillard("ta01")
+    assert problem.request_id == "ta01"
+    assert problem.machines == tuple(f"M{k}" for k in range(1, 16))
+    assert [job.id for job in problem.jobs] == [f"J{j}" for j in range(1, 16)]
+    first = problem.jobs[0]
+    assert [op.id for op in first.operations] == [f"J1-{k}" for k in range(1, 16)]
+    assert [op.alternatives[0].duration for op in first.operations] == TA01_JOB1_DURATIONS
+    assert [op.alternatives[0].machine_id for op in first.operations] == [
+        f"M{k}" for k in TA01_JOB1_MACHINES
+    ]
+    assert all(job.release_time == 0 and job.due_date is None for job in problem.jobs)
+    _assert_classic_shape(problem, 15, 15)
+
+
+@pytest.mark.parametrize("name", sorted(TAILLARD))
+def test_every_registered_instance_generates(name: str) -> None:
+    spec = TAILLARD[name]
+    problem = load_taillard(name)
+    _assert_classic_shape(problem, spec.n_jobs, spec.n_machines)
+    assert best_known(name) == spec.best_known
+    # A job's work is a lower bound on the makespan, and the best known is one.
+    longest_job = max(sum(op.alternatives[0].duration for op in j.operations) for j in problem.jobs)
+    assert longest_job <= spec.best_known
+
+
+def test_registry_covers_the_two_families() -> None:
+    small = [f"ta{k:02d}" for k in range(1, 11)]
+    large = [f"ta{k}" for k in range(71, 81)]
+    assert sorted(TAILLARD) == small + large
+    assert {TAILLARD[n][:2] for n in small} == {(15, 15)}
+    assert {TAILLARD[n][:2] for n in large} == {(100, 20)}
+
+
+def test_generation_is_deterministic_and_seed_dependent() -> None:
+    assert taillard(5, 4, 123, 456) == taillard(5, 4, 123, 456)
+    assert taillard(5, 4, 123, 456) != taillard(5, 4, 124, 456)
+
+
+def test_unknown_instance_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="ta01"):
+        load_taillard("ta99")
+    with pytest.raises(KeyError, match="unknown"):
+        best_known("ft10")
