@@ -46,6 +46,8 @@ __all__ = [
     "canonical_json",
     "dump_snapshot",
     "load_problem",
+    "problem_from_document",
+    "read_document",
     "policy_from_dict",
     "problem_from_dict",
     "problem_sha256",
@@ -262,15 +264,24 @@ def snapshot_from_dict(d: object) -> Problem:
     return problem
 
 
-def load_problem(path: str | os.PathLike[str]) -> Problem:
-    """Read a request or a snapshot file (told apart by the snapshot's ``format`` key)."""
+def read_document(path: str | os.PathLike[str]) -> object:
+    """The parsed JSON of a request or snapshot file."""
     try:
-        doc = json.loads(Path(path).read_bytes())
+        return json.loads(Path(path).read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProblemFormatError("", f"not valid JSON: {exc}") from exc
+
+
+def problem_from_document(doc: object) -> Problem:
+    """A request or a snapshot, told apart by the snapshot's ``format`` key."""
     if isinstance(doc, dict) and "format" in doc:
         return snapshot_from_dict(doc)
     return problem_from_dict(doc)
+
+
+def load_problem(path: str | os.PathLike[str]) -> Problem:
+    """Read a request or a snapshot file."""
+    return problem_from_document(read_document(path))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -40,6 +40,9 @@ from jobshop_scheduler.domain.model import Problem, Schedule
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 
 RULES: tuple[str, ...] = ("spt", "mor", "mwkr", "fifo", "edd")
+# The legacy system's rule, the baseline every answer is compared with and the fallback: the
+# strongest single rule on every benchmark set (see docs/benchmark.md).
+LEGACY_RULE = "mwkr"
 _ALIASES = {"mopnr": "mor"}
 
 Alternatives = tuple[tuple[int, int], ...]

@@ -2,7 +2,8 @@
 
 Observation: a (max_jobs, N_FEATURES) table, one row per job (rows past the instance are zero);
 action: a job index, masked to the non-delay candidates (`action_masks()`, as MaskablePPO
-expects). Reward: minus the increase of the makespan lower bound, scaled by the mean job work,
+expects; an unmasked agent's invalid choice is replaced by the first candidate and reported in
+`info["invalid_action"]`). Reward: minus the increase of the makespan lower bound, scaled by the mean job work,
 so an episode's return is -(makespan - initial bound) / scale: maximising return minimises the
 makespan, with a signal at every step.
 """
@@ -18,7 +19,7 @@ from numpy.typing import NDArray
 
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
+from jobshop_scheduler.rl.features import FEATURE_BOUND, N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.state import ShopState
 
 ENV_ID = "JobShopDispatch-v0"
@@ -42,7 +43,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         self._fixed = _compiled(problem) if problem is not None else None
         self.max_jobs = max_jobs
         self.observation_space = gym.spaces.Box(
-            low=-np.inf, high=np.inf, shape=(max_jobs, N_FEATURES), dtype=np.float32
+            low=-FEATURE_BOUND, high=FEATURE_BOUND, shape=(max_jobs, N_FEATURES), dtype=np.float32
         )
         self.action_space = gym.spaces.Discrete(max_jobs)
         self.state: ShopState | None = None
@@ -75,11 +76,17 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         self, action: np.int64 | int
     ) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         assert self.state is not None and self._scales is not None
-        self.state.dispatch(int(action))
+        info: dict[str, Any] = {}
+        job = int(action)
+        if not (0 <= job < self.state.cp.n_jobs and self.state.candidates[job]):
+            # Masked agents never do this; for any other agent the env stays total: the first
+            # candidate is dispatched instead and the substitution is reported.
+            info["invalid_action"] = job
+            job = int(np.flatnonzero(self.state.candidates)[0])
+        self.state.dispatch(job)
         bound = self.state.lower_bound()
         reward = -(bound - self._bound) / self._scales.work
         self._bound = bound
-        info: dict[str, Any] = {}
         if self.state.done:
             info["makespan"] = self.state.makespan
         return self._observe(), float(reward), self.state.done, False, info

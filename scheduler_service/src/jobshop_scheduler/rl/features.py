@@ -36,6 +36,7 @@ FEATURES = (
     "time_progress",  # t* / initial lower bound
 )
 N_FEATURES = len(FEATURES)
+FEATURE_BOUND = 1e4  # observation space bounds; values are clipped into them
 _UNUSABLE = np.int64(2**48)
 
 
@@ -110,5 +111,5 @@ def job_features(state: ShopState, scales: FeatureScales, rows: int) -> FloatArr
             np.full_like(duration, state.t_star / scales.horizon),
         ],
         axis=1,
-    ).astype(np.float32)
+    ).clip(-FEATURE_BOUND, FEATURE_BOUND)
     return table

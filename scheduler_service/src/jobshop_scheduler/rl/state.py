@@ -81,7 +81,7 @@ class ShopState:
 
     def dispatch(self, job: int) -> None:
         """Place the next operation of a candidate job at t*."""
-        if not self.candidates[job]:
+        if not (0 <= job < self.cp.n_jobs and self.candidates[job]):
             raise ValueError(f"job index {job} is not a candidate at t*={self.t_star}")
         op = int(self.next_op[job])
         machine, duration = self.machine_for(job)

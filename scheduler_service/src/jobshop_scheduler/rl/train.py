@@ -15,7 +15,7 @@ import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from tqdm import tqdm
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
@@ -60,7 +60,9 @@ def validation_set(config: TrainConfig) -> list[ValidationCase]:
 
 
 def evaluate(scorer: FastScorer, cases: list[ValidationCase]) -> float:
-    """Mean makespan ratio greedy PPO / best legacy rule (below 1 beats the rules)."""
+    """Mean makespan ratio greedy PPO / best legacy rule (below 1 beats the rules); NaN if none."""
+    if not cases:
+        return float("nan")
     ratios = [greedy_schedule(c.problem, scorer).makespan / c.best_rule for c in cases]
     return float(np.mean(ratios))
 
@@ -92,7 +94,12 @@ class TrainingMonitor(BaseCallback):
     def _evaluate(self) -> None:
         scorer = FastScorer.from_state_dict(self.model.policy.state_dict())
         ratio = evaluate(scorer, self.cases)
-        self.history.append({"timesteps": self.num_timesteps, "ratio_to_best_rule": ratio})
+        episodes = [info["r"] for info in self.model.ep_info_buffer or []]
+        self.history.append({
+            "timesteps": self.num_timesteps,
+            "ratio_to_best_rule": ratio,
+            "mean_episode_return": float(np.mean(episodes)) if episodes else float("nan"),
+        })
         if ratio < self.best:
             self.best = ratio
             self.model.save(self.out_dir / "best_model.zip")
@@ -105,7 +112,9 @@ class TrainingMonitor(BaseCallback):
 
 def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
     p = config.ppo
-    env = DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs)
+    env = VecMonitor(
+        DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs)
+    )
     env.seed(p.seed)
     return MaskablePPO(
         JobScorerPolicy,
@@ -138,9 +147,12 @@ def train(config: TrainConfig, out_dir: Path, quiet: bool = False) -> dict[str, 
     wall = time.monotonic() - started
     best = out_dir / "best_model.zip"
     final = out_dir / "final_model.zip"
-    best.replace(final)  # the checkpoint that did best on validation is the one shipped
+    if best.exists():
+        best.replace(final)  # the checkpoint that did best on validation is the one shipped
+    else:
+        model.save(final)  # no validation set: the last weights
     with (out_dir / "eval_history.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["timesteps", "ratio_to_best_rule"])
+        writer = csv.DictWriter(fh, fieldnames=list(monitor.history[0]))
         writer.writeheader()
         writer.writerows(monitor.history)
     summary = {

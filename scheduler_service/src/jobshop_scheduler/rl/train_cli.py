@@ -1,0 +1,69 @@
+"""`schedctl train`: train a policy from a config and ship it with its model card."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+
+from jobshop_scheduler.rl.config import ConfigError, load_config
+from jobshop_scheduler.rl.model_store import (
+    DEFAULT_MODEL_DIR,
+    MODEL_NAME,
+    ModelCard,
+    code_series,
+    feature_schema,
+    sha256_of,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path,
+                        help="training TOML (default: the shipped recipe, rl/default_train.toml)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR,
+                        help="folder for final_model.zip and model_card.json (default: %(default)s)")
+    parser.add_argument("--timesteps", type=int, help="override ppo.total_timesteps")
+    parser.add_argument("--seed", type=int, help="override ppo.seed")
+    parser.add_argument("--model-version", help="version for the model card "
+                        "(default: the date and the first 8 hex digits of the model's sha256)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jobshop_scheduler.rl.train import train  # noqa: PLC0415 - imports torch
+
+    try:
+        config = load_config(args.config)
+    except (ConfigError, OSError) as exc:
+        print(f"schedctl train: {exc}")
+        return 2
+    ppo = config.ppo
+    if args.timesteps is not None:
+        ppo = dataclasses.replace(ppo, total_timesteps=args.timesteps)
+    if args.seed is not None:
+        ppo = dataclasses.replace(ppo, seed=args.seed)
+    config = dataclasses.replace(config, ppo=ppo)
+    summary = train(config, args.out, quiet=args.quiet)
+    write_card(args.out, summary, args.model_version)
+    print(f"model written to {args.out / MODEL_NAME} "
+          f"(validation ratio to best rule {summary['best_validation_ratio_to_best_rule']:.4f}, "
+          f"{summary['wall_seconds']:.0f} s)")
+    return 0
+
+
+def write_card(out: Path, summary: dict[str, object], version: str | None) -> ModelCard:
+    digest = sha256_of(out / MODEL_NAME)
+    now = dt.datetime.now(dt.UTC)
+    card = ModelCard(
+        version=version or f"{now:%Y.%m.%d}-{digest[:8]}",
+        sha256=digest,
+        feature_schema=feature_schema(),
+        code_series=code_series(),
+        created_at=now.isoformat(timespec="seconds"),
+        training={**summary, "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only"},
+    )
+    card.write(out)
+    return card

@@ -1,0 +1,223 @@
+"""The quality benchmark: selection, references and gaps, tables, output files, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobshop_scheduler.bench import quality
+from jobshop_scheduler.bench.quality import METHODS, PPO, Instance, Row, Summary
+from jobshop_scheduler.domain.validator import ValidationReport, Violation
+from jobshop_scheduler.heuristics.dispatch import RULES
+from jobshop_scheduler.instances import best_known, load_taillard
+from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, LoadedModel, ModelCard
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def scorer() -> FastScorer:
+    """Untrained weights: the benchmark must work, and PPO plans be valid, whatever they are."""
+    from sb3_contrib import MaskablePPO  # noqa: PLC0415 - torch only for this module
+
+    from jobshop_scheduler.rl.env import JobShopEnv  # noqa: PLC0415
+    from jobshop_scheduler.rl.policy import JobScorerPolicy  # noqa: PLC0415
+
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=20)
+    model = MaskablePPO(JobScorerPolicy, env, n_steps=64, batch_size=64, device="cpu", seed=0)
+    return FastScorer.from_state_dict(model.policy.state_dict())
+
+
+@pytest.fixture(scope="module")
+def outcome(scorer: FastScorer) -> tuple[list[Row], list[str]]:
+    instances = quality.select_instances(["ta01-10", "production"], production_count=2, quick=True)
+    return quality.benchmark(instances, scorer)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    quality.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_select_instances_full_and_quick() -> None:
+    full = quality.select_instances(quality.SETS, production_count=20, production_seed=5)
+    assert [i.name for i in full[:10]] == [f"ta{k:02d}" for k in range(1, 11)]
+    assert [i.name for i in full[10:20]] == [f"ta{k}" for k in range(71, 81)]
+    assert [i.seed for i in full[20:]] == list(range(5, 25))
+    quick = quality.select_instances(quality.SETS, quick=True)
+    assert [i.name for i in quick] == [
+        "ta01",
+        "ta02",
+        "ta03",
+        "ta71",
+        "prod-s0",
+        "prod-s1",
+        "prod-s2",
+    ]
+    assert quality.select_instances(["production", "production"], production_count=1) == [
+        Instance("production", "prod-s0", 0)
+    ]
+
+
+def test_every_method_on_every_instance(outcome: tuple[list[Row], list[str]]) -> None:
+    rows, errors = outcome
+    assert errors == []  # untrained PPO plans still pass the validator
+    instances = ["ta01", "ta02", "ta03", "prod-s0", "prod-s1"]
+    assert sorted((r.instance, r.method) for r in rows) == sorted(
+        (i, m) for i in instances for m in METHODS
+    )
+    assert all(r.makespan > 0 and r.seconds > 0 for r in rows)
+
+
+def test_taillard_gap_against_best_known(outcome: tuple[list[Row], list[str]]) -> None:
+    rows, _ = outcome
+    mwkr = next(r for r in rows if (r.instance, r.method) == ("ta01", "mwkr"))
+    assert (mwkr.makespan, mwkr.reference) == (1491, 1231)
+    assert mwkr.gap == pytest.approx(1491 / 1231 - 1) == pytest.approx(0.21121, abs=1e-5)
+    for row in rows:
+        if row.set == "ta01-10":
+            assert row.reference == best_known(row.instance)
+            assert row.gap == pytest.approx(row.makespan / row.reference - 1)
+
+
+def test_production_gap_against_best_rule(outcome: tuple[list[Row], list[str]]) -> None:
+    rows, _ = outcome
+    for name in ("prod-s0", "prod-s1"):
+        mine = [r for r in rows if r.instance == name]
+        best_rule = min(r.makespan for r in mine if r.method in RULES)
+        assert {r.reference for r in mine} == {best_rule}
+        assert min(r.gap for r in mine if r.method in RULES) == 0.0
+        ppo = next(r for r in mine if r.method == PPO)
+        assert ppo.gap == pytest.approx(ppo.makespan / best_rule - 1)
+
+
+def _row(instance: str, method: str, makespan: int, seconds: float = 0.01) -> Row:
+    return Row("s", instance, method, makespan, 100, makespan / 100 - 1, seconds)
+
+
+def test_summary_wins_are_strict_and_gaps_in_percent() -> None:
+    rows = [
+        _row("a", "ppo", 100), _row("a", "spt", 110), _row("a", "mor", 120),
+        _row("b", "ppo", 130), _row("b", "spt", 120), _row("b", "mor", 120),  # tie: no winner
+    ]  # fmt: skip
+    summaries = {s.method: s for s in quality.summarise(rows)}
+    assert {m: s.wins for m, s in summaries.items()} == {"ppo": 1, "spt": 0, "mor": 0}
+    assert summaries["ppo"].mean_gap_pct == pytest.approx(15.0)
+    assert summaries["ppo"].max_gap_pct == pytest.approx(30.0)
+    assert summaries["spt"].mean_ms == pytest.approx(10.0)
+    assert summaries["mor"].instances == 2
+
+
+def test_table_and_verdict() -> None:
+    summaries = [
+        Summary("x", "ppo", 3, 5.0, 9.0, 12.0, 2),
+        Summary("x", "spt", 3, 8.0, 9.0, 1.0, 0),
+        Summary("x", "mor", 3, 6.0, 9.0, 1.0, 1),
+        Summary("y", "ppo", 3, 7.0, 9.0, 12.0, 0),
+        Summary("y", "mwkr", 3, 4.0, 9.0, 1.0, 3),
+    ]
+    table = quality.format_table("x", summaries).splitlines()
+    assert "mean gap %" in table[1] and "wins" in table[1]
+    assert [line.split()[0] for line in table[2:]] == ["ppo", "spt", "mor"]
+    assert table[2].split() == ["ppo", "5.00", "9.00", "12.0", "2"]
+    line = quality.verdict(summaries)
+    assert "x: yes (5.00% vs mor 6.00%)" in line
+    assert "y: no (7.00% vs mwkr 4.00%)" in line
+
+
+def test_output_files(outcome: tuple[list[Row], list[str]], tmp_path: Path) -> None:
+    rows, _ = outcome
+    out = tmp_path / "nested" / "bench"
+    quality.write_outputs(out, rows, quality.summarise(rows))
+    with (out / "results.csv").open() as fh:
+        results = list(csv.DictReader(fh))
+    assert list(results[0]) == [
+        "set",
+        "instance",
+        "method",
+        "makespan",
+        "reference",
+        "gap",
+        "seconds",
+    ]
+    assert len(results) == len(rows)
+    mwkr = next(r for r in results if (r["instance"], r["method"]) == ("ta01", "mwkr"))
+    assert math.isclose(float(mwkr["gap"]), 1491 / 1231 - 1)
+    with (out / "summary.csv").open() as fh:
+        summary = list(csv.DictReader(fh))
+    assert list(summary[0]) == [
+        "set", "method", "instances", "mean_gap_pct", "max_gap_pct", "mean_ms", "wins",
+    ]  # fmt: skip
+    assert len(summary) == 2 * len(METHODS)
+    png = (out / "gaps.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_missing_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = quality.run(
+        _args("--quick", "--model-dir", str(tmp_path / "nope"), "--out", str(tmp_path))
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "model file missing" in err and "nope" in err
+    assert not (tmp_path / "results.csv").exists()
+
+
+def _fake_model(scorer: FastScorer) -> LoadedModel:
+    card = ModelCard("test-0", "0" * 64, "schema", "0.1", "2024-01-01T00:00:00Z")
+    return LoadedModel(Path("fake/final_model.zip"), card, scorer)
+
+
+def test_run_quick_taillard(
+    scorer: FastScorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(quality, "load_model", lambda directory: _fake_model(scorer))
+    args = _args("--quick", "--sets", "ta01-10", "--quiet", "--out", str(tmp_path))
+    assert quality.run(args) == 0
+    out = capsys.readouterr().out
+    assert "ta01-10: 3 instances, gap vs best known" in out
+    assert all(f"  {method} " in out for method in METHODS)
+    assert "PPO beats the best single rule (mean gap): ta01-10: " in out
+    assert {p.name for p in tmp_path.iterdir()} == {"results.csv", "summary.csv", "gaps.png"}
+
+
+def test_invalid_ppo_schedule_exits_1(
+    scorer: FastScorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def broken(*_: Any) -> ValidationReport:
+        return ValidationReport((Violation("overlap", "two at once", "J1", "J1-01"),), 1, 0, 0, 0)
+
+    monkeypatch.setattr(quality, "load_model", lambda directory: _fake_model(scorer))
+    monkeypatch.setattr(quality, "validate", broken)
+    args = _args("--quick", "--sets", "ta01-10", "--quiet", "--out", str(tmp_path))
+    assert quality.run(args) == 1
+    err = capsys.readouterr().err
+    assert "ta01: invalid PPO schedule (1 violations): overlap J1/J1-01: two at once" in err
+
+
+def test_default_arguments() -> None:
+    args = _args()
+    assert args.sets == ["ta01-10", "ta71-80", "production"]
+    assert (args.production_count, args.production_seed, args.quick, args.quiet) == (
+        20,
+        0,
+        False,
+        False,
+    )
+    assert args.out == Path("out/benchmark")
+    assert args.model_dir == DEFAULT_MODEL_DIR
+    with pytest.raises(SystemExit):
+        _args("--production-count", "-1")
