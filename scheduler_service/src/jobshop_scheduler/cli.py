@@ -55,9 +55,14 @@ def _read_problem(path: Path) -> tuple[Problem, str]:
 def _print_plan(plan: Plan) -> None:
     gain = 1 - plan.schedule.makespan / plan.baseline_makespan if plan.baseline_makespan else 0.0
     print(f"request     {plan.problem.request_id or '-'}")
-    print(f"policy      {plan.policy_used}" + (f"  (fallback: {plan.fallback_reason})" if plan.fallback_reason else ""))
-    print(f"makespan    {plan.schedule.makespan}  (legacy {LEGACY_RULE}: {plan.baseline_makespan}, {gain:+.1%})")
-    print(f"completion  {plan.report.completion_rate:.3f}  utilisation {plan.report.mean_utilisation:.3f}")
+    fallback = f"  (fallback: {plan.fallback_reason})" if plan.fallback_reason else ""
+    report = plan.report
+    print(f"policy      {plan.policy_used}{fallback}")
+    print(
+        f"makespan    {plan.schedule.makespan}  "
+        f"(legacy {LEGACY_RULE}: {plan.baseline_makespan}, {gain:+.1%})"
+    )
+    print(f"completion  {report.completion_rate:.3f}  utilisation {report.mean_utilisation:.3f}")
     print(f"tardiness   {plan.report.total_tardiness} over {plan.report.tardy_jobs} tardy jobs")
     print(f"latency     {plan.latency_ms:.1f} ms  model {plan.model_version or '-'}")
 
@@ -106,10 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedule", help="schedule a request file and print the response")
     p.add_argument("file", type=Path, help="request JSON or snapshot (docs/request-format.md)")
     p.add_argument("--local", action="store_true", help="schedule in this process (no server)")
-    p.add_argument("--policy", choices=("auto", "ppo", "heuristic", *RULES),
-                   help="override the request's policy (default: the request's, else auto)")
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
-                   help="folder with final_model.zip and model_card.json (default: %(default)s)")
+    p.add_argument(
+        "--policy",
+        choices=("auto", "ppo", "heuristic", *RULES),
+        help="override the request's policy (default: the request's, else auto)",
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="folder with final_model.zip and model_card.json (default: %(default)s)",
+    )
     p.add_argument("--json", action="store_true", help="print the response JSON")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
     p.set_defaults(handler=cmd_schedule)
@@ -122,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from jobshop_scheduler.bench import quality  # noqa: PLC0415
 
-    p = sub.add_parser("benchmark", help="PPO vs the legacy rules on Taillard and production-like sets")
+    p = sub.add_parser(
+        "benchmark", help="PPO vs the legacy rules on Taillard and production-like sets"
+    )
     quality.add_arguments(p)
     p.set_defaults(handler=cmd_benchmark)
     return parser

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import dispatch_arrays, makespan_of
 from jobshop_scheduler.instances import load_taillard
@@ -25,8 +26,9 @@ def mwkr_choice(state: ShopState) -> int:
 
 
 def test_passes_gymnasium_env_checker() -> None:
-    sampler = CurriculumSampler([Stage(until=1.0, jobs=(3, 6), machines=(3, 5), flexible_share=0.5,
-                                       flexible_jobs=(3, 5))])
+    sampler = CurriculumSampler(
+        [Stage(until=1.0, jobs=(3, 6), machines=(3, 5), flexible_share=0.5, flexible_jobs=(3, 5))]
+    )
     check_env(JobShopEnv(sampler=sampler, max_jobs=8), skip_render_check=True)
 
 
@@ -38,9 +40,10 @@ def test_registered_id_makes_the_env() -> None:
     assert not obs[15:].any()  # padding rows are zero
 
 
-@pytest.mark.parametrize("problem", [load_taillard("ta01"), production_like(30, seed=4)],
-                         ids=["ta01", "flexible"])
-def test_mwkr_through_the_env_equals_the_dispatcher_and_return_telescopes(problem) -> None:
+@pytest.mark.parametrize(
+    "problem", [load_taillard("ta01"), production_like(30, seed=4)], ids=["ta01", "flexible"]
+)
+def test_mwkr_through_the_env_equals_the_dispatcher_and_return_telescopes(problem: Problem) -> None:
     env = JobShopEnv(problem=problem, max_jobs=64)
     _, info = env.reset(seed=0)
     total, done, steps = 0.0, False, 0
@@ -56,7 +59,7 @@ def test_mwkr_through_the_env_equals_the_dispatcher_and_return_telescopes(proble
     cp = compile_problem(problem)
     assert steps == cp.n_ops
     assert step_info["makespan"] == makespan_of(cp, *dispatch_arrays(cp, "mwkr"))
-    scale = env._scales.work  # type: ignore[union-attr]
+    scale = env._scales.work
     assert total == pytest.approx(-(step_info["makespan"] - info["lower_bound"]) / scale)
 
 

@@ -10,12 +10,13 @@ import pytest
 import torch
 from sb3_contrib import MaskablePPO
 
+from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import load_config
 from jobshop_scheduler.rl.env import JobShopEnv
-from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.sampling import Stage
 from jobshop_scheduler.rl.train import train
@@ -28,9 +29,10 @@ def untrained(rows: int, seed: int = 0) -> MaskablePPO:
     return MaskablePPO(JobScorerPolicy, env, n_steps=64, batch_size=64, seed=seed, device="cpu")
 
 
-@pytest.mark.parametrize("problem", [load_taillard("ta02"), production_like(40, seed=1)],
-                         ids=["ta02", "flexible40"])
-def test_fast_path_picks_the_same_actions_as_sb3_predict(problem) -> None:
+@pytest.mark.parametrize(
+    "problem", [load_taillard("ta02"), production_like(40, seed=1)], ids=["ta02", "flexible40"]
+)
+def test_fast_path_picks_the_same_actions_as_sb3_predict(problem: Problem) -> None:
     model = untrained(rows=64, seed=3)
     scorer = FastScorer.from_state_dict(model.policy.state_dict())
     env = JobShopEnv(problem=problem, max_jobs=64)
@@ -58,8 +60,16 @@ def test_tiny_training_run_learns(tmp_path: Path) -> None:
     base = load_config()
     config = dataclasses.replace(
         base,
-        ppo=dataclasses.replace(base.ppo, total_timesteps=6144, n_envs=4, n_steps=128,
-                                batch_size=256, learning_rate=1e-3, rows=8, torch_threads=1),
+        ppo=dataclasses.replace(
+            base.ppo,
+            total_timesteps=6144,
+            n_envs=4,
+            n_steps=128,
+            batch_size=256,
+            learning_rate=1e-3,
+            rows=8,
+            torch_threads=1,
+        ),
         eval=dataclasses.replace(base.eval, every=2048, classic=0, flexible=0),
         curriculum=(Stage(until=1.0, jobs=(6, 6), machines=(6, 6)),),
     )

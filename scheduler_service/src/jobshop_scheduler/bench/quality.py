@@ -221,7 +221,7 @@ def format_table(set_name: str, summaries: Sequence[Summary]) -> str:
     reference = "best rule per instance" if set_name == "production" else "best known"
     count = mine[0].instances if mine else 0
     lines = [
-        f"{set_name}: {count} instances, gap vs {reference}",
+        f"{set_name}: {count} instance{'' if count == 1 else 's'}, gap vs {reference}",
         f"  {'method':<8}{'mean gap %':>12}{'max gap %':>12}{'mean ms':>12}{'wins':>6}",
     ]
     lines += [
@@ -261,11 +261,13 @@ def plot_gaps(path: Path, summaries: Sequence[Summary]) -> None:
     width = 0.8 / len(METHODS)
     for i, method in enumerate(METHODS):
         xs = [k + (i - (len(METHODS) - 1) / 2) * width for k in range(len(sets))]
-        ax.bar(xs, [mean.get((s, method), 0.0) for s in sets], width, label=method)
+        bars = ax.bar(xs, [mean.get((s, method), 0.0) for s in sets], width, label=method)
+        ax.bar_label(bars, fmt="%.1f", fontsize=6)
     ax.set_xticks(range(len(sets)), sets)
     ax.set_ylabel("mean gap to reference (%)")
     ax.set_title("Makespan gap per method and instance set")
     ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.margins(y=0.2)  # headroom for the legend
     ax.legend(ncols=len(METHODS), fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -281,12 +283,12 @@ def write_outputs(out: Path, rows: Sequence[Row], summaries: Sequence[Summary]) 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the benchmark's options on a (sub)parser."""
     add = parser.add_argument
-    add("--sets", nargs="+", choices=list(SETS), default=list(SETS), help="default: all")
+    add("--sets", nargs="+", choices=list(SETS), default=list(SETS), help="default: all three")
     add("--quick", action="store_true", help="smoke subset: ta01-03, ta71, 3 production-like")
-    add("--production-count", type=_non_negative, default=20, help="default: 20")
-    add("--production-seed", type=int, default=0, help="seed of the first one (default 0)")
-    add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help=f"default: {DEFAULT_MODEL_DIR}")
-    add("--out", type=Path, default=Path("out/benchmark"), help="default: out/benchmark")
+    add("--production-count", type=_non_negative, default=20, help="default: %(default)s")
+    add("--production-seed", type=int, default=0, help="seed of the first one (default: 0)")
+    add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
+    add("--out", type=Path, default=Path("out/benchmark"), help="default: %(default)s")
     add("--quiet", action="store_true", help="no progress bar")
 
 

@@ -112,7 +112,9 @@ class CompiledProblem:
         latest_release = int(self.release_time.max()) if self.n_jobs else 0
         return latest_release + longest
 
-    def to_schedule(self, op_machine: Sequence[int], op_start: Sequence[int]) -> Schedule:
+    def to_schedule(
+        self, op_machine: Sequence[int] | np.ndarray, op_start: Sequence[int] | np.ndarray
+    ) -> Schedule:
         """Turn per-operation machine indices and start times back into domain Assignments."""
         machine_ids, op_ids, job_ids = self.machine_ids, self.op_ids, self.job_ids
         job_of = self.op_job.tolist()

@@ -3,9 +3,9 @@
 Observation: a (max_jobs, N_FEATURES) table, one row per job (rows past the instance are zero);
 action: a job index, masked to the non-delay candidates (`action_masks()`, as MaskablePPO
 expects; an unmasked agent's invalid choice is replaced by the first candidate and reported in
-`info["invalid_action"]`). Reward: minus the increase of the makespan lower bound, scaled by the mean job work,
-so an episode's return is -(makespan - initial bound) / scale: maximising return minimises the
-makespan, with a signal at every step.
+`info["invalid_action"]`). Reward: minus the increase of the makespan lower bound, scaled by the
+mean job work, so an episode's return is -(makespan - initial bound) / scale: maximising return
+minimises the makespan, with a signal at every step.
 """
 
 from __future__ import annotations

@@ -88,7 +88,9 @@ def check_model(directory: Path) -> ModelCard:
     card = ModelCard.read(directory)
     actual = sha256_of(model)
     if actual != card.sha256:
-        raise ModelError(f"checksum mismatch for {model}: file {actual[:12]}…, card {card.sha256[:12]}…")
+        raise ModelError(
+            f"checksum mismatch for {model}: file {actual[:12]}…, card {card.sha256[:12]}…"
+        )
     if card.feature_schema != feature_schema():
         raise ModelError(
             f"model {card.version} was trained on feature schema {card.feature_schema}; "
@@ -96,7 +98,8 @@ def check_model(directory: Path) -> ModelCard:
         )
     if card.code_series != code_series():
         raise ModelError(
-            f"model {card.version} is for code {card.code_series}.x; this is {jobshop_scheduler.__version__}"
+            f"model {card.version} is for code {card.code_series}.x; "
+            f"this is {jobshop_scheduler.__version__}"
         )
     return card
 

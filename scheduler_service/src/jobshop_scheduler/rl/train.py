@@ -95,11 +95,13 @@ class TrainingMonitor(BaseCallback):
         scorer = FastScorer.from_state_dict(self.model.policy.state_dict())
         ratio = evaluate(scorer, self.cases)
         episodes = [info["r"] for info in self.model.ep_info_buffer or []]
-        self.history.append({
-            "timesteps": self.num_timesteps,
-            "ratio_to_best_rule": ratio,
-            "mean_episode_return": float(np.mean(episodes)) if episodes else float("nan"),
-        })
+        self.history.append(
+            {
+                "timesteps": self.num_timesteps,
+                "ratio_to_best_rule": ratio,
+                "mean_episode_return": float(np.mean(episodes)) if episodes else float("nan"),
+            }
+        )
         if ratio < self.best:
             self.best = ratio
             self.model.save(self.out_dir / "best_model.zip")
@@ -112,9 +114,7 @@ class TrainingMonitor(BaseCallback):
 
 def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
     p = config.ppo
-    env = VecMonitor(
-        DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs)
-    )
+    env = VecMonitor(DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs))
     env.seed(p.seed)
     return MaskablePPO(
         JobScorerPolicy,

@@ -21,14 +21,24 @@ from jobshop_scheduler.rl.model_store import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path,
-                        help="training TOML (default: the shipped recipe, rl/default_train.toml)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR,
-                        help="folder for final_model.zip and model_card.json (default: %(default)s)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="training TOML (default: the shipped recipe, rl/default_train.toml)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="folder for final_model.zip and its card (default: %(default)s)",
+    )
     parser.add_argument("--timesteps", type=int, help="override ppo.total_timesteps")
     parser.add_argument("--seed", type=int, help="override ppo.seed")
-    parser.add_argument("--model-version", help="version for the model card "
-                        "(default: the date and the first 8 hex digits of the model's sha256)")
+    parser.add_argument(
+        "--model-version",
+        help="version for the model card "
+        "(default: the date and the first 8 hex digits of the model's sha256)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -48,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, ppo=ppo)
     summary = train(config, args.out, quiet=args.quiet)
     write_card(args.out, summary, args.model_version)
-    print(f"model written to {args.out / MODEL_NAME} "
-          f"(validation ratio to best rule {summary['best_validation_ratio_to_best_rule']:.4f}, "
-          f"{summary['wall_seconds']:.0f} s)")
+    print(
+        f"model written to {args.out / MODEL_NAME} "
+        f"(validation ratio to best rule {summary['best_validation_ratio_to_best_rule']:.4f}, "
+        f"{summary['wall_seconds']:.0f} s)"
+    )
     return 0
 
 

@@ -1,0 +1,76 @@
+"""`schedctl schedule --local`: the response JSON, policies, and precise errors on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobshop_scheduler.cli import main
+from jobshop_scheduler.domain.codec import load_problem
+from jobshop_scheduler.heuristics.dispatch import dispatch
+
+pytestmark = pytest.mark.unit
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "requests" / "small.json"
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    assert main(["schedule", str(EXAMPLE), "--local", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("rule", ["spt", "mor", "mwkr", "fifo", "edd"])
+def test_rule_response_matches_the_dispatcher(
+    capsys: pytest.CaptureFixture[str], rule: str
+) -> None:
+    response = run_json(capsys, "--policy", rule)
+    expected = dispatch(load_problem(EXAMPLE), rule)
+    assert response["makespan"] == expected.makespan
+    assert response["policy_used"] == rule
+    assert response["completion_rate"] == 1.0
+    assert response["unscheduled"] == []
+    assignments = response["assignments"]
+    assert isinstance(assignments, list)
+    assert len(assignments) == len(expected.assignments)
+    assert set(assignments[0]) == {"job_id", "operation_id", "machine_id", "start", "end"}
+
+
+def test_ppo_response_carries_model_and_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    response = run_json(capsys, "--policy", "ppo")
+    assert response["policy_used"] == "ppo"
+    assert response["model_version"]
+    assert response["baseline_makespan"] == dispatch(load_problem(EXAMPLE), "mwkr").makespan
+    assert response["completion_rate"] == 1.0
+
+
+def test_missing_model_falls_back_for_auto_and_fails_for_ppo(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    response = run_json(capsys, "--policy", "auto", "--model-dir", str(tmp_path))
+    assert response["policy_used"] == "mwkr"
+    args = ["schedule", str(EXAMPLE), "--local", "--policy", "ppo", "--model-dir", str(tmp_path)]
+    code = main(args)
+    assert code == 2
+    assert "model file missing" in capsys.readouterr().err
+
+
+def test_bad_field_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    request = json.loads(EXAMPLE.read_text())
+    request["jobs"][1]["operations"][0]["alternatives"][0]["duration"] = -4
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(request))
+    assert main(["schedule", str(bad), "--local"]) == 2
+    assert "jobs[1].operations[0].alternatives[0].duration" in capsys.readouterr().err
+
+
+def test_unreadable_inputs_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["schedule", str(tmp_path / "nope.json"), "--local"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert main(["schedule", str(broken), "--local"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert main(["schedule", str(EXAMPLE)]) == 2
+    assert "--local" in capsys.readouterr().err
