@@ -50,7 +50,9 @@ def test_select_instances_full_and_quick() -> None:
     full = quality.select_instances(quality.SETS, production_count=20, production_seed=5)
     assert [i.name for i in full[:10]] == [f"ta{k:02d}" for k in range(1, 11)]
     assert [i.name for i in full[10:20]] == [f"ta{k}" for k in range(71, 81)]
-    assert [i.seed for i in full[20:]] == list(range(5, 25))
+    assert [i.seed for i in full[20:40]] == list(range(5, 25))
+    assert [i.seed for i in full[40:]] == list(range(5, 25))
+    assert {i.set_name for i in full[40:]} == {"classic170x10"}
     quick = quality.select_instances(quality.SETS, quick=True)
     assert [i.name for i in quick] == [
         "ta01",
@@ -60,7 +62,12 @@ def test_select_instances_full_and_quick() -> None:
         "prod-s0",
         "prod-s1",
         "prod-s2",
+        "c170x10-s0",
+        "c170x10-s1",
+        "c170x10-s2",
     ]
+    large = quick[-1].problem()
+    assert (len(large.jobs), len(large.jobs[0].operations)) == (170, 10)
     assert quality.select_instances(["production", "production"], production_count=1) == [
         Instance("production", "prod-s0", 0)
     ]
@@ -210,7 +217,7 @@ def test_invalid_ppo_schedule_exits_1(
 
 def test_default_arguments() -> None:
     args = _args()
-    assert args.sets == ["ta01-10", "ta71-80", "production"]
+    assert args.sets == ["ta01-10", "ta71-80", "production", "classic170x10"]
     assert (args.production_count, args.production_seed, args.quick, args.quiet) == (
         20,
         0,
@@ -221,3 +228,25 @@ def test_default_arguments() -> None:
     assert args.model_dir == DEFAULT_MODEL_DIR
     with pytest.raises(SystemExit):
         _args("--production-count", "-1")
+
+
+def test_record_writes_the_evaluation_into_the_card(
+    scorer: FastScorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(quality, "load_model", lambda directory: _fake_model(scorer))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    args = _args("--quick", "--sets", "ta01-10", "--quiet", "--record")
+    args.out, args.model_dir = tmp_path / "out", model_dir
+    assert quality.run(args) == 0
+    card = ModelCard.read(model_dir)
+    assert card.version == "test-0"
+    evaluation = card.evaluation
+    assert evaluation["command"].startswith("schedctl benchmark --sets ta01-10")
+    ppo = evaluation["sets"]["ta01-10"][PPO]
+    assert ppo["instances"] == 3 and ppo["mean_gap_pct"] > 0
+    assert set(evaluation["sets"]["ta01-10"]) == set(METHODS)
+    assert "recorded the evaluation" in capsys.readouterr().out

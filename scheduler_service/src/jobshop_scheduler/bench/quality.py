@@ -1,7 +1,8 @@
 """Plan-quality benchmark (``schedctl benchmark``): PPO greedy against every dispatching rule.
 
 Instance sets: Taillard ta01-ta10 (15x15) and ta71-ta80 (100x20), referenced against their best
-known makespans, and seeded production-like flexible instances (170 jobs), referenced against the
+known makespans; seeded production-like flexible instances (170 jobs) and classic 170x10 shops
+drawn with Taillard's generator (the size of the latency target), both referenced against the
 best dispatching rule on each instance, since no proven optimum exists for them. The gap of a
 method on an instance is ``makespan / reference - 1``. Times are wall-clock seconds around the
 scheduling call only (compiling the problem and validating the plan are excluded). Every PPO plan
@@ -19,13 +20,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import datetime as dt
+import os
+import platform
 import statistics
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
@@ -38,6 +45,7 @@ from jobshop_scheduler.instances import TAILLARD, load_taillard
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, ModelError, load_model
+from jobshop_scheduler.rl.sampling import random_taillard
 
 PPO = "ppo"
 METHODS: tuple[str, ...] = (PPO, *RULES)
@@ -45,10 +53,13 @@ SETS: dict[str, tuple[str, ...]] = {
     "ta01-10": tuple(f"ta{i:02d}" for i in range(1, 11)),
     "ta71-80": tuple(f"ta{i:02d}" for i in range(71, 81)),
     "production": (),  # generated: see select_instances
+    "classic170x10": (),  # generated: see select_instances
 }
+GENERATED = ("production", "classic170x10")
 QUICK_TAILLARD = {"ta01-10": 3, "ta71-80": 1}
 QUICK_PRODUCTION = 3
 PRODUCTION_JOBS = 170
+LARGE_CLASSIC = (170, 10)  # jobs, machines (= operations per job)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,10 @@ class Instance:
     def problem(self) -> Problem:
         if self.seed is None:
             return load_taillard(self.name)
+        if self.set_name == "classic170x10":
+            jobs, machines = LARGE_CLASSIC
+            rng = np.random.default_rng(self.seed)
+            return random_taillard(rng, (jobs, jobs), (machines, machines))
         return production_like(PRODUCTION_JOBS, seed=self.seed)
 
     @property
@@ -116,10 +131,11 @@ def select_instances(
     """The instances of the chosen sets, in set order; ``quick`` keeps a small smoke subset."""
     chosen: list[Instance] = []
     for set_name in dict.fromkeys(sets):
-        if set_name == "production":
+        if set_name in GENERATED:
             count = min(production_count, QUICK_PRODUCTION) if quick else production_count
             seeds = range(production_seed, production_seed + count)
-            chosen += [Instance(set_name, f"prod-s{seed}", seed) for seed in seeds]
+            prefix = "prod" if set_name == "production" else "c170x10"
+            chosen += [Instance(set_name, f"{prefix}-s{seed}", seed) for seed in seeds]
         else:
             names = SETS[set_name][: QUICK_TAILLARD[set_name]] if quick else SETS[set_name]
             chosen += [Instance(set_name, name) for name in names]
@@ -218,7 +234,7 @@ def summarise(rows: Sequence[Row]) -> list[Summary]:
 def format_table(set_name: str, summaries: Sequence[Summary]) -> str:
     """The table of one set, methods as rows."""
     mine = [s for s in summaries if s.set == set_name]
-    reference = "best rule per instance" if set_name == "production" else "best known"
+    reference = "best rule per instance" if set_name in GENERATED else "best known"
     count = mine[0].instances if mine else 0
     lines = [
         f"{set_name}: {count} instance{'' if count == 1 else 's'}, gap vs {reference}",
@@ -280,16 +296,47 @@ def write_outputs(out: Path, rows: Sequence[Row], summaries: Sequence[Summary]) 
     plot_gaps(out / "gaps.png", summaries)
 
 
+def card_evaluation(summaries: Sequence[Summary], args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark as the model card keeps it: per set and method, gaps and time."""
+    command = ["schedctl", "benchmark", "--sets", *args.sets]
+    command += ["--production-count", str(args.production_count)]
+    command += ["--production-seed", str(args.production_seed)] + (
+        ["--quick"] if args.quick else []
+    )
+    table: dict[str, dict[str, dict[str, float | int]]] = {}
+    for s in summaries:
+        table.setdefault(s.set, {})[s.method] = {
+            "instances": s.instances,
+            "mean_gap_pct": round(s.mean_gap_pct, 2),
+            "max_gap_pct": round(s.max_gap_pct, 2),
+            "mean_ms": round(s.mean_ms, 1),
+            "wins": s.wins,
+        }
+    return {
+        "command": " ".join(command),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "reference": "best known makespan (Taillard sets), best rule per instance (generated sets)",
+        "sets": table,
+    }
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the benchmark's options on a (sub)parser."""
     add = parser.add_argument
-    add("--sets", nargs="+", choices=list(SETS), default=list(SETS), help="default: all three")
-    add("--quick", action="store_true", help="smoke subset: ta01-03, ta71, 3 production-like")
-    add("--production-count", type=_non_negative, default=20, help="default: %(default)s")
+    add("--sets", nargs="+", choices=list(SETS), default=list(SETS), help="default: all")
+    add("--quick", action="store_true", help="smoke subset: ta01-03, ta71, 3 of each generated set")
+    add(
+        "--production-count",
+        type=_non_negative,
+        default=20,
+        help="instances per generated set (production, classic170x10; default: %(default)s)",
+    )
     add("--production-seed", type=int, default=0, help="seed of the first one (default: 0)")
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add("--out", type=Path, default=Path("out/benchmark"), help="default: %(default)s")
     add("--quiet", action="store_true", help="no progress bar")
+    add("--record", action="store_true", help="write the results into the model card")
 
 
 def _non_negative(text: str) -> int:
@@ -316,6 +363,9 @@ def run(args: argparse.Namespace) -> int:
         print(verdict(summaries))
     write_outputs(Path(args.out), rows, summaries)
     print(f"wrote results.csv, summary.csv and gaps.png to {args.out}")
+    if args.record and not errors:
+        card = dataclasses.replace(model.card, evaluation=card_evaluation(summaries, args))
+        print(f"recorded the evaluation in {card.write(Path(args.model_dir))}")
     for error in errors:
         print(f"ERROR {error}", file=sys.stderr)
     return 1 if errors else 0

@@ -2,34 +2,48 @@
 
 Serving does not need torch's autograd machinery or SB3's fixed observation padding: the scorer's
 weights are independent of the number of rows, so this path scores exactly the jobs of the
-request. `verify_against` checks it picks the same actions as SB3's own predict.
+request. A test checks it picks the same actions as SB3's own predict.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from jobshop_scheduler.heuristics.compiled import CompiledProblem
-from jobshop_scheduler.rl.features import FeatureScales, job_features
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, fill_features
 from jobshop_scheduler.rl.state import ShopState
 
 F32 = NDArray[np.float32]
 
 
+def _ones() -> F32:
+    return np.ones(1024, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class FastScorer:
-    w1: F32
-    b1: F32
+    """`policy.JobScorer`'s weights, rearranged for the serving loop.
+
+    The loop runs one small forward pass per dispatch, where NumPy's per-call overhead rivals
+    the arithmetic, so the layout saves calls: the first bias is folded into the weights
+    through the always-one `present` column, the score layer is split into its job and
+    context halves, and the mean over jobs is a vector product with a ones buffer.
+    """
+
+    w1: F32  # (features, width), the first bias folded into row 0
     w2: F32
     b2: F32
-    s1: F32
+    s1_job: F32
+    s1_context: F32
     c1: F32
-    s2: F32
-    c2: F32
+    s2: F32  # (width,)
+    c2: float
+    ones: F32 = field(default_factory=_ones)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> FastScorer:
@@ -40,37 +54,66 @@ class FastScorer:
             array = value.detach().cpu().numpy() if hasattr(value, "detach") else value
             return np.ascontiguousarray(np.asarray(array, dtype=np.float32).T)
 
+        w1, w2, s1 = get("embed.0.weight"), get("embed.2.weight"), get("score.0.weight")
+        w1[0] += get("embed.0.bias")  # column 0 ("present") is 1.0 on every active row
+        width = w2.shape[1]
         return cls(
-            w1=get("embed.0.weight"), b1=get("embed.0.bias"),
-            w2=get("embed.2.weight"), b2=get("embed.2.bias"),
-            s1=get("score.0.weight"), c1=get("score.0.bias"),
-            s2=get("score.2.weight"), c2=get("score.2.bias"),
+            w1=w1, w2=w2, b2=get("embed.2.bias"),
+            s1_job=np.ascontiguousarray(s1[:width]), s1_context=np.ascontiguousarray(s1[width:]),
+            c1=get("score.0.bias"), s2=np.ascontiguousarray(get("score.2.weight")[:, 0]),
+            c2=float(get("score.2.bias")[0]),
         )  # fmt: skip
 
-    def logits(self, table: F32, rows: NDArray[np.int64]) -> F32:
-        """Logits of `rows` of a job table (the shop context uses every present row)."""
-        present = table[:, 0] > 0
-        emb = np.tanh(np.tanh(table[present] @ self.w1 + self.b1) @ self.w2 + self.b2)
-        mean = emb.mean(axis=0) if len(emb) else np.zeros(self.w2.shape[1], dtype=np.float32)
-        index = np.cumsum(present) - 1
-        picked = emb[index[rows]]
-        hidden = picked @ self.s1[: emb.shape[1]] + (mean @ self.s1[emb.shape[1] :] + self.c1)
-        out: F32 = (np.tanh(hidden) @ self.s2 + self.c2)[:, 0]
+    def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
+        """Logits of rows `picked` of a table of active jobs (the context is their mean)."""
+        n = active.shape[0]
+        emb = active @ self.w1
+        np.tanh(emb, out=emb)
+        emb = emb @ self.w2
+        emb += self.b2
+        np.tanh(emb, out=emb)
+        ones = self.ones[:n] if n <= len(self.ones) else np.ones(n, dtype=np.float32)
+        context = (ones @ emb) @ self.s1_context
+        hidden = emb[picked] @ self.s1_job
+        hidden += context * np.float32(1.0 / max(n, 1)) + self.c1
+        np.tanh(hidden, out=hidden)
+        out: F32 = (hidden @ self.s2 + np.float32(self.c2)).astype(np.float32, copy=False)
         return out
 
-    def choose(self, state: ShopState, scales: FeatureScales) -> int:
+    def choose(
+        self, state: ShopState, scales: FeatureScales, buffers: Buffers | None = None
+    ) -> int:
         """The greedy action: the best-scored candidate, ties to the lowest job index."""
-        table = job_features(state, scales, state.cp.n_jobs)
         candidates = np.flatnonzero(state.candidates)
         if len(candidates) == 1:
             return int(candidates[0])
-        return int(candidates[int(np.argmax(self.logits(table, candidates)))])
+        table, rows = buffers or Buffers.for_jobs(state.cp.n_jobs)
+        n = fill_features(state, scales, table, rows)
+        scores = self.logits(table[:n], rows[: len(candidates)])
+        return int(candidates[int(np.argmax(scores))])
+
+
+class Buffers(NamedTuple):
+    """Scratch arrays reused across the steps of one pass."""
+
+    table: F32
+    candidate_rows: NDArray[np.int64]
+
+    @classmethod
+    def for_jobs(cls, n_jobs: int) -> Buffers:
+        return cls(np.empty((n_jobs, N_FEATURES), np.float32), np.empty(n_jobs, np.int64))
 
 
 def greedy_schedule(cp: CompiledProblem, scorer: FastScorer) -> ShopState:
     """Dispatch every operation with the scorer; the finished state holds the schedule."""
     state = ShopState(cp)
     scales = FeatureScales(state)
+    buffers = Buffers.for_jobs(cp.n_jobs)
     while not state.done:
-        state.dispatch(scorer.choose(state, scales))
+        state.dispatch(scorer.choose(state, scales, buffers))
     return state
+
+
+def warm_up(scorer: FastScorer) -> None:
+    """Load (or compile) the numba kernels now, so the first real request does not wait."""
+    greedy_schedule(compile_problem(production_like(3, seed=0)), scorer)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from jobshop_scheduler.rl import kernels
 from jobshop_scheduler.rl.state import ShopState
 
 FloatArray = NDArray[np.float32]
+FEATURE_BOUND = kernels.FEATURE_BOUND
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 FEATURES = (
     "present",  # job still has operations (0 on finished and padding rows)
@@ -36,8 +39,8 @@ FEATURES = (
     "time_progress",  # t* / initial lower bound
 )
 N_FEATURES = len(FEATURES)
-FEATURE_BOUND = 1e4  # observation space bounds; values are clipped into them
-_UNUSABLE = np.int64(2**48)
+if N_FEATURES != kernels.N_COLUMNS:
+    raise ImportError(f"{N_FEATURES} feature names for {kernels.N_COLUMNS} computed columns")
 
 
 class FeatureScales:
@@ -51,65 +54,31 @@ class FeatureScales:
         self.horizon = float(max(state.lower_bound(), 1))
 
 
-def _machine_columns(state: ShopState, jobs: NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
-    """For each active job: (t* - free time, remaining load) of the machine it would take."""
+def fill_features(
+    state: ShopState,
+    scales: FeatureScales,
+    out: FloatArray,
+    candidate_rows: NDArray[np.int64] | None = None,
+) -> int:
+    """Write the table into `out` in place; return its row count.
+
+    Without `candidate_rows`: row j is job j, finished jobs as zero rows (the environment's
+    observation). With it: only active jobs, compacted, and their candidates' rows filled in.
+    """
     cp = state.cp
-    ops = state.next_op[jobs]
-    start = state.est[jobs][:, None]
-    usable = cp.eligible[ops] & (state.machine_free[None, :] <= start)
-    # shortest duration first, then lowest machine index: the rule state.machine_for applies
-    cost = np.where(usable, cp.duration_matrix[ops] * (cp.n_machines + 1), _UNUSABLE)
-    machine = np.argmin(cost + np.arange(cp.n_machines)[None, :], axis=1)
-    idle = (state.t_star - state.machine_free[machine]).astype(np.float32)
-    load = state.machine_load[machine].astype(np.float32)
-    return idle, load
+    compact = candidate_rows is not None
+    rows = kernels.features(
+        state.next_op, state.end_op, cp.job_op_start, state.job_ready, state.est, state.active,
+        state.candidates, state.machine_free, state.machine_load, cp.eligible, cp.duration_matrix,
+        cp.op_min_duration, cp.work_from, cp.due_date, cp.priority, state.t_star,
+        state.scheduled / max(cp.n_ops, 1), scales.duration, scales.ops, scales.work,
+        scales.horizon, out, compact, _NO_ROWS if candidate_rows is None else candidate_rows,
+    )  # fmt: skip
+    return int(rows)
 
 
 def job_features(state: ShopState, scales: FeatureScales, rows: int) -> FloatArray:
     """(rows, N_FEATURES) table; jobs beyond the instance and finished jobs are zero rows."""
-    cp = state.cp
     table = np.zeros((rows, N_FEATURES), dtype=np.float32)
-    jobs = np.flatnonzero(state.active)
-    if jobs.size == 0:
-        return table
-    ops = state.next_op[jobs]
-    last = state.end_op[jobs]
-    total_ops = (cp.job_op_start[jobs + 1] - cp.job_op_start[jobs]).astype(np.float32)
-    ops_left = (last - ops).astype(np.float32)
-    work_left = cp.work_from[ops].astype(np.float32)
-    duration = cp.op_min_duration[ops].astype(np.float32)
-    has_next = ops + 1 < last
-    next_duration = np.where(has_next, cp.op_min_duration[np.minimum(ops + 1, cp.n_ops - 1)], 0)
-    candidate = state.candidates[jobs]
-    idle, load = _machine_columns(state, jobs)
-    cand_work = work_left[candidate].max(initial=1.0)
-    cand_ops = ops_left[candidate].max(initial=1.0)
-    cand_dur = duration[candidate].min(initial=1.0)
-    due = cp.due_date[jobs]
-    slack = np.where(np.isfinite(due), (due - state.t_star - work_left) / scales.work, 0.0)
-
-    d, w = scales.duration, scales.work
-    table[jobs] = np.stack(
-        [
-            np.ones_like(duration),
-            candidate.astype(np.float32),
-            (state.est[jobs] - state.t_star) / d,
-            duration / d,
-            next_duration / d,
-            work_left / w,
-            ops_left / scales.ops,
-            1.0 - ops_left / np.maximum(total_ops, 1.0),
-            idle / d,
-            load / w,
-            work_left / max(cand_work, 1.0),
-            ops_left / max(cand_ops, 1.0),
-            cand_dur / np.maximum(duration, 1.0),
-            (state.t_star - state.job_ready[jobs]) / d,
-            np.clip(slack, -5.0, 5.0),
-            cp.priority[jobs] / 3.0,
-            np.full_like(duration, state.scheduled / max(cp.n_ops, 1)),
-            np.full_like(duration, state.t_star / scales.horizon),
-        ],
-        axis=1,
-    ).clip(-FEATURE_BOUND, FEATURE_BOUND)
+    fill_features(state, scales, table)
     return table

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jobshop_scheduler
-from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.fast_policy import FastScorer, warm_up
 from jobshop_scheduler.rl.features import FEATURES
 
 CARD_NAME = "model_card.json"
@@ -118,4 +118,5 @@ def load_model(directory: Path = DEFAULT_MODEL_DIR) -> LoadedModel:
     except Exception as exc:
         raise ModelError(f"stable-baselines3 cannot load {directory / MODEL_NAME}: {exc}") from exc
     scorer = FastScorer.from_state_dict(sb3_model.policy.state_dict())
+    warm_up(scorer)
     return LoadedModel(directory / MODEL_NAME, card, scorer)

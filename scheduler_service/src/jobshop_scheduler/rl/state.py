@@ -18,10 +18,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem
+from jobshop_scheduler.rl import kernels
 
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
-NO_MACHINE = np.iinfo(np.int64).max // 4
 
 
 class ShopState:
@@ -45,6 +45,9 @@ class ShopState:
             weights=cp.op_min_duration[single],
             minlength=cp.n_machines,
         ).astype(np.int64)
+        self.est: IntArray = np.empty(cp.n_jobs, dtype=np.int64)
+        self.active: BoolArray = np.empty(cp.n_jobs, dtype=np.bool_)
+        self.candidates: BoolArray = np.empty(cp.n_jobs, dtype=np.bool_)
         self._refresh()
 
     @property
@@ -53,14 +56,12 @@ class ShopState:
 
     def _refresh(self) -> None:
         """Recompute per-job earliest starts, t* and the candidate mask."""
-        cp = self.cp
-        self.active: BoolArray = self.next_op < self.end_op
-        ops = np.minimum(self.next_op, cp.n_ops - 1) if cp.n_ops else self.next_op
-        free = np.where(cp.eligible[ops], self.machine_free[None, :], NO_MACHINE).min(axis=1)
-        est = np.maximum(self.job_ready, free)
-        self.est: IntArray = np.where(self.active, est, NO_MACHINE)
-        self.t_star = int(self.est.min()) if self.active.any() else self.makespan
-        self.candidates: BoolArray = self.active & (self.est == self.t_star)
+        self.t_star = int(
+            kernels.refresh(
+                self.next_op, self.end_op, self.job_ready, self.machine_free, self.cp.eligible,
+                self.makespan, self.est, self.active, self.candidates,
+            )
+        )  # fmt: skip
 
     def lower_bound(self) -> int:
         cp = self.cp
@@ -73,25 +74,24 @@ class ShopState:
     def machine_for(self, job: int) -> tuple[int, int]:
         """(machine, duration) the job's next operation takes if dispatched now."""
         op = int(self.next_op[job])
-        start = int(self.est[job])
-        return min(
-            ((k, p) for k, p in self.cp.alternatives[op] if self.machine_free[k] <= start),
-            key=lambda kp: (kp[1], kp[0]),
+        cp = self.cp
+        machine = int(
+            kernels.machine_for(
+                op, self.est[job], self.machine_free, cp.duration_matrix, cp.eligible
+            )
         )
+        return machine, int(cp.duration_matrix[op, machine])
 
     def dispatch(self, job: int) -> None:
         """Place the next operation of a candidate job at t*."""
         if not (0 <= job < self.cp.n_jobs and self.candidates[job]):
             raise ValueError(f"job index {job} is not a candidate at t*={self.t_star}")
-        op = int(self.next_op[job])
-        machine, duration = self.machine_for(job)
-        start = self.t_star
-        end = start + duration
-        self.op_machine[op], self.op_start[op] = machine, start
-        self.machine_free[machine] = self.job_ready[job] = end
-        if self._single_machine[op] >= 0:
-            self.machine_load[machine] -= int(self.cp.op_min_duration[op])
-        self.next_op[job] = op + 1
+        cp = self.cp
+        end = kernels.place(
+            job, self.t_star, self.next_op, self.job_ready, self.est, self.machine_free,
+            self.machine_load, self._single_machine, cp.duration_matrix, cp.eligible,
+            cp.op_min_duration, self.op_machine, self.op_start,
+        )  # fmt: skip
         self.scheduled += 1
-        self.makespan = max(self.makespan, end)
+        self.makespan = max(self.makespan, int(end))
         self._refresh()
