@@ -80,3 +80,21 @@ def test_too_many_jobs_for_the_table_is_an_error() -> None:
     env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=10)
     with pytest.raises(ValueError, match="15 jobs"):
         env.reset(seed=0)
+
+
+def test_busy_machines_delay_both_dispatchers_alike() -> None:
+    """A batch after an earlier one: its machines start busy, in the state as in the rules."""
+    problem = production_like(25, seed=9)
+    busy = {problem.machines[0]: 400, problem.machines[-1]: 150}
+    cp = compile_problem(problem, machine_ready=busy)
+    op_machine, op_start = dispatch_arrays(cp, "mwkr")
+    for machine, ready in busy.items():
+        k = cp.machine_index[machine]
+        assert all(s >= ready for m, s in zip(op_machine, op_start, strict=True) if m == k)
+    state = ShopState(cp)
+    while not state.done:
+        state.dispatch(mwkr_choice(state))
+    assert state.op_start.tolist() == op_start
+    assert state.op_machine.tolist() == op_machine
+    with pytest.raises(ValueError, match="unknown machines"):
+        compile_problem(problem, machine_ready={"nope": 3})

@@ -13,7 +13,7 @@ for the classic job shop and a lower bound otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,8 @@ class CompiledProblem:
     op_min_duration: IntArray
     op_mean_duration: FloatArray
     work_from: IntArray  # min-duration work of this operation and all later ones of its job
+    # Per machine: when it becomes available (0, or the end of an earlier batch's work on it).
+    machine_ready: IntArray
     request_id: str = ""
 
     @property
@@ -167,8 +169,21 @@ def _suffix_work(op_min: IntArray, job_op_start: IntArray) -> IntArray:
     return np.asarray(total - after_job, dtype=np.int64)
 
 
-def compile_problem(problem: Problem) -> CompiledProblem:
-    """Build the array form once; raise ValueError for ids or durations that cannot be scheduled."""
+def _machine_ready(problem: Problem, ready: Mapping[str, int]) -> IntArray:
+    unknown = set(ready) - set(problem.machines)
+    if unknown:
+        raise ValueError(f"machine_ready names unknown machines: {sorted(unknown)}")
+    return np.array([max(int(ready.get(m, 0)), 0) for m in problem.machines], dtype=np.int64)
+
+
+def compile_problem(
+    problem: Problem, machine_ready: Mapping[str, int] | None = None
+) -> CompiledProblem:
+    """Build the array form once; raise ValueError for ids or durations that cannot be scheduled.
+
+    `machine_ready` (machine id -> time) holds machines busy until then, as when a large request
+    is scheduled batch after batch.
+    """
     machine_index = _check_machines(problem)
     alternatives = _compile_alternatives(problem, machine_index)
     ops_per_job = [len(job.operations) for job in problem.jobs]
@@ -203,5 +218,6 @@ def compile_problem(problem: Problem) -> CompiledProblem:
         op_min_duration=_frozen(op_min),
         op_mean_duration=_frozen(op_mean),
         work_from=_frozen(_suffix_work(op_min, job_op_start)),
+        machine_ready=_frozen(_machine_ready(problem, machine_ready or {})),
         request_id=problem.request_id,
     )

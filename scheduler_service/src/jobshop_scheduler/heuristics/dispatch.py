@@ -103,7 +103,7 @@ class _Dispatcher:
         self.next_op = offsets[:-1]
         self.end_op = offsets[1:]
         self.ready: list[int] = cp.release_time.tolist()
-        self.free = [0] * cp.n_machines
+        self.free: list[int] = cp.machine_ready.tolist()
         self.op_machine = [0] * cp.n_ops
         self.op_start = [0] * cp.n_ops
         self.static = _static_keys(cp, rule)

@@ -32,7 +32,7 @@ class ShopState:
         self.next_op: IntArray = cp.job_op_start[:-1].copy()
         self.end_op: IntArray = cp.job_op_start[1:]
         self.job_ready: IntArray = cp.release_time.astype(np.int64).copy()
-        self.machine_free: IntArray = np.zeros(cp.n_machines, dtype=np.int64)
+        self.machine_free: IntArray = cp.machine_ready.copy()
         self.op_machine: IntArray = np.full(cp.n_ops, -1, dtype=np.int64)
         self.op_start: IntArray = np.full(cp.n_ops, -1, dtype=np.int64)
         self.scheduled = 0

@@ -1,0 +1,76 @@
+"""The planner: policy choice, batching of large requests, validation and fallback kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jobshop_scheduler.heuristics.dispatch import dispatch
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.planner import Planner, PolicyUnavailable, split_batches
+from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.model_store import LoadedModel, ModelCard
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedModel:
+    """Untrained weights: batching and validation must hold whatever the policy does."""
+    from sb3_contrib import MaskablePPO  # noqa: PLC0415 - torch only for this module
+
+    from jobshop_scheduler.instances import load_taillard  # noqa: PLC0415
+    from jobshop_scheduler.rl.env import JobShopEnv  # noqa: PLC0415
+    from jobshop_scheduler.rl.policy import JobScorerPolicy  # noqa: PLC0415
+
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=20)
+    ppo = MaskablePPO(JobScorerPolicy, env, n_steps=64, batch_size=64, device="cpu", seed=0)
+    card = ModelCard("test-1", "0" * 64, "schema", "0.1", "2026-01-01T00:00:00Z")
+    return LoadedModel(
+        Path("untrained.zip"), card, FastScorer.from_state_dict(ppo.policy.state_dict())
+    )
+
+
+def test_large_request_is_batched_and_still_valid(model: LoadedModel) -> None:
+    problem = production_like(45, seed=3)
+    plan = Planner(model, batch_size=20).plan(problem, "ppo")
+    assert plan.batches == 3
+    assert plan.policy_used == "ppo" and plan.fallback_kind == ""
+    assert plan.report.ok and plan.report.completion_rate == 1.0
+    assert len(plan.schedule.assignments) == problem.operation_count
+    whole = Planner(model, batch_size=170).plan(problem, "ppo")
+    assert whole.batches == 1 and whole.report.ok
+
+
+def test_batches_follow_release_then_due_date() -> None:
+    problem = production_like(30, seed=5)
+    batches = split_batches(problem, 7)
+    assert [len(b.jobs) for b in batches] == [7, 7, 7, 7, 2]
+    jobs = [job for b in batches for job in b.jobs]
+    assert sorted(j.id for j in jobs) == sorted(j.id for j in problem.jobs)
+    releases = [j.release_time for j in jobs]
+    assert releases == sorted(releases)
+
+
+def test_heuristic_and_fallback_kinds(model: LoadedModel) -> None:
+    problem = production_like(12, seed=2)
+    plan = Planner(None).plan(problem, "auto")
+    assert (plan.policy_used, plan.fallback_kind) == ("mwkr", "no_model")
+    assert plan.schedule.makespan == dispatch(problem, "mwkr").makespan
+    spt = Planner(model).plan(problem, "spt")
+    assert (spt.policy_used, spt.fallback_kind) == ("spt", "")
+    with pytest.raises(PolicyUnavailable):
+        Planner(None).plan(problem, "ppo")
+
+
+def test_policy_error_falls_back_to_the_legacy_rule(
+    model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_: object) -> None:
+        raise FloatingPointError("nan in logits")
+
+    monkeypatch.setattr("jobshop_scheduler.planner.greedy_schedule", explode)
+    plan = Planner(model).plan(production_like(10, seed=1), "auto")
+    assert (plan.policy_used, plan.fallback_kind) == ("mwkr", "policy_error")
+    assert "nan in logits" in plan.fallback_reason and plan.report.ok
