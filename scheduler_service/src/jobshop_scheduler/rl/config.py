@@ -19,6 +19,7 @@ class PPOConfig:
     batch_size: int = 512
     n_epochs: int = 4
     learning_rate: float = 3e-4
+    final_learning_rate: float | None = None  # linear decay to this at the end; None: constant
     gamma: float = 1.0
     gae_lambda: float = 0.95
     ent_coef: float = 0.01
@@ -33,7 +34,8 @@ class PPOConfig:
 class EvalConfig:
     every: int = 40_000
     classic: int = 6  # validation 15x15 random job shops (never the Taillard benchmark seeds)
-    flexible: int = 2  # validation production-like instances of 40 jobs
+    flexible: int = 2  # validation production-like instances ...
+    flexible_jobs: int = 40  # ... of this many jobs
     seed: int = 12345
 
 

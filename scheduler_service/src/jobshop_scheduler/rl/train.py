@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ def validation_set(config: TrainConfig) -> list[ValidationCase]:
         for i in range(config.eval.classic)
     ]
     problems += [
-        (f"val-flex40-{i}", production_like(40, seed=config.eval.seed + i))
+        (
+            f"val-flex{config.eval.flexible_jobs}-{i}",
+            production_like(config.eval.flexible_jobs, seed=config.eval.seed + i),
+        )
         for i in range(config.eval.flexible)
     ]
     cases = []
@@ -112,6 +116,17 @@ class TrainingMonitor(BaseCallback):
         self.bar.close()
 
 
+def learning_rate_schedule(start: float, end: float | None) -> float | Callable[[float], float]:
+    """Constant, or linear from `start` to `end` (late updates stop undoing what was learnt)."""
+    if end is None:
+        return start
+
+    def rate(progress_remaining: float) -> float:  # SB3 passes 1 at the start, 0 at the end
+        return end + (start - end) * progress_remaining
+
+    return rate
+
+
 def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
     p = config.ppo
     env = VecMonitor(DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs))
@@ -123,7 +138,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
         n_steps=p.n_steps,
         batch_size=p.batch_size,
         n_epochs=p.n_epochs,
-        learning_rate=p.learning_rate,
+        learning_rate=learning_rate_schedule(p.learning_rate, p.final_learning_rate),
         gamma=p.gamma,
         gae_lambda=p.gae_lambda,
         ent_coef=p.ent_coef,

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import os
 import platform
+import sys
 from pathlib import Path
 
 from jobshop_scheduler.rl.config import ConfigError, load_config
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except (ConfigError, OSError) as exc:
-        print(f"schedctl train: {exc}")
+        print(f"schedctl train: {exc}", file=sys.stderr)
         return 2
     ppo = config.ppo
     if args.timesteps is not None:
