@@ -1,4 +1,5 @@
-"""The per-job scorer policy: SB3 and the NumPy fast path agree, and a tiny training run learns."""
+"""The per-job scorer policy: SB3 and the NumPy fast path agree (`rl.parity`), and a tiny
+training run learns."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.sampling import Stage
 from jobshop_scheduler.rl.train import train
@@ -35,16 +37,20 @@ def untrained(rows: int, seed: int = 0) -> MaskablePPO:
 def test_fast_path_picks_the_same_actions_as_sb3_predict(problem: Problem) -> None:
     model = untrained(rows=64, seed=3)
     scorer = FastScorer.from_state_dict(model.policy.state_dict())
-    env = JobShopEnv(problem=problem, max_jobs=64)
-    obs, _ = env.reset(seed=0)
-    done, steps = False, 0
-    while not done:
-        assert env.state is not None and env._scales is not None
-        sb3_action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
-        assert int(sb3_action) == scorer.choose(env.state, env._scales)
-        obs, _, done, _, _ = env.step(int(sb3_action))
-        steps += 1
-    assert steps == compile_problem(problem).n_ops
+    report = check_parity(model, scorer, [problem], max_states=10**6)
+    assert report.ok, str(report)
+    assert report.states == compile_problem(problem).n_ops  # every state of the episode
+
+
+def test_parity_check_catches_a_scorer_that_disagrees() -> None:
+    model = untrained(rows=64, seed=3)
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    default = check_parity(model, scorer, max_states=60)
+    assert default.ok and default.states == 60
+    wrong = dataclasses.replace(scorer, s2=-scorer.s2)  # prefers what SB3 likes least
+    report = check_parity(model, wrong, max_states=60)
+    assert not report.ok and report.mismatches
+    assert "sb3 chose job" in str(report)
 
 
 def test_scorer_weights_do_not_depend_on_the_table_size() -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from jobshop_scheduler.domain.model import Job, Operation, Problem
 
 MAX_HORIZON = 10**9  # far beyond any plant horizon in minutes; guards int64 arithmetic downstream
+MAX_PRIORITY = 2**31 - 1  # the proto's int32; a JSON request must not overflow the arrays either
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,9 @@ def _check_alternatives(
         if alt.duration <= 0:
             msg = f"must be positive, got {alt.duration}"
             errors.append(ProblemError(f"{alt_path}.duration", msg))
+        elif alt.duration > MAX_HORIZON:
+            msg = f"{alt.duration} is over the horizon limit of {MAX_HORIZON}"
+            errors.append(ProblemError(f"{alt_path}.duration", msg))
 
 
 def _check_operations(
@@ -81,11 +85,15 @@ def _check_job_fields(job: Job, path: str, errors: list[ProblemError]) -> None:
     if job.release_time < 0:
         msg = f"must not be negative, got {job.release_time}"
         errors.append(ProblemError(f"{path}.release_time", msg))
+    elif job.release_time > MAX_HORIZON:
+        msg = f"{job.release_time} is over the horizon limit of {MAX_HORIZON}"
+        errors.append(ProblemError(f"{path}.release_time", msg))
     if job.due_date is not None and job.due_date < job.release_time:
         msg = f"{job.due_date} is before the release time {job.release_time}"
         errors.append(ProblemError(f"{path}.due_date", msg))
-    if job.priority < 1:
-        errors.append(ProblemError(f"{path}.priority", f"must be at least 1, got {job.priority}"))
+    if not 1 <= job.priority <= MAX_PRIORITY:
+        msg = f"must be from 1 to {MAX_PRIORITY}, got {job.priority}"
+        errors.append(ProblemError(f"{path}.priority", msg))
 
 
 def _check_jobs(problem: Problem, errors: list[ProblemError]) -> None:

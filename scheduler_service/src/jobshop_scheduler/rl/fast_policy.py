@@ -2,7 +2,8 @@
 
 Serving does not need torch's autograd machinery or SB3's fixed observation padding: the scorer's
 weights are independent of the number of rows, so this path scores exactly the jobs of the
-request. A test checks it picks the same actions as SB3's own predict.
+request. `rl.parity` checks that it picks the same actions as SB3's own predict (in the tests, and
+at server start-up).
 """
 
 from __future__ import annotations
@@ -87,10 +88,16 @@ class FastScorer:
         candidates = np.flatnonzero(state.candidates)
         if len(candidates) == 1:
             return int(candidates[0])
+        scores = self.candidate_scores(state, scales, buffers)
+        return int(candidates[int(np.argmax(scores))])
+
+    def candidate_scores(
+        self, state: ShopState, scales: FeatureScales, buffers: Buffers | None = None
+    ) -> F32:
+        """Logits of the candidate jobs, in job order."""
         table, rows = buffers or Buffers.for_jobs(state.cp.n_jobs)
         n = fill_features(state, scales, table, rows)
-        scores = self.logits(table[:n], rows[: len(candidates)])
-        return int(candidates[int(np.argmax(scores))])
+        return self.logits(table[:n], rows[: int(state.candidates.sum())])
 
 
 class Buffers(NamedTuple):

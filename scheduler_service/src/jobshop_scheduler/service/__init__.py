@@ -1,0 +1,1 @@
+"""The gRPC service's edges: API keys, auth interceptor, TLS, audit trail and structured logs."""

@@ -1,0 +1,124 @@
+"""`schedctl serve`: flags -> ``ServerConfig`` -> the server, until SIGTERM.
+
+Defaults come from the environment the operator sets on the pod (``SCHEDULER_TRACK``,
+``SCHEDULER_API_KEYS_FILE``), so the Deployment needs no per-track command line. Every
+start-up failure exits 2 with one line naming the flag or file at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
+from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE
+from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.service.config import (
+    DEFAULT_GRACE_S,
+    DEFAULT_MAX_JOBS,
+    DEFAULT_METRICS_PORT,
+    DEFAULT_PORT,
+    KEYS_ENV,
+    TRACK_ENV,
+    TRACKS,
+    ServerConfig,
+    resolve_track,
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="gRPC port (default: %(default)s)"
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help="Prometheus /metrics port; 0 picks a free one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="final_model.zip and its card; the server stays NOT_SERVING until they check out "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--track",
+        choices=TRACKS,
+        help=f"metric label of this deployment (default: ${TRACK_ENV}, else stable)",
+    )
+    p.add_argument(
+        "--keys",
+        type=Path,
+        default=os.environ.get(KEYS_ENV) or None,
+        help=f"API keys file, or a mounted Secret directory (default: ${KEYS_ENV})",
+    )
+    p.add_argument(
+        "--no-auth", action="store_true", help="serve without API keys (logged as a warning)"
+    )
+    p.add_argument("--tls-cert", type=Path, help="server certificate (PEM); enables TLS")
+    p.add_argument("--tls-key", type=Path, help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", type=Path, help="require client certificates signed by it")
+    p.add_argument("--audit-dir", type=Path, help="write the audit trail (audit.jsonl) here")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="jobs per PPO pass (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-jobs",
+        type=int,
+        default=DEFAULT_MAX_JOBS,
+        help="larger requests get INVALID_ARGUMENT (default: %(default)s)",
+    )
+    p.add_argument(
+        "--legacy-rule",
+        choices=RULES,
+        default=LEGACY_RULE,
+        help="baseline and fallback rule (default: %(default)s)",
+    )
+    p.add_argument("--mirror-config", type=Path, help="mirror config JSON (watched for changes)")
+    p.add_argument(
+        "--faults-file",
+        type=Path,
+        help="test fault injection; ignored unless SCHEDULER_ENABLE_FAULTS=1",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_S,
+        help="seconds calls in flight get to finish on SIGTERM (default: %(default)s)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="planner threads (default: %(default)s)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument(
+        "--log-format", choices=("json", "text"), default="json", help="default: %(default)s"
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The server config the flags describe; ConfigError names the flag at fault."""
+    return ServerConfig(
+        host=args.host, port=args.port, metrics_port=args.metrics_port,
+        model_dir=args.model_dir, track=resolve_track(args.track), keys_path=args.keys,
+        no_auth=args.no_auth, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca, audit_dir=args.audit_dir,
+        batch_size=args.batch_size, max_jobs=args.max_jobs, legacy_rule=args.legacy_rule,
+        mirror_config=args.mirror_config, faults_file=args.faults_file, grace_s=args.grace,
+        workers=args.workers,
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> None:
+    """Configure logging, then serve until a signal; start-up errors propagate to the CLI."""
+    from jobshop_scheduler.service.logs import configure_logging  # noqa: PLC0415
+    from jobshop_scheduler.service.server import run as run_server  # noqa: PLC0415
+
+    config = config_from_args(args)
+    configure_logging(args.log_level, json=args.log_format == "json")
+    asyncio.run(run_server(config))

@@ -1,0 +1,282 @@
+"""The Schedule RPC: check the request, plan it off the event loop, answer, account for it.
+
+Order matters. A request is refused as early as possible and with the most precise status: not
+ready (UNAVAILABLE), malformed (INVALID_ARGUMENT, naming every bad field by its path), already
+past its deadline (DEADLINE_EXCEEDED, without spending CPU on it). Planning is CPU-bound, so it
+runs in a thread pool; the event loop keeps answering health checks and other calls. Whatever
+happens, the call leaves one audit line and one log line, and an unexpected error reaches the
+client as a generic INTERNAL while its traceback stays in the server log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from jobshop_scheduler.api import pb, pb_grpc
+from jobshop_scheduler.domain.model import Problem, Schedule
+from jobshop_scheduler.domain.validator import (
+    ProblemError,
+    ScheduleInvalid,
+    unscheduled_jobs,
+    validate,
+    validate_problem,
+)
+from jobshop_scheduler.planner import Plan, Planner
+from jobshop_scheduler.rl.model_store import LoadedModel
+from jobshop_scheduler.service.audit import AuditTrail
+from jobshop_scheduler.service.auth import CLIENT_KEY_ID
+from jobshop_scheduler.service.convert import (
+    UnknownPolicy,
+    plan_to_pb,
+    policy_from_pb,
+    problem_from_pb,
+)
+from jobshop_scheduler.service.faults import (
+    FaultConfig,
+    FaultInjector,
+    pick_dropped_jobs,
+    should_fail,
+)
+from jobshop_scheduler.service.metrics import SchedulerMetrics
+from jobshop_scheduler.service.mirror import MIRRORED_FROM_HEADER, Mirror
+
+if TYPE_CHECKING:
+    Context = grpc.aio.ServicerContext[pb.ScheduleRequest, pb.ScheduleResponse]
+else:
+    Context = grpc.aio.ServicerContext
+
+log = logging.getLogger(__name__)
+
+INTERNAL_DETAILS = "internal error while scheduling; the server log has the details"
+MAX_SHOWN_ERRORS = 20
+MAX_ERROR_CHARS = 300
+MAX_DETAILS_CHARS = 4000  # grpc carries details in a header: keep well under its size limit
+
+
+class Refusal(Exception):
+    """A call answered with a non-OK status the client can act on."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _TooLate(Exception):
+    """The deadline passed while the request waited for a planner thread."""
+
+
+def invalid_details(errors: list[ProblemError]) -> str:
+    """INVALID_ARGUMENT details: each error as ``field.path[i]: message``, bounded in size."""
+    shown = [str(e)[:MAX_ERROR_CHARS] for e in errors[:MAX_SHOWN_ERRORS]]
+    more = len(errors) - len(shown)
+    text = "invalid request: " + "; ".join(shown) + (f"; ... and {more} more" if more else "")
+    return text[:MAX_DETAILS_CHARS]
+
+
+def drop_jobs(plan: Plan, fraction: float, seed: str) -> Plan:
+    """``plan`` with a fault's share of jobs removed from the answer, re-validated."""
+    dropped = pick_dropped_jobs([job.id for job in plan.problem.jobs], fraction, seed)
+    if not dropped:
+        return plan
+    kept = tuple(a for a in plan.schedule.assignments if a.job_id not in dropped)
+    schedule = Schedule(kept)
+    return dataclasses.replace(plan, schedule=schedule, report=validate(plan.problem, schedule))
+
+
+def _plan_unless_late(
+    planner: Planner, problem: Problem, policy: str, deadline: float | None
+) -> Plan:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise _TooLate  # do not start work nobody will receive
+    return planner.plan(problem, policy)
+
+
+def deadline_of(context: Any) -> float | None:
+    """The call's deadline on the monotonic clock; None when the client set none."""
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
+
+
+@dataclass
+class _Call:
+    """What one call's audit and log lines need, filled in as it proceeds."""
+
+    request: pb.ScheduleRequest
+    client: str
+    policy: str = ""
+    plan: Plan | None = None
+
+
+class SchedulerServicer(pb_grpc.SchedulerServicer):
+    """Serves Schedule once ``use_model`` was called (the readiness gate does that)."""
+
+    def __init__(
+        self,
+        *,
+        track: str,
+        metrics: SchedulerMetrics,
+        executor: Executor,
+        max_jobs: int,
+        legacy_rule: str,
+        batch_size: int,
+        audit: AuditTrail | None = None,
+        mirror: Mirror | None = None,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        self.track = track
+        self.metrics = metrics
+        self.executor = executor
+        self.max_jobs = max_jobs
+        self.legacy_rule = legacy_rule
+        self.batch_size = batch_size
+        self.audit = audit
+        self.mirror = mirror
+        self.faults = faults
+        self.planner: Planner | None = None
+
+    def use_model(self, model: LoadedModel) -> None:
+        self.planner = Planner(model, self.legacy_rule, self.batch_size)
+        self.metrics.set_model(model.card.version, model.card.sha256)
+
+    async def Schedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleResponse:
+        started = time.perf_counter()
+        call = _Call(request, CLIENT_KEY_ID.get())
+        try:
+            plan = await self._answer(call, deadline_of(context))
+        except Refusal as refusal:
+            self._finish(call, started, refusal.code, refusal.details)
+            await context.abort(refusal.code, refusal.details)
+        except asyncio.CancelledError:  # grpc cancels the handler at the client's deadline
+            remaining = context.time_remaining()
+            late = remaining is not None and remaining <= 0
+            code = grpc.StatusCode.DEADLINE_EXCEEDED if late else grpc.StatusCode.CANCELLED
+            self._finish(call, started, code, "call ended by the client or its deadline")
+            raise
+        except Exception as exc:
+            log.exception(
+                "Schedule failed", extra={"fields": {"request_id": request.request_id[:200]}}
+            )
+            self._finish(call, started, grpc.StatusCode.INTERNAL, type(exc).__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_DETAILS)
+        latency_ms = (time.perf_counter() - started) * 1000
+        response = plan_to_pb(plan, latency_ms)
+        self._finish(call, started, grpc.StatusCode.OK)
+        if self.mirror is not None and not _was_mirrored(context):
+            self.mirror.offer(request)  # O(1), never blocks: the shadow is fed after we answer
+        return response
+
+    async def _answer(self, call: _Call, deadline: float | None) -> Plan:
+        planner = self.planner
+        if planner is None:
+            raise Refusal(
+                grpc.StatusCode.UNAVAILABLE,
+                "the scheduler is not ready: its model has not passed the start-up checks",
+            )
+        try:
+            call.policy = policy_from_pb(call.request.policy)
+        except UnknownPolicy as exc:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details([exc.error])) from None
+        problem = problem_from_pb(call.request)
+        errors = validate_problem(problem, self.max_jobs)
+        if errors:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details(errors))
+        # A valid request's jobs count as requested; they count as scheduled only once answered,
+        # so server errors and blown deadlines lower the completion rate, client mistakes don't.
+        self.metrics.record_requested(len(problem.jobs))
+        faults = self.faults.current() if self.faults is not None else None
+        seed = call.request.request_id or uuid.uuid4().hex
+        if faults is not None and should_fail(seed, faults.error_rate):
+            raise Refusal(grpc.StatusCode.INTERNAL, "injected fault (test fault injection is on)")
+        plan = await self._plan(planner, problem, call.policy, deadline)
+        if not plan.report.ok:  # the planner guarantees this; an invalid plan never leaves
+            raise ScheduleInvalid(plan.report)
+        if faults is not None:
+            plan = await _inject(plan, faults, seed)
+        call.plan = plan
+        self._measure(plan)
+        return plan
+
+    async def _plan(
+        self, planner: Planner, problem: Problem, policy: str, deadline: float | None
+    ) -> Plan:
+        late = Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the answer")
+        if deadline is not None and deadline - time.monotonic() <= 0:
+            raise late
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(
+            self.executor, _plan_unless_late, planner, problem, policy, deadline
+        )
+        try:
+            if deadline is None:
+                return await work
+            return await asyncio.wait_for(work, timeout=max(deadline - time.monotonic(), 0.0))
+        except (TimeoutError, _TooLate):
+            raise late from None
+
+    def _measure(self, plan: Plan) -> None:
+        scheduled = len(plan.problem.jobs) - len(unscheduled_jobs(plan.problem, plan.report))
+        self.metrics.record_answer(
+            scheduled, plan.schedule.makespan, plan.baseline_makespan, plan.batches
+        )
+        self.metrics.record_fallback(plan.fallback_kind)
+
+    def _finish(self, call: _Call, started: float, code: grpc.StatusCode, detail: str = "") -> None:
+        """The call's audit line and log line."""
+        latency_ms = (time.perf_counter() - started) * 1000
+        plan, request = call.plan, call.request
+        policy = plan.policy_used if plan is not None else call.policy
+        model_version = plan.model_version if plan is not None else ""
+        makespan = plan.schedule.makespan if plan is not None else None
+        baseline = plan.baseline_makespan if plan is not None else None
+        if self.audit is not None:
+            self.audit.record(
+                request_id=request.request_id, client=call.client, track=self.track,
+                jobs=len(request.jobs), policy=policy, model_version=model_version,
+                makespan=makespan, baseline_makespan=baseline, latency_ms=latency_ms,
+                status=code, detail=detail,
+            )  # fmt: skip
+        fields: dict[str, Any] = {
+            "request_id": request.request_id[:200], "client": call.client, "track": self.track,
+            "shadow": self.track == "shadow", "code": code.name, "jobs": len(request.jobs),
+            "policy": policy, "makespan": makespan, "baseline_makespan": baseline,
+            "latency_ms": round(latency_ms, 3),
+        }  # fmt: skip
+        if plan is not None:
+            fields.update(
+                batches=plan.batches,
+                fallback=plan.fallback_kind,
+                completion_rate=plan.report.completion_rate,
+            )
+        if detail:
+            fields["detail"] = detail[:MAX_ERROR_CHARS]
+        if code is not grpc.StatusCode.OK:
+            log.info("schedule refused", extra={"fields": fields})
+        else:
+            log.info(
+                "shadow answer" if fields["shadow"] else "schedule answered",
+                extra={"fields": fields},
+            )
+
+
+async def _inject(plan: Plan, faults: FaultConfig, seed: str) -> Plan:
+    """Test faults: a slower answer, jobs missing from it."""
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if faults.drop_job_fraction:
+        plan = drop_jobs(plan, faults.drop_job_fraction, seed)
+    return plan
+
+
+def _was_mirrored(context: Any) -> bool:
+    """Calls that are themselves mirror copies are never mirrored on (no loops)."""
+    return any(key == MIRRORED_FROM_HEADER for key, _ in context.invocation_metadata() or ())

@@ -1,0 +1,227 @@
+"""Mirroring to real grpc.aio shadow servers on loopback: delivery, switch-off, dead and slow
+shadows, TLS. Config changes go through the file and the watcher, as in a pod."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from prometheus_client import CollectorRegistry
+
+from jobshop_scheduler.api import pb, pb_grpc
+from jobshop_scheduler.service.mirror import Mirror
+from jobshop_scheduler.service.tls import server_credentials
+from testbed.pki import CertificateAuthority
+from testbed.process import free_port
+
+pytestmark = pytest.mark.grpc
+
+TRACK = "stable"
+POLL_S = 0.05
+API_KEY = "0123abcd.mirror-test-key-that-must-never-appear-in-any-log-line"
+
+
+class RecordingShadow(pb_grpc.SchedulerServicer):
+    """Stand-in for the shadow scheduler: records what reaches it, optionally slowly."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.received: list[tuple[str, dict[str, str]]] = []
+
+    async def Schedule(
+        self, request: pb.ScheduleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ScheduleResponse:
+        metadata = {k: str(v) for k, v in context.invocation_metadata() or ()}
+        self.received.append((request.request_id, metadata))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return pb.ScheduleResponse(request_id=request.request_id)
+
+    def ids(self) -> list[str]:
+        return [request_id for request_id, _ in self.received]
+
+
+@dataclass
+class Shadow:
+    servicer: RecordingShadow
+    port: int
+    servers: list[grpc.aio.Server] = field(default_factory=list)
+
+
+async def serve(
+    servicer: RecordingShadow, credentials: grpc.ServerCredentials | None = None
+) -> Shadow:
+    server = grpc.aio.server()
+    pb_grpc.add_SchedulerServicer_to_server(servicer, server)
+    port = free_port()
+    if credentials is None:
+        server.add_insecure_port(f"127.0.0.1:{port}")
+    else:
+        server.add_secure_port(f"127.0.0.1:{port}", credentials)
+    await server.start()
+    return Shadow(servicer, port, [server])
+
+
+@pytest.fixture
+async def shadow() -> AsyncIterator[Shadow]:
+    running = await serve(RecordingShadow())
+    yield running
+    await running.servers[0].stop(grace=None)
+
+
+@pytest.fixture
+async def slow_shadow() -> AsyncIterator[Shadow]:
+    running = await serve(RecordingShadow(delay_s=0.5))
+    yield running
+    await running.servers[0].stop(grace=None)
+
+
+def write_config(path: Path, **config: Any) -> Path:
+    # Write-then-rename, as a ConfigMap update is atomic: the watcher never sees half a file.
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config))
+    tmp.replace(path)
+    return path
+
+
+def counts(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        outcome: registry.get_sample_value(
+            "scheduler_mirror_requests_total", {"track": TRACK, "outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("sent", "failed", "dropped")
+    }
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+def requests(prefix: str, n: int) -> list[pb.ScheduleRequest]:
+    return [
+        pb.ScheduleRequest(request_id=f"{prefix}-{i}", machines=[pb.Machine(id="M1")])
+        for i in range(n)
+    ]
+
+
+async def test_mirrors_with_metadata_then_stops_at_percent_0(
+    tmp_path: Path, shadow: Shadow, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    path = write_config(
+        tmp_path / "mirror.json",
+        target=f"127.0.0.1:{shadow.port}",
+        percent=100,
+        api_key_file=str(key_file),
+    )
+    registry = CollectorRegistry()
+    mirror = Mirror(path, registry, TRACK, poll_interval_s=POLL_S)
+    await mirror.start()
+    try:
+        assert all(mirror.offer(r) for r in requests("on", 20))
+        await wait_for(lambda: counts(registry)["sent"] == 20)
+        received = shadow.servicer.received
+        assert sorted(shadow.servicer.ids()) == sorted(f"on-{i}" for i in range(20))
+        for _, metadata in received:
+            assert metadata["x-mirrored-from"] == TRACK
+            assert metadata["x-api-key"] == API_KEY
+
+        write_config(path, percent=0)
+        await wait_for(lambda: mirror.config is None)
+        assert not any(mirror.offer(r) for r in requests("off", 20))
+        await asyncio.sleep(0.3)
+        assert len(shadow.servicer.received) == 20
+        assert counts(registry) == {"sent": 20, "failed": 0, "dropped": 0}
+    finally:
+        await mirror.stop()
+    assert all(API_KEY not in record.getMessage() for record in caplog.records)
+    assert API_KEY not in caplog.text
+
+
+async def test_dead_target_fails_quietly_and_offer_stays_fast(
+    tmp_path: Path, shadow: Shadow
+) -> None:
+    path = write_config(tmp_path / "mirror.json", target=f"127.0.0.1:{free_port()}", percent=100)
+    registry = CollectorRegistry()
+    mirror = Mirror(path, registry, TRACK, poll_interval_s=POLL_S)
+    await mirror.start()
+    try:
+        batch = requests("dead", 200)
+        started = time.perf_counter()
+        accepted = sum(mirror.offer(r) for r in batch)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 1.0  # a sanity bound that offer returned, not a performance claim
+        await wait_for(lambda: counts(registry)["failed"] + counts(registry)["dropped"] == 200)
+        assert counts(registry)["failed"] == accepted > 0
+        assert counts(registry)["sent"] == 0
+
+        # The workers survived the failures: pointing at a live shadow delivers again, on a new
+        # channel for the new target.
+        write_config(path, target=f"127.0.0.1:{shadow.port}", percent=100)
+        await wait_for(
+            lambda: mirror.config is not None and str(shadow.port) in mirror.config.target
+        )
+        assert all(mirror.offer(r) for r in requests("live", 5))
+        await wait_for(lambda: counts(registry)["sent"] == 5)
+        assert sorted(shadow.servicer.ids()) == sorted(f"live-{i}" for i in range(5))
+    finally:
+        await mirror.stop()
+
+
+async def test_slow_shadow_with_a_small_queue_drops(tmp_path: Path, slow_shadow: Shadow) -> None:
+    path = write_config(
+        tmp_path / "mirror.json", target=f"127.0.0.1:{slow_shadow.port}", percent=100
+    )
+    registry = CollectorRegistry()
+    mirror = Mirror(path, registry, TRACK, queue_size=2, workers=1, poll_interval_s=POLL_S)
+    await mirror.start()
+    try:
+        # Like request handlers, offer a request and yield to the loop between offers.
+        accepted = []
+        for request in requests("slow", 12):
+            accepted.append(mirror.offer(request))
+            await asyncio.sleep(0.01)
+        dropped = accepted.count(False)
+        assert dropped > 0
+        assert counts(registry)["dropped"] == dropped
+        await wait_for(lambda: counts(registry)["sent"] == accepted.count(True))
+        assert counts(registry)["failed"] == 0
+        assert registry.get_sample_value("scheduler_mirror_queue_depth", {"track": TRACK}) == 0
+    finally:
+        await mirror.stop()
+
+
+async def test_mirrors_over_tls(tmp_path: Path) -> None:
+    ca = CertificateAuthority(tmp_path / "pki")
+    cert = ca.issue("shadow", "127.0.0.1", ip_sans=("127.0.0.1",), server=True)
+    running = await serve(RecordingShadow(), server_credentials(cert.cert, cert.key))
+    path = write_config(
+        tmp_path / "mirror.json",
+        target=f"127.0.0.1:{running.port}",
+        percent=100,
+        tls_ca_file=str(ca.cert_path),
+    )
+    registry = CollectorRegistry()
+    mirror = Mirror(path, registry, TRACK, poll_interval_s=POLL_S)
+    await mirror.start()
+    try:
+        assert all(mirror.offer(r) for r in requests("tls", 3))
+        await wait_for(lambda: counts(registry)["sent"] == 3)
+        assert sorted(running.servicer.ids()) == ["tls-0", "tls-1", "tls-2"]
+    finally:
+        await mirror.stop()
+        await running.servers[0].stop(grace=None)

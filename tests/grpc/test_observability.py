@@ -1,0 +1,155 @@
+"""What the server tells the outside: the metric contract over plain HTTP and the audit trail."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+import pytest
+
+from jobshop_scheduler.api import pb_grpc
+from jobshop_scheduler.domain.codec import load_problem
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.service.audit import FILE_NAME
+from jobshop_scheduler.service.convert import problem_to_pb
+
+from .conftest import TRACK, MainServer
+
+pytestmark = pytest.mark.grpc
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "requests" / "small.json"
+CONTRACT = (
+    "scheduler_requests_total",
+    "scheduler_request_duration_seconds_bucket",
+    "scheduler_request_duration_seconds_count",
+    "scheduler_jobs_requested_total",
+    "scheduler_jobs_scheduled_total",
+    "scheduler_makespan_ratio_bucket",
+    "scheduler_batches_total",
+    "scheduler_fallback_total",
+    "scheduler_model_info",
+)
+
+
+Samples = dict[tuple[str, str], float]
+
+
+def scrape(url: str) -> Samples:
+    """(series name, label text) -> value, from the text exposition format."""
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        assert reply.status == 200
+        text = reply.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"([a-z_]+)\{(.*)\} (\S+)", line)
+        if match:
+            samples[(match[1], match[2])] = float(match[3])
+    return samples
+
+
+def settled(url: str, ready: Callable[[Samples], bool]) -> Samples:
+    """A scrape once ``ready`` holds: a call's status reaches the client a moment before the
+    server's bookkeeping after it, so an immediate scrape may miss the last call."""
+    deadline = time.monotonic() + 10
+    samples = scrape(url)
+    while not ready(samples) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        samples = scrape(url)
+    return samples
+
+
+def value(samples: Samples, name: str, *labels: str) -> float:
+    return sum(
+        v for (n, text), v in samples.items() if n == name and all(x in text for x in labels)
+    )
+
+
+def send(main_server: MainServer, metadata: tuple[tuple[str, str], ...], jobs: int = 8) -> None:
+    with grpc.insecure_channel(main_server.address) as channel:
+        stub = pb_grpc.SchedulerStub(channel)
+        stub.Schedule(
+            problem_to_pb(production_like(jobs, seed=jobs)), metadata=metadata, timeout=30
+        )
+
+
+def test_metrics_endpoint_serves_the_contract_with_the_track(main_server: MainServer) -> None:
+    before = scrape(main_server.metrics_url)
+    send(main_server, main_server.auth)
+    with pytest.raises(grpc.RpcError):
+        send(main_server, ())  # UNAUTHENTICATED: counted, even though no handler ran
+    with pytest.raises(grpc.RpcError):
+        send(main_server, main_server.auth, jobs=400)  # INVALID_ARGUMENT: over max_jobs
+    codes = ("OK", "UNAUTHENTICATED", "INVALID_ARGUMENT")
+
+    def counted(samples: Samples, code: str) -> float:
+        return value(samples, "scheduler_requests_total", f'code="{code}"')
+
+    after = settled(
+        main_server.metrics_url,
+        lambda now: all(counted(now, c) == counted(before, c) + 1 for c in codes),
+    )
+    track = f'track="{TRACK}"'
+    for name in CONTRACT:
+        assert any(n == name and track in labels for n, labels in after), name
+    assert all(track in labels for n, labels in after if n.startswith("scheduler_")), "track"
+    for code in codes:
+        assert counted(after, code) == counted(before, code) + 1, code
+    for name in ("scheduler_jobs_requested_total", "scheduler_jobs_scheduled_total"):
+        assert value(after, name) == value(before, name) + 8, name
+    assert value(after, "scheduler_makespan_ratio_count") == (
+        value(before, "scheduler_makespan_ratio_count") + 1
+    )
+    assert value(after, "scheduler_model_info", 'version="test-tiny-1"') == 1
+    assert value(after, "scheduler_fallback_total", 'reason="no_model"') == 0  # preset at zero
+    assert any(n == "scheduler_mirror_requests_total" for n, _ in after)  # one shared registry
+
+
+def test_large_requests_count_batch_events(main_server: MainServer) -> None:
+    before = scrape(main_server.metrics_url)
+    send(main_server, main_server.auth, jobs=250)  # 170 + 80: two batches
+    after = settled(
+        main_server.metrics_url,
+        lambda now: (
+            value(now, "scheduler_batches_total") > value(before, "scheduler_batches_total")
+        ),
+    )
+    assert value(after, "scheduler_batches_total") == value(before, "scheduler_batches_total") + 2
+
+
+def read_audit(directory: Path) -> list[dict[str, object]]:
+    lines = []
+    for path in sorted(directory.glob(f"{FILE_NAME}*")):
+        lines += [json.loads(line) for line in path.read_text().splitlines()]
+    return lines
+
+
+def test_audit_trail_records_calls_by_key_id_rotates_and_holds_no_key(
+    main_server: MainServer,
+) -> None:
+    problem = load_problem(EXAMPLE)
+    request = problem_to_pb(problem)
+    with grpc.insecure_channel(main_server.address) as channel:
+        stub = pb_grpc.SchedulerStub(channel)
+        for i in range(25):
+            request.request_id = f"audit-{i}"
+            stub.Schedule(request, metadata=main_server.auth, timeout=30)
+        request.jobs[0].operations[0].alternatives[0].duration = -1
+        request.request_id = "audit-invalid"
+        with pytest.raises(grpc.RpcError):
+            stub.Schedule(request, metadata=main_server.auth, timeout=30)
+    assert (main_server.audit_dir / f"{FILE_NAME}.1").is_file(), "the trail never rotated"
+    raw = "".join(p.read_text() for p in main_server.audit_dir.glob(f"{FILE_NAME}*"))
+    key_id, secret = main_server.key.split(".")
+    assert secret not in raw and main_server.key not in raw
+    lines = {line["request_id"]: line for line in read_audit(main_server.audit_dir)}
+    last = lines["audit-24"]
+    assert last["client"] == key_id and last["track"] == TRACK and last["status"] == "OK"
+    assert last["jobs"] == len(problem.jobs) and last["makespan"]
+    refused = lines["audit-invalid"]
+    assert refused["status"] == "INVALID_ARGUMENT"
+    assert "jobs[0].operations[0].alternatives[0].duration" in str(refused["detail"])

@@ -1,0 +1,102 @@
+"""A server whose model does not check out never becomes ready, and says why."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from jobshop_scheduler.api import pb_grpc
+from jobshop_scheduler.cli import main
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelCard
+from jobshop_scheduler.rl.parity import Mismatch, ParityReport
+from jobshop_scheduler.service import readiness
+from jobshop_scheduler.service.convert import problem_to_pb
+
+from .conftest import ServerFactory, base_config
+
+pytestmark = pytest.mark.grpc
+
+
+def health(address: str, service: str) -> int:
+    with grpc.insecure_channel(address) as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+
+
+def tamper_card(directory: Path) -> None:
+    card = ModelCard.read(directory)
+    dataclasses.replace(card, sha256="0" * 64).write(directory)
+
+
+def tamper_zip(directory: Path) -> None:
+    with (directory / MODEL_NAME).open("ab") as fh:
+        fh.write(b"tampered")
+
+
+BREAKAGES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "missing model file": (lambda d: (d / MODEL_NAME).unlink(), "model file missing"),
+    "missing model dir": (shutil.rmtree, "model file missing"),
+    "sha256 in the card tampered": (tamper_card, "checksum mismatch"),
+    "model bytes tampered": (tamper_zip, "checksum mismatch"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES, ids=list(BREAKAGES))
+def test_bad_model_keeps_the_server_not_serving(
+    tiny_model_dir: Path,
+    tmp_path: Path,
+    server_thread: ServerFactory,
+    capsys: pytest.CaptureFixture[str],
+    breakage: str,
+) -> None:
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    breaks, reason = BREAKAGES[breakage]
+    breaks(model_dir)
+    with server_thread(base_config(model_dir), ready=False) as server:
+        assert server.wait_ready() is False
+        assert reason in server.running.gate.reason
+        for service in ("", "scheduler.v1.Scheduler"):
+            assert health(server.address, service) == health_pb2.HealthCheckResponse.NOT_SERVING
+        request = problem_to_pb(production_like(5, seed=1), "heuristic")
+        with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as err:
+            pb_grpc.SchedulerStub(channel).Schedule(request, timeout=10)
+        failed = cast(grpc.Call, err.value)
+        assert failed.code() == grpc.StatusCode.UNAVAILABLE
+        assert "not ready" in str(failed.details())
+        assert main(["health", "--target", server.address]) == 1
+        assert "NOT_SERVING" in capsys.readouterr().err
+
+
+def test_fast_path_disagreeing_with_sb3_keeps_the_server_not_serving(
+    tiny_model_dir: Path, server_thread: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disagreeing(*_args: Any, **_kwargs: Any) -> ParityReport:
+        return ParityReport(10, (Mismatch("instance 0", 3, 1, 2),))
+
+    monkeypatch.setattr(readiness, "check_parity", disagreeing)  # a real mismatch on demand
+    with server_thread(base_config(tiny_model_dir), ready=False) as server:
+        assert server.wait_ready() is False
+        assert "fast path disagrees" in server.running.gate.reason
+        assert health(server.address, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_health_turns_serving_only_after_the_checks(
+    tiny_model_dir: Path, server_thread: ServerFactory
+) -> None:
+    with server_thread(base_config(tiny_model_dir), ready=False) as server:
+        # Loading and checking the model takes seconds; the first probe comes in milliseconds.
+        assert health(server.address, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert server.wait_ready() is True
+        assert health(server.address, "scheduler.v1.Scheduler") == (
+            health_pb2.HealthCheckResponse.SERVING
+        )
+        assert main(["health", "--target", server.address]) == 0
