@@ -339,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the hash line to this keys file (created with mode 0600)",
     )
     p.set_defaults(handler=cmd_keygen)
+
+    from jobshop_scheduler.data import cli as data_cli  # noqa: PLC0415
+    from jobshop_scheduler.ops import cli as ops_cli  # noqa: PLC0415
+
+    data_cli.register(sub)  # ingest, verify-data
+    ops_cli.register(sub)  # verify-model, backup-model, preflight
     return parser
 
 
