@@ -8,6 +8,7 @@ installed but does not start always fails, with the tail of its log.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -91,3 +92,23 @@ def mariadb(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MariaDBServer]:
     yield from _session_server(request, MariaDBServer, tmp_path_factory.mktemp("mariadb"))
+
+
+@pytest.fixture()
+def model_copy(tmp_path: Path) -> Path:
+    """A writable copy of the shipped model folder, for tests that tamper with it."""
+    from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR  # noqa: PLC0415
+
+    target = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, target)
+    return target
+
+
+@pytest.fixture()
+def clean_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty working directory and no SCHEDULER_* variables: a developer's .env or shell
+    settings never change a result."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("SCHEDULER_"):
+            monkeypatch.delenv(name)

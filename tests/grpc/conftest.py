@@ -32,6 +32,19 @@ TRACK = "canary"  # not the default, so a hard-coded "stable" label would show
 PARITY_STATES = 60
 READY_TIMEOUT = 120.0
 
+# The metric contract of shared DESIGN.md: every series the service must export.
+CONTRACT = (
+    "scheduler_requests_total",
+    "scheduler_request_duration_seconds_bucket",
+    "scheduler_request_duration_seconds_count",
+    "scheduler_jobs_requested_total",
+    "scheduler_jobs_scheduled_total",
+    "scheduler_makespan_ratio_bucket",
+    "scheduler_batches_total",
+    "scheduler_fallback_total",
+    "scheduler_model_info",
+)
+
 
 def build_tiny_model(out: Path, rows: int = 20) -> Path:
     """An untrained policy saved by SB3, with a card that vouches for it."""

@@ -18,22 +18,11 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.service.audit import FILE_NAME
 from jobshop_scheduler.service.convert import problem_to_pb
 
-from .conftest import TRACK, MainServer
+from .conftest import CONTRACT, TRACK, MainServer
 
 pytestmark = pytest.mark.grpc
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "requests" / "small.json"
-CONTRACT = (
-    "scheduler_requests_total",
-    "scheduler_request_duration_seconds_bucket",
-    "scheduler_request_duration_seconds_count",
-    "scheduler_jobs_requested_total",
-    "scheduler_jobs_scheduled_total",
-    "scheduler_makespan_ratio_bucket",
-    "scheduler_batches_total",
-    "scheduler_fallback_total",
-    "scheduler_model_info",
-)
 
 
 Samples = dict[tuple[str, str], float]

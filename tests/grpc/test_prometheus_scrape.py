@@ -22,23 +22,12 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.service.convert import problem_to_pb
 from testbed.prometheus import PrometheusServer, ScrapeJob
 
-from .conftest import ServerFactory, ServerThread, base_config
+from .conftest import CONTRACT, ServerFactory, ServerThread, base_config
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.grpc]
 
 JOB = "scheduler-contract"
 TRACKS = ("stable", "canary")
-CONTRACT = (
-    "scheduler_requests_total",
-    "scheduler_request_duration_seconds_bucket",
-    "scheduler_request_duration_seconds_count",
-    "scheduler_jobs_requested_total",
-    "scheduler_jobs_scheduled_total",
-    "scheduler_makespan_ratio_bucket",
-    "scheduler_batches_total",
-    "scheduler_fallback_total",
-    "scheduler_model_info",
-)
 CALLS = {"stable": (8, 8, 8, 250), "canary": (8, 8)}  # jobs per call; 250 = two batches of 170
 SCRAPE_TIMEOUT_S = 30.0
 

@@ -12,7 +12,7 @@ from jobshop_scheduler.data.seed import table_rows
 from jobshop_scheduler.domain.model import Alternative
 from jobshop_scheduler.instances.flexible import production_like
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
 
 def tables() -> Tables:

@@ -9,7 +9,7 @@ from jobshop_scheduler.data.database import describe_failure
 from jobshop_scheduler.data.secret import Secret
 from jobshop_scheduler.data.settings import Settings
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
 PASSWORD = "hunter2-but-longer"
 SETTINGS = Settings(db_host="db.plant", db_password=Secret(PASSWORD))

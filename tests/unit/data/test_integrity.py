@@ -19,7 +19,7 @@ from jobshop_scheduler.domain.codec import dump_snapshot
 from jobshop_scheduler.domain.problem_rules import ProblemError
 from jobshop_scheduler.instances.flexible import production_like
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
 
 @pytest.fixture()

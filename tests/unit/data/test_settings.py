@@ -18,7 +18,7 @@ from jobshop_scheduler.data.settings import (
     with_overrides,
 )
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
 ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "pa$$w0rd#with=odd'chars"

@@ -16,7 +16,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.ops import preflight
 from jobshop_scheduler.service.keys import add_key
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
 NAMES = ["cpu-cores", "memory", "disk", "python", "imports", "database", "model", "snapshot",
          "log-dir", "api-keys"]  # fmt: skip

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +12,9 @@ import pytest
 from jobshop_scheduler import __version__
 from jobshop_scheduler.cli import main
 from jobshop_scheduler.ops.backup import SUMS_NAME
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, MODEL_NAME, ModelCard, sha256_of
+from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelCard, sha256_of
 
-pytestmark = pytest.mark.unit
-
-
-@pytest.fixture()
-def model_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "model"
-    shutil.copytree(DEFAULT_MODEL_DIR, target)
-    return target
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
 
 def verify(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.fast_policy import greedy_schedule
 from jobshop_scheduler.rl.model_store import (
     CARD_NAME,
-    DEFAULT_MODEL_DIR,
     MODEL_NAME,
     ModelCard,
     ModelError,
@@ -24,13 +22,6 @@ from jobshop_scheduler.rl.model_store import (
 )
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture()
-def model_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "model"
-    shutil.copytree(DEFAULT_MODEL_DIR, target)
-    return target
 
 
 def edit_card(directory: Path, **changes: str) -> None:
