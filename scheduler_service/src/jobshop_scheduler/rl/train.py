@@ -25,6 +25,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import TrainConfig
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.model_store import sha256_of
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.sampling import CurriculumSampler, random_taillard
 
@@ -149,13 +150,22 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
     )
 
 
-def train(config: TrainConfig, out_dir: Path, quiet: bool = False) -> dict[str, Any]:
-    """Train, keep the best validation checkpoint as final_model.zip, return a summary."""
+def train(
+    config: TrainConfig, out_dir: Path, quiet: bool = False, init: Path | None = None
+) -> dict[str, Any]:
+    """Train, keep the best validation checkpoint as final_model.zip, return a summary.
+
+    ``init``: a model zip whose policy weights training starts from (fine-tuning, e.g. on a
+    plant's own shop sizes); the scorer's weights do not depend on the table height, so a model
+    trained with other ``rows`` fits.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.ppo.torch_threads)
     set_random_seed(config.ppo.seed)
     sampler = CurriculumSampler(list(config.curriculum))
     model = build_model(config, sampler)
+    if init is not None:
+        model.set_parameters(str(init), exact_match=True, device="cpu")
     monitor = TrainingMonitor(config, sampler, out_dir, quiet)
     started = time.monotonic()
     model.learn(total_timesteps=config.ppo.total_timesteps, callback=monitor)
@@ -177,5 +187,7 @@ def train(config: TrainConfig, out_dir: Path, quiet: bool = False) -> dict[str, 
         "best_validation_ratio_to_best_rule": monitor.best,
         "torch_threads": config.ppo.torch_threads,
     }
+    if init is not None:
+        summary["initialised_from"] = {"file": init.name, "sha256": sha256_of(init)}
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

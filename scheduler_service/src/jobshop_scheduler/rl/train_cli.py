@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timesteps", type=int, help="override ppo.total_timesteps")
     parser.add_argument("--seed", type=int, help="override ppo.seed")
     parser.add_argument(
+        "--init",
+        type=Path,
+        metavar="MODEL_ZIP",
+        help="start from this model's weights (fine-tuning) instead of random ones",
+    )
+    parser.add_argument(
         "--model-version",
         help="version for the model card "
         "(default: the date and the first 8 hex digits of the model's sha256)",
@@ -57,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         ppo = dataclasses.replace(ppo, seed=args.seed)
     config = dataclasses.replace(config, ppo=ppo)
-    summary = train(config, args.out, quiet=args.quiet)
+    if args.init is not None and not args.init.is_file():
+        print(f"schedctl train: --init {args.init}: no such model file", file=sys.stderr)
+        return 2
+    summary = train(config, args.out, quiet=args.quiet, init=args.init)
     write_card(args.out, summary, args.model_version)
     print(
         f"model written to {args.out / MODEL_NAME} "

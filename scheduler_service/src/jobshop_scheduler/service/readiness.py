@@ -13,6 +13,7 @@ answers meanwhile.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -69,6 +70,18 @@ def load_checked_model(directory: Path, parity_states: int = DEFAULT_MAX_STATES)
     return LoadedModel(path, card, scorer)
 
 
+def freeze_startup_objects() -> None:
+    """Keep the garbage collector off what start-up built (torch, SB3, the model, ~400k objects).
+
+    A full collection walks every tracked object; with torch and SB3 loaded that took ~200 ms
+    and landed in whichever request triggered it: p99 of a 170-job plan went from 85 to 190 ms
+    in-process. Frozen objects are skipped by every later collection; requests' own garbage is
+    collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def new_health_servicer() -> Any:
     """A grpc.aio health servicer (``ModelGate.start_not_serving`` sets it before serving)."""
     return health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -119,6 +132,7 @@ class ModelGate:
             self._fail(f"model check crashed: {type(exc).__name__}")
             return
         self.state, self.reason = READY, ""
+        freeze_startup_objects()
         for service in self._services:
             await self._health.set(service, SERVING)
         fields = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -89,6 +90,7 @@ class RunningServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self._stack.aclose()
+        gc.unfreeze()  # see readiness.freeze_startup_objects: exit tears down as usual
         log.info("stopped")
 
     async def wait_for_termination(self) -> None:
