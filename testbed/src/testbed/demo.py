@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,9 +22,11 @@ from pathlib import Path
 
 from testbed import MissingBinaryError, ServerStartError
 from testbed.kube import KubeControlPlane
+from testbed.process import ManagedProcess, free_port
 from testbed.prometheus import PrometheusServer
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE_REQUEST = REPO_ROOT / "examples" / "requests" / "production-170.json"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,68 @@ def _apply_dir(plane: KubeControlPlane, folder: Path, part: str, arrives_with: s
     return PartReport(part, "applied", "; ".join(out.split("\n")[:3]).strip())
 
 
+def _schedctl(*args: str) -> subprocess.CompletedProcess[str]:
+    schedctl = shutil.which("schedctl")
+    if schedctl is None:
+        raise MissingBinaryError("schedctl is not on PATH: run `uv sync` (scripts/demo does)")
+    return subprocess.run([schedctl, *args], capture_output=True, text=True, check=False)
+
+
+def _answer_detail(request: Path, done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
+    """(state, detail) of a `schedctl schedule --json` run."""
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
+        return "failed", lines[-1]
+    answer = json.loads(done.stdout)
+    gain = 100 * (1 - answer["makespan"] / answer["baseline_makespan"])
+    versus = f"{gain:.1f}% shorter" if gain >= 0 else f"{-gain:.1f}% longer"
+    return "scheduled", (
+        f"{request.name}: makespan {answer['makespan']} vs legacy {answer['baseline_makespan']}"
+        f" ({versus}), {answer['policy_used']}, completion"
+        f" {answer['completion_rate']:.2f}, {answer['latency_ms']:.0f} ms"
+    )
+
+
+def _schedule_locally(request: Path) -> PartReport:
+    """The shipped model on a 170-job production-like request, next to the legacy rule."""
+    state, detail = _answer_detail(
+        request, _schedctl("schedule", str(request), "--local", "--json")
+    )
+    return PartReport("scheduler (PPO, in-process)", state, detail)
+
+
+def _schedule_over_grpc(request: Path, workdir: Path) -> PartReport:
+    """The same request through a real `schedctl serve`, with an API key, over loopback."""
+    part = "gRPC scheduler service"
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys, key_file = workdir / "keys.txt", workdir / "client.key"
+    made = _schedctl("keygen", "--label", "demo", "--keys-file", str(keys))
+    if made.returncode != 0:
+        return PartReport(part, "failed", made.stderr.strip())
+    key_file.write_text(made.stdout)
+    key_file.chmod(0o600)
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    server = ManagedProcess(
+        "schedctl serve",
+        [shutil.which("schedctl") or "schedctl", "serve", "--host", "127.0.0.1",
+         "--port", str(port), "--metrics-port", str(free_port()), "--keys", str(keys),
+         "--audit-dir", str(workdir / "audit"), "--log-format", "text"],
+        workdir / "serve.log",
+    )  # fmt: skip
+    server.start()
+    try:
+        server.wait_ready(lambda: _schedctl("health", "--target", target).returncode == 0, 120)
+        done = _schedctl("schedule", str(request), "--target", target,
+                         "--api-key-file", str(key_file), "--json")  # fmt: skip
+    finally:
+        server.stop()
+    state, detail = _answer_detail(request, done)
+    audit = workdir / "audit" / "audit.jsonl"
+    lines = len(audit.read_text().splitlines()) if audit.exists() else 0
+    return PartReport(part, state, f"{detail} (server side); API key, {lines} audit line(s)")
+
+
 def run(workdir: Path, keep: bool) -> list[PartReport]:
     plane = KubeControlPlane(workdir / "kube")
     prometheus = PrometheusServer(workdir / "prometheus")
@@ -72,7 +139,8 @@ def run(workdir: Path, keep: bool) -> list[PartReport]:
             _apply_dir(
                 plane, REPO_ROOT / "crds", "SchedulerRollout CRD", "the operator issue (#6)"
             ),
-            PartReport("scheduler service", "not built yet", "arrives with issues #3 and #4"),
+            _schedule_locally(EXAMPLE_REQUEST),
+            _schedule_over_grpc(EXAMPLE_REQUEST, workdir / "scheduler"),
             PartReport("operator", "not built yet", "arrives with issue #6"),
             PartReport("staged rollout demo", "not built yet", "arrives with issue #7"),
         ]
