@@ -19,8 +19,9 @@ from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.service.convert import problem_to_pb
 from jobshop_scheduler.service.faults import ENABLE_ENV
+from jobshop_scheduler.service.metrics import SchedulerMetrics
 
-from .conftest import ServerFactory, ServerThread, base_config
+from .conftest import TRACK, ServerFactory, ServerThread, base_config
 
 pytestmark = pytest.mark.grpc
 
@@ -94,3 +95,31 @@ def test_error_rate_fails_calls_once_the_file_says_so(faulty: Faulty) -> None:
         pytest.fail("the error fault never took effect")
     finally:
         faulty.faults_file.write_text("{}")
+
+
+def test_a_dead_shadow_changes_nothing_for_the_client(
+    tmp_path: Path, tiny_model_dir: Path, server_thread: ServerFactory
+) -> None:
+    """Mirroring to a port nobody listens on: same answers as without mirroring, all OK."""
+    dead = tmp_path / "mirror.json"
+    dead.write_text(json.dumps({"target": "127.0.0.1:9", "percent": 100, "timeout_ms": 200}))
+    request = problem_to_pb(production_like(30, seed=3))
+    with server_thread(base_config(tiny_model_dir)) as plain:
+        expected = schedule(plain.address, request)
+    with server_thread(base_config(tiny_model_dir, mirror_config=dead)) as mirrored:
+        answers = [schedule(mirrored.address, request) for _ in range(5)]
+        metrics = mirrored.running.metrics
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _mirror_failures(metrics) < 5:
+            time.sleep(0.05)
+        assert _mirror_failures(metrics) == 5  # every copy was tried and counted, none crashed
+    for answer in answers:
+        assert list(answer.assignments) == list(expected.assignments)
+        assert answer.makespan == expected.makespan and answer.completion_rate == 1.0
+
+
+def _mirror_failures(metrics: SchedulerMetrics) -> float:
+    value = metrics.registry.get_sample_value(
+        "scheduler_mirror_requests_total", {"track": TRACK, "outcome": "failed"}
+    )
+    return value or 0.0
