@@ -1,0 +1,89 @@
+"""The kopf handlers: thin, they only hand the rollout to `reconcile.Reconciler`.
+
+A rollout is reconciled on every change of the object (spec, the command annotation) and on a
+timer tick, so time-based progress (step ends, analysis intervals) needs no event. Each reconcile
+reads the object fresh from the API server: kopf's copy may predate the status this operator just
+wrote, and acting on a stale status would repeat a transition. One lock per rollout keeps a timer
+tick and a change handler from reconciling the same rollout at once. A finalizer (kopf adds it
+for the delete handler) restores 100 % stable routing before the rollout disappears.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any, cast
+
+import kopf
+from kubernetes import client
+
+from rollout_operator.reconcile import Reconciler, Rollout
+from rollout_operator.resource import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_S = 5.0
+
+
+class RolloutLocks:
+    """One lock per rollout uid."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def __call__(self, uid: str) -> threading.Lock:
+        with self._guard:
+            return self._locks[uid]
+
+
+def fresh(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:
+    """The rollout as the API server has it now; None once it is gone."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    try:
+        body = cast(
+            dict[str, Any],
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return body
+
+
+def build_registry(reconciler: Reconciler, tick_s: float = DEFAULT_TICK_S) -> kopf.OperatorRegistry:
+    """Handlers bound to ``reconciler``, ticking every ``tick_s`` seconds."""
+    registry = kopf.OperatorRegistry()
+    locks = RolloutLocks()
+
+    def run(namespace: str, name: str, uid: str) -> None:
+        with locks(uid):
+            body = fresh(reconciler.custom, namespace, name)
+            if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+                return
+            reconciler.reconcile(Rollout.of(body))
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def on_change(namespace: str | None, name: str, uid: str, **_: Any) -> None:
+        run(namespace or "", name, uid)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=tick_s, registry=registry)
+    def on_tick(namespace: str | None, name: str, uid: str, **_: Any) -> None:
+        run(namespace or "", name, uid)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    def on_delete(body: kopf.Body, uid: str, **_: Any) -> None:
+        with locks(uid):
+            reconciler.finalize(Rollout.of(dict(body)))
+
+    return registry
+
+
+def post_event(body: Any, type_: str, reason: str, message: str) -> None:
+    """Kubernetes Events through kopf's poster (batched, rate-limited, never raising)."""
+    kopf.event(body, type=type_, reason=reason, message=message)

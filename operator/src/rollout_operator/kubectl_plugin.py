@@ -1,0 +1,186 @@
+"""``kubectl-schedrollout`` (also ``kubectl schedrollout`` once on PATH): see and steer rollouts.
+
+``get`` and ``watch`` read the rollouts' status; ``approve``, ``abort``, ``retry`` and ``promote``
+write the command annotation (`commands.py`) the operator acts on exactly once. The plugin only
+needs get/list/watch/patch on schedulerrollouts, nothing else.
+
+Exit codes: 0 done, 1 the API server refused or the rollout does not exist, 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rollout_operator import commands
+from rollout_operator.resource import GROUP, PLURAL, VERSION
+
+COLUMNS = ("NAMESPACE", "NAME", "PHASE", "STEP", "WEIGHT", "CANDIDATE", "AGE", "MESSAGE")
+
+
+class PluginError(Exception):
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _api(kubeconfig: str | None, context: str | None) -> Any:
+    from kubernetes import client, config  # noqa: PLC0415 - keep --help fast
+
+    try:
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
+    except Exception as exc:
+        if kubeconfig is None:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+                return client.CustomObjectsApi()
+            except Exception:
+                pass
+        raise PluginError(f"cannot load a kubeconfig: {exc}", code=2) from None
+    return client.CustomObjectsApi(api_client)
+
+
+def age(created: str | None, now: dt.datetime | None = None) -> str:
+    """kubectl-style age: 42s, 5m, 3h, 2d."""
+    if not created:
+        return "-"
+    then = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    seconds = int(((now or dt.datetime.now(dt.UTC)) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def row(item: Mapping[str, Any], now: dt.datetime | None = None) -> tuple[str, ...]:
+    meta, spec = item.get("metadata", {}), item.get("spec", {})
+    status = item.get("status") or {}
+    candidate = spec.get("candidate", {})
+    message = status.get("rollbackReason") or status.get("message") or ""
+    steps = spec.get("steps") or []
+    step = status.get("step")
+    return (
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        status.get("phase", "Pending"),
+        f"{step + 1}/{len(steps)}" if isinstance(step, int) and steps else "-",
+        f"{status['weight']}%" if "weight" in status else "-",
+        candidate.get("image") or candidate.get("modelVersion") or "-",
+        age(meta.get("creationTimestamp"), now),
+        message[:80],
+    )
+
+
+def table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in (COLUMNS, *rows)
+    )
+
+
+def _list(api: Any, namespace: str | None, name: str | None) -> list[dict[str, Any]]:
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    try:
+        if name:
+            return [api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)]
+        if namespace:
+            reply = api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+        else:
+            reply = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    except ApiException as exc:
+        what = f"schedulerrollout {namespace}/{name}" if name else "schedulerrollouts"
+        raise PluginError(f"cannot read {what}: {exc.status} {exc.reason}") from None
+    return list(reply.get("items", []))
+
+
+def cmd_get(api: Any, args: argparse.Namespace) -> int:
+    items = _list(api, None if args.all_namespaces else args.namespace, args.name)
+    if not items:
+        print("No schedulerrollouts found.", file=sys.stderr)
+        return 0
+    print(table([row(i) for i in items]))
+    return 0
+
+
+def cmd_watch(api: Any, args: argparse.Namespace) -> int:
+    """Redraw ``get`` every ``--interval`` s until Ctrl-C (or every rollout ends, with --exit)."""
+    while True:
+        items = _list(api, None if args.all_namespaces else args.namespace, args.name)
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        print(f"\x1b[2J\x1b[H{stamp}\n{table([row(i) for i in items])}", flush=True)
+        phases = {(i.get("status") or {}).get("phase") for i in items}
+        if args.exit and items and phases <= {"Succeeded", "RolledBack", "Failed", "Invalid"}:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_command(api: Any, args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    patch = commands.patch_for(args.verb)
+    try:
+        api.patch_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name, patch)
+    except ApiException as exc:
+        raise PluginError(
+            f"cannot {args.verb} schedulerrollout {args.namespace}/{args.name}: "
+            f"{exc.status} {exc.reason}"
+        ) from None
+    value = patch["metadata"]["annotations"][commands.ANNOTATION]
+    print(f"schedulerrollout {args.namespace}/{args.name}: {args.verb} requested ({value})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl-schedrollout",
+        description="See and steer SchedulerRollouts (staged scheduler rollouts).",
+    )
+    parser.add_argument("--kubeconfig", help="default: $KUBECONFIG or ~/.kube/config")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("-n", "--namespace", default="default", help="default: %(default)s")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in (("get", "list rollouts"), ("watch", "list rollouts, redrawn")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("name", nargs="?", help="one rollout (default: all)")
+        p.add_argument("-A", "--all-namespaces", action="store_true")
+        if name == "watch":
+            p.add_argument("--interval", type=float, default=2.0, help="seconds (default: 2)")
+            p.add_argument("--exit", action="store_true", help="stop once all are finished")
+    for verb, help_text in (
+        ("approve", "pass the approval gate"),
+        ("abort", "roll back now: all traffic to stable"),
+        ("retry", "start a rolled-back or failed rollout again"),
+        ("promote", "skip the remaining steps and promote the candidate"),
+    ):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument("name", help="the rollout")
+        p.set_defaults(verb=verb)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        api = _api(args.kubeconfig, args.context)
+        if args.command == "get":
+            return cmd_get(api, args)
+        if args.command == "watch":
+            return cmd_watch(api, args)
+        return cmd_command(api, args)
+    except PluginError as exc:
+        print(f"kubectl-schedrollout: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

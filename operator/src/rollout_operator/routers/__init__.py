@@ -1,0 +1,21 @@
+"""Traffic routers: one module per provider behind ``base.Router``, chosen by ``registry``.
+
+How the state machine's ``SetTraffic(weight, mirror_percent)`` is carried out, per provider
+(``make_router(..., route_mirror=...)``; ``route_mirror`` is meant to come from a
+``spec.routing`` field):
+
+- ``gatewayAPI``: weight = GRPCRoute backendRef weights; mirror = the stable pods (ConfigMap),
+  or with ``route_mirror`` a ``RequestMirror`` filter on the route;
+- ``istio``: weight = VirtualService destination weights; mirror = the stable pods (ConfigMap),
+  or with ``route_mirror`` the route's ``mirror`` + ``mirrorPercentage``;
+- ``replicas``: weight = candidate/stable replica ratio; mirror = the stable pods (ConfigMap),
+  with one candidate pod kept running to receive the copies; ``route_mirror`` is refused.
+
+Exactly one mechanism mirrors at a time (the other is switched off by the same call), so the
+shadow never receives a request twice. ``restore()`` switches both off.
+"""
+
+from rollout_operator.routers.base import Router, RouterError, TrafficState
+from rollout_operator.routers.registry import make_router
+
+__all__ = ["Router", "RouterError", "TrafficState", "make_router"]

@@ -1,0 +1,147 @@
+"""Gateway API ``GRPCRoute``: weighted backendRefs, and a ``RequestMirror`` filter for shadow.
+
+The router owns, in every rule whose backendRefs include the stable Service: the stable and the
+candidate backendRefs' ``weight`` (the candidate's ref is added, with ``spec.routing.port``, when
+missing, and kept with weight 0 by ``restore`` — the route's author may have written it), and
+its own ``RequestMirror`` filter (the one whose backendRef is the candidate Service). Other
+rules, other backendRefs and other filters are left as they are. Weights are written as
+``100 - weight`` and ``weight``, so they read back as exact percentages.
+
+Mirroring on the route (GEP-3171: ``percent`` is standard since Gateway API v1.2, omitted here at
+100 %) is an Extended feature that many gateways do not implement — and an implementation that
+does not support a filter may reject the whole rule. So it is opt-in (``route_mirror``); by
+default the shadow copy comes from the stable pods (``rollout_operator.mirror_config``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from rollout_operator.mirror_config import AppMirror
+from rollout_operator.model import RoutingSpec
+from rollout_operator.routers.base import RouterError, TrafficState, check_percent
+from rollout_operator.routers.routes import RouteKind, RouteObject, Spec
+
+GRPCROUTE = RouteKind("gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute")
+MIRROR_FILTER = "RequestMirror"
+DEFAULT_WEIGHT = 1  # Gateway API: a backendRef without weight has weight 1
+
+Ref = dict[str, Any]
+
+
+def is_service_ref(ref: Ref, name: str, namespace: str) -> bool:
+    """Whether ``ref`` (a backendRef) points at Service ``name`` in ``namespace``."""
+    return (
+        ref.get("name") == name
+        and ref.get("group", "") == ""
+        and ref.get("kind", "Service") == "Service"
+        and ref.get("namespace", namespace) == namespace
+    )
+
+
+def set_ref_weight(refs: list[Ref], name: str, namespace: str, weight: int) -> bool:
+    """Give the first ref to ``name`` ``weight`` (any further one 0); False when there is none."""
+    found = False
+    for ref in refs:
+        if is_service_ref(ref, name, namespace):
+            ref["weight"] = 0 if found else weight
+            found = True
+    return found
+
+
+def _ref_weight(refs: list[Ref], name: str, namespace: str) -> int:
+    return sum(
+        int(r.get("weight", DEFAULT_WEIGHT)) for r in refs if is_service_ref(r, name, namespace)
+    )
+
+
+def _mirror_percent(request_mirror: dict[str, Any]) -> int:
+    if "percent" in request_mirror:
+        return round(float(request_mirror["percent"]))
+    fraction = request_mirror.get("fraction")
+    if fraction:
+        numerator, denominator = fraction["numerator"], fraction.get("denominator", 100)
+        return round(100 * float(numerator) / float(denominator))
+    return 100
+
+
+class GrpcRouteRouter:
+    """Weights and mirror on one GRPCRoute; see the module docstring for what it owns."""
+
+    def __init__(
+        self, route: RouteObject, routing: RoutingSpec, app_mirror: AppMirror, *, route_mirror: bool
+    ) -> None:
+        self.route = route
+        self.routing = routing
+        self.app_mirror = app_mirror
+        self.route_mirror = route_mirror
+
+    def set_traffic(self, weight: int, mirror_percent: int) -> None:
+        check_percent("weight", weight)
+        check_percent("mirror_percent", mirror_percent)
+        on_route = mirror_percent if self.route_mirror else 0
+        self.route.update(lambda spec: self._apply(spec, weight, on_route))
+        self.app_mirror.set(0 if self.route_mirror else mirror_percent)
+
+    def get_traffic(self) -> TrafficState:
+        rule = self._managed_rules(self.route.read_spec())[0]
+        refs = rule.get("backendRefs") or []
+        ns, r = self.route.namespace, self.routing
+        stable = _ref_weight(refs, r.stable_service, ns)
+        canary = _ref_weight(refs, r.canary_service, ns)
+        weight = round(100 * canary / (stable + canary)) if stable + canary else 0
+        if self.route_mirror:
+            mirrors = [f for f in rule.get("filters") or [] if self._is_own_mirror(f)]
+            mirror = _mirror_percent(mirrors[0]["requestMirror"]) if mirrors else 0
+        else:
+            mirror = self.app_mirror.percent()
+        return TrafficState(weight=weight, mirror_percent=mirror)
+
+    def restore(self) -> None:
+        """100 % stable, no mirror; a route that is gone has nothing left to restore."""
+        with contextlib.suppress(RouterError):
+            self.route.update(lambda spec: self._apply(spec, 0, 0))
+        self.app_mirror.set(0)
+
+    # --- the owned parts of the spec ----------------------------------------------------------
+
+    def _managed_rules(self, spec: Spec) -> list[dict[str, Any]]:
+        stable, ns = self.routing.stable_service, self.route.namespace
+        rules = [
+            rule
+            for rule in spec.get("rules") or []
+            if any(is_service_ref(ref, stable, ns) for ref in rule.get("backendRefs") or [])
+        ]
+        if not rules:
+            raise self.route.error(
+                f"has no rule with a backendRef to Service {stable!r} (spec.routing.stableService)",
+                field="spec.routing.stableService",
+            )
+        return rules
+
+    def _is_own_mirror(self, flt: dict[str, Any]) -> bool:
+        ref = (flt.get("requestMirror") or {}).get("backendRef") or {}
+        return flt.get("type") == MIRROR_FILTER and is_service_ref(
+            ref, self.routing.canary_service, self.route.namespace
+        )
+
+    def _apply(self, spec: Spec, weight: int, mirror_percent: int) -> None:
+        r, ns = self.routing, self.route.namespace
+        for rule in self._managed_rules(spec):
+            refs = rule.setdefault("backendRefs", [])
+            set_ref_weight(refs, r.stable_service, ns, 100 - weight)
+            if not set_ref_weight(refs, r.canary_service, ns, weight):
+                refs.append({"name": r.canary_service, "port": r.port, "weight": weight})
+            old = rule.get("filters") or []
+            new = [f for f in old if not self._is_own_mirror(f)]
+            if mirror_percent:
+                mirror: dict[str, Any] = {"backendRef": {"name": r.canary_service, "port": r.port}}
+                if mirror_percent < 100:
+                    mirror["percent"] = mirror_percent
+                new.append({"type": MIRROR_FILTER, "requestMirror": mirror})
+            if new != old:
+                if new:
+                    rule["filters"] = new
+                else:
+                    del rule["filters"]

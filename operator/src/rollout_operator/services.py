@@ -1,0 +1,78 @@
+"""The Services a rollout routes between: the stable one (the user's) and the canary one.
+
+The canary Service (``spec.routing.canaryService``) is the user's when it exists, and is then
+never touched. When it is missing, ``ensure_canary_service`` creates it with the stable Service's
+ports, selecting ``rollouts.scheduling.io/candidate: <target>`` (the candidate pods in either
+track), owned by the rollout so that deleting the rollout deletes it. A user-made canary Service
+should use the same selector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from rollout_operator.model import RoutingSpec
+from rollout_operator.workloads import CANDIDATE_LABEL, MANAGED_BY
+
+STABLE_FIELD = "spec.routing.stableService"
+_PORT_FIELDS = ("name", "port", "targetPort", "protocol", "appProtocol")
+
+
+class ServiceError(RuntimeError):
+    """The stable Service is missing; ``field`` names the spec field (phase Invalid)."""
+
+    def __init__(self, message: str, *, field: str = STABLE_FIELD) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _read_stable(core_api: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        svc = core_api.read_namespaced_service(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise ServiceError(f"Service {namespace}/{name} not found ({STABLE_FIELD})") from None
+        raise
+    data: dict[str, Any] = core_api.api_client.sanitize_for_serialization(svc)
+    return data
+
+
+def service_selector(core_api: client.CoreV1Api, namespace: str, name: str) -> dict[str, str]:
+    """The stable Service's selector: ``hide_from`` for ``workloads.ensure_candidate``."""
+    return dict(_read_stable(core_api, namespace, name)["spec"].get("selector") or {})
+
+
+def ensure_canary_service(
+    core_api: client.CoreV1Api,
+    namespace: str,
+    routing: RoutingSpec,
+    target: str,
+    owner_ref: Mapping[str, Any] | None,
+) -> bool:
+    """Create the canary Service when it is missing (True); an existing one is left alone."""
+    try:
+        core_api.read_namespaced_service(routing.canary_service, namespace)
+        return False
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    stable = _read_stable(core_api, namespace, routing.stable_service)
+    ports = [{k: p[k] for k in _PORT_FIELDS if k in p} for p in stable["spec"].get("ports") or []]
+    meta: dict[str, Any] = {
+        "name": routing.canary_service,
+        "labels": {**MANAGED_BY, CANDIDATE_LABEL: target},
+    }
+    if owner_ref:
+        meta["ownerReferences"] = [dict(owner_ref)]
+    body = {"metadata": meta, "spec": {"selector": {CANDIDATE_LABEL: target}, "ports": ports}}
+    try:
+        core_api.create_namespaced_service(namespace, client.V1Service.model_validate(body))
+    except ApiException as exc:
+        if exc.status != 409:  # made meanwhile: it is somebody's now
+            raise
+        return False
+    return True

@@ -1,0 +1,458 @@
+"""The whole rollout logic as one pure function: ``advance(spec, status, now, ...)``.
+
+Inputs: the typed spec, the current status, the time, the latest analysis report (or None), the
+human commands, and whether the candidate and the stable Deployments are available. Output: the
+new status and the actions (`actions.py`) that make the world match it. No Kubernetes, no
+Prometheus, no clock: every rule below is tested without a cluster.
+
+The rules, precisely:
+
+- **Pending**: ensure the candidate (track of the first traffic step); once it is available,
+  enter step 0. Not available within the progress deadline: Failed.
+- **Steps**: a shadow step sets weight 0 and mirrors ``percent`` % of requests; a weight step
+  sets ``weight`` % and no mirror; an approval step keeps the traffic as it is and waits in
+  AwaitingApproval for ``approve`` (or ``promote``). A timed step ends when its duration,
+  counted from ``stepStartedAt`` in the status (so a restart resumes with the remaining time), has
+  elapsed **and** the candidate is available **and** an analysis round taken after the step
+  began had data for every rollback rule (and for the shadow comparison during shadow). Missing
+  data therefore never completes a step, under either no-data policy: ``hold`` waits for data
+  (no extension: data coming back after the duration ends the step at once), ``rollback`` also
+  rolls back after ``noDataLimit`` consecutive rounds without data. One step per call; the next
+  step starts at ``now``, so a late reconcile never skips or repeats a step.
+- **Analysis** (Shadow, Canary, AwaitingApproval; a report not newer than ``lastAnalysis`` is
+  ignored, so a report is counted once): per rollback rule, a breach adds one to its counter, a
+  pass resets it, no data leaves it; a round with no data for any rule adds one to
+  ``counters.noData``, a round with all data resets it. A counter reaching the rule's ``for``
+  rolls back; so does a shadow-comparison breach (``for`` 1). Warnings are edge-triggered: an
+  Event when a warn rule starts breaching, another when it passes again; no data changes nothing.
+- **Rollback**: traffic 0 and mirror off, candidate scaled to zero but kept, RolledBack.
+- **Promoting**: the stable Deployment takes the candidate's spec; once the caller reports it
+  available (rolled out with the new template), traffic 0 and the candidate is removed:
+  Succeeded. Not available within the progress deadline: Failed (traffic left as it is).
+- **Commands**: ``abort`` rolls back (not while Promoting); ``promote`` skips to Promoting;
+  ``approve`` counts only in AwaitingApproval; ``retry`` restarts a RolledBack, Failed or
+  Invalid rollout from Pending with cleared counters. A command that does not apply is a no-op.
+- Terminal phases change only by ``retry``. Every phase change emits an Event (and a webhook
+  notification when one is configured), and so does every step change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from rollout_operator import durations, judgement
+from rollout_operator.actions import (
+    Action,
+    Announcement,
+    Effect,
+    EmitEvent,
+    EnsureCandidate,
+    EventType,
+    Notify,
+    PromoteStable,
+    RemoveCandidate,
+    ScaleDownCandidate,
+    SetTraffic,
+)
+from rollout_operator.model import (
+    TERMINAL_PHASES,
+    AnalysisReport,
+    Commands,
+    Phase,
+    RolloutSpec,
+    ShadowStep,
+    WeightStep,
+)
+from rollout_operator.plan import (
+    ANALYSED_PHASES,
+    PROGRESS_DEADLINE_S,
+    analysis_due,
+    duration_of,
+    next_check_in,
+    phase_of,
+    track_at,
+)
+from rollout_operator.status import (
+    APPROVED,
+    HEALTHY,
+    PROGRESSING,
+    ROLLED_BACK,
+    WARNING,
+    RolloutStatus,
+    set_condition,
+    stamp,
+)
+
+if TYPE_CHECKING:  # spec.py checks queries with the analysis package, which talks to Prometheus
+    from rollout_operator.spec import SpecError
+
+RETRYABLE_PHASES = frozenset({Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID})
+_ABORTABLE_PHASES = frozenset(Phase) - TERMINAL_PHASES - {Phase.PROMOTING}
+_EFFECT_ORDER = (EnsureCandidate, PromoteStable, SetTraffic, ScaleDownCandidate, RemoveCandidate)
+
+
+class _Turn:
+    """One call of `advance`: the status being built and the actions collected on the way.
+
+    Effects are kept one per kind (the last one asked for wins) and come out in a fixed order,
+    so a transition that changes the traffic twice in one call still yields one SetTraffic.
+    """
+
+    def __init__(
+        self,
+        spec: RolloutSpec,
+        status: RolloutStatus,
+        now: float,
+        *,
+        commands: Commands,
+        candidate_available: bool,
+        stable_available: bool,
+        deadline_s: float,
+    ) -> None:
+        self.spec, self.status, self.now = spec, status, now
+        self.commands = commands
+        self.candidate_available = candidate_available
+        self.stable_available = stable_available
+        self.deadline_s = deadline_s
+        self.effects: dict[type, Effect] = {}
+        self.announcements: list[Announcement] = []
+
+    def update(self, **changes: object) -> None:
+        self.status = replace(self.status, **changes)  # type: ignore[arg-type]
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.update(
+            conditions=set_condition(
+                self.status.conditions, type_, status, reason, message, now=self.now
+            )
+        )
+
+    def effect(self, *effects: Effect) -> None:
+        for effect in effects:
+            self.effects[type(effect)] = effect
+
+    def drop(self, *kinds: type) -> None:
+        for kind in kinds:
+            self.effects.pop(kind, None)
+
+    def announce(self, type_: EventType, reason: str, message: str, notify: str = "") -> None:
+        self.announcements.append(EmitEvent(type_, reason, message))
+        if notify and self.spec.webhook_url:
+            self.announcements.append(Notify(notify, message))
+
+    def transition(
+        self, phase: Phase, message: str, reason: str, *, fresh: bool = False, **changes: object
+    ) -> None:
+        """Enter ``phase`` (or a new step of it) now: status, Progressing, Event, notification.
+        ``fresh``: a new rollout entering its first phase, which counts as a phase change."""
+        changed = fresh or phase is not self.status.phase
+        self.update(phase=phase, message=message, step_started_at=self.now, **changes)
+        progressing = "False" if phase in TERMINAL_PHASES else "True"
+        self.condition(PROGRESSING, progressing, reason, message)
+        warning = phase in (Phase.ROLLED_BACK, Phase.FAILED)
+        self.announce(
+            "Warning" if warning else "Normal",
+            phase.value,
+            message,
+            notify=("rollback" if phase is Phase.ROLLED_BACK else "phaseChanged")
+            if changed
+            else "",
+        )
+
+    def result(self) -> tuple[RolloutStatus, list[Action]]:
+        effects = [self.effects[kind] for kind in _EFFECT_ORDER if kind in self.effects]
+        return self.status, [*effects, *self.announcements]
+
+
+# --- the public surface -------------------------------------------------------------------------
+
+
+def advance(
+    spec: RolloutSpec,
+    status: RolloutStatus,
+    now: float,
+    report: AnalysisReport | None = None,
+    commands: Commands = Commands(),  # noqa: B008 - frozen, so a shared default is safe
+    *,
+    candidate_available: bool,
+    stable_available: bool = True,
+    progress_deadline_s: float = PROGRESS_DEADLINE_S,
+) -> tuple[RolloutStatus, list[Action]]:
+    """The next status and the actions to get there (see the module docstring for the rules)."""
+    turn = _Turn(
+        spec,
+        status,
+        stamp(now),
+        commands=commands,
+        candidate_available=candidate_available,
+        stable_available=stable_available,
+        deadline_s=progress_deadline_s,
+    )
+    if status.phase in TERMINAL_PHASES:
+        if not (commands.retry and status.phase in RETRYABLE_PHASES):
+            return status, []
+        _retry(turn)  # and on from Pending in the same call
+    elif status.step_started_at is None:
+        _start(turn)
+    if commands.abort and status.phase in _ABORTABLE_PHASES:
+        _roll_back(turn, "aborted by user", "Aborted")
+    else:
+        _run(turn, report)
+    _refresh_health(turn)
+    return turn.result()
+
+
+def invalid_status(
+    status: RolloutStatus, error: SpecError, now: float
+) -> tuple[RolloutStatus, list[Action]]:
+    """Phase Invalid naming the field; traffic is left as it is. Idempotent for the same error."""
+    message = str(error)
+    if status.phase is Phase.INVALID and status.message == message:
+        return status, []
+    conditions = set_condition(
+        status.conditions, PROGRESSING, "False", "InvalidSpec", message, now=now
+    )
+    new = replace(status, phase=Phase.INVALID, message=message, conditions=conditions)
+    return new, [EmitEvent("Warning", Phase.INVALID.value, message)]
+
+
+# --- the phases ---------------------------------------------------------------------------------
+
+
+def _run(turn: _Turn, report: AnalysisReport | None) -> None:
+    if report is not None:
+        _judge(turn, report)
+        if turn.status.phase is Phase.ROLLED_BACK:
+            return
+    phase = turn.status.phase
+    if turn.commands.promote and phase is not Phase.PROMOTING:
+        turn.condition(APPROVED, "True", "Promoted", "promoted by user: remaining steps skipped")
+        _enter_promoting(turn, "promoted by user")
+    elif phase is Phase.PENDING:
+        _pending(turn)
+    elif phase is Phase.PROMOTING:
+        _promoting(turn)
+    elif turn.status.step >= len(turn.spec.steps):  # the plan was shortened under us
+        _enter_promoting(turn, "all steps done")
+    elif phase_of(turn.spec.steps[turn.status.step]) is not phase:  # the plan was edited
+        _enter_step(turn, turn.status.step)
+    elif phase is Phase.AWAITING_APPROVAL:
+        _awaiting(turn)
+    else:
+        _stepping(turn)
+
+
+def _start(turn: _Turn) -> None:
+    if turn.status.phase is not Phase.PENDING:
+        turn.update(step_started_at=turn.now)  # a status without a start time: time from now
+        return
+    message = f"rollout of {_describe_candidate(turn.spec)} started"
+    turn.transition(Phase.PENDING, message, "Started", fresh=True)
+
+
+def _pending(turn: _Turn) -> None:
+    turn.effect(EnsureCandidate(track_at(turn.spec.steps, 0)))
+    if turn.candidate_available:
+        _enter_step(turn, 0)
+        return
+    started = turn.status.step_started_at or turn.now
+    if turn.now - started >= turn.deadline_s:
+        _fail(turn, f"candidate not available {_dur(turn.now - started)} after the start")
+    else:
+        turn.update(message="waiting for the candidate Deployment to become available")
+
+
+def _stepping(turn: _Turn) -> None:
+    status = turn.status
+    turn.effect(
+        EnsureCandidate(track_at(turn.spec.steps, status.step)),
+        SetTraffic(status.weight, status.mirror_percent),
+    )
+    if not _candidate_ok(turn):
+        return
+    duration = duration_of(turn.spec.steps[status.step])
+    if turn.now - (status.step_started_at or turn.now) < duration:
+        return
+    hold = _hold_reason(turn)
+    if hold:
+        message = f"step {status.step + 1} has run its {_dur(duration)}; holding: {hold}"
+        turn.update(message=message)
+        turn.condition(PROGRESSING, "True", "Holding", message)
+        return
+    _enter_step(turn, status.step + 1)
+
+
+def _awaiting(turn: _Turn) -> None:
+    status = turn.status
+    turn.effect(
+        EnsureCandidate(track_at(turn.spec.steps, status.step)),
+        SetTraffic(status.weight, status.mirror_percent),
+    )
+    if turn.commands.approve:
+        turn.condition(APPROVED, "True", "Approved", f"step {status.step + 1} approved by user")
+        _enter_step(turn, status.step + 1)
+    else:
+        _candidate_ok(turn)
+
+
+def _promoting(turn: _Turn) -> None:
+    status = turn.status
+    turn.effect(PromoteStable(), SetTraffic(status.weight, status.mirror_percent))
+    started = status.step_started_at or turn.now
+    # Not in the instant the promotion began: the caller has not applied PromoteStable yet.
+    if turn.stable_available and turn.now > started:
+        turn.drop(EnsureCandidate)
+        turn.effect(SetTraffic(0, 0), RemoveCandidate())
+        message = f"{_describe_candidate(turn.spec)} promoted to stable"
+        turn.transition(Phase.SUCCEEDED, message, "Succeeded", weight=0, mirror_percent=0)
+        return
+    if turn.now - started >= turn.deadline_s:
+        _fail(turn, f"stable Deployment not available {_dur(turn.now - started)} after promotion")
+
+
+def _enter_step(turn: _Turn, index: int) -> None:
+    steps = turn.spec.steps
+    if index >= len(steps):
+        _enter_promoting(turn, "all steps done")
+        return
+    step, where = steps[index], f"step {index + 1}/{len(steps)}"
+    weight, mirror = turn.status.weight, turn.status.mirror_percent
+    if isinstance(step, ShadowStep):
+        weight, mirror = 0, step.percent
+        phase, text = Phase.SHADOW, f"shadow, {mirror}% mirrored, for {_dur(step.duration_s)}"
+    elif isinstance(step, WeightStep):
+        weight, mirror = step.weight, 0
+        phase, text = Phase.CANARY, f"{weight}% of traffic for {_dur(step.duration_s)}"
+    else:
+        phase, text = Phase.AWAITING_APPROVAL, "waiting for approval (kubectl schedrollout approve)"
+        turn.condition(APPROVED, "False", "AwaitingApproval", f"{where} needs an approval")
+    turn.transition(
+        phase, f"{where}: {text}", "StepStarted", step=index, weight=weight, mirror_percent=mirror
+    )
+    turn.effect(EnsureCandidate(track_at(steps, index)), SetTraffic(weight, mirror))
+
+
+def _enter_promoting(turn: _Turn, why: str) -> None:
+    message = f"promoting {_describe_candidate(turn.spec)} to stable ({why})"
+    turn.transition(Phase.PROMOTING, message, "Promoting")
+    turn.drop(EnsureCandidate)
+    turn.effect(PromoteStable(), SetTraffic(turn.status.weight, turn.status.mirror_percent))
+
+
+def _roll_back(turn: _Turn, reason: str, code: str) -> None:
+    turn.condition(ROLLED_BACK, "True", code, reason)
+    turn.transition(
+        Phase.ROLLED_BACK, f"rolled back: {reason}", "RolledBack",
+        weight=0, mirror_percent=0, rollback_reason=reason,
+    )  # fmt: skip
+    turn.drop(EnsureCandidate, PromoteStable)
+    turn.effect(SetTraffic(0, 0), ScaleDownCandidate())
+
+
+def _fail(turn: _Turn, reason: str) -> None:
+    turn.transition(Phase.FAILED, reason, "Failed")
+    turn.drop(*_EFFECT_ORDER)
+
+
+def _retry(turn: _Turn) -> None:
+    old = turn.status
+    turn.status = RolloutStatus(
+        conditions=old.conditions,
+        stable_revision=old.stable_revision,
+        candidate_revision=old.candidate_revision,
+        observed_generation=old.observed_generation,
+        last_command=old.last_command,
+    )
+    for type_ in (ROLLED_BACK, APPROVED, WARNING):
+        if old.condition(type_) is not None:
+            turn.condition(type_, "False", "Retried", "cleared by retry")
+    turn.condition(HEALTHY, "Unknown", "NotAnalysed", "no analysis round yet")
+    turn.transition(Phase.PENDING, f"retrying {_describe_candidate(turn.spec)}", "Retried")
+    turn.effect(EnsureCandidate(track_at(turn.spec.steps, 0)))
+
+
+def _candidate_ok(turn: _Turn) -> bool:
+    """Whether the candidate is available; unavailable past the deadline rolls back."""
+    if turn.candidate_available:
+        if turn.status.candidate_unavailable_since is not None:
+            turn.update(candidate_unavailable_since=None)
+        return True
+    since = turn.status.candidate_unavailable_since
+    if since is None:
+        since = turn.now
+        turn.update(candidate_unavailable_since=since)
+    if turn.now - since >= turn.deadline_s:
+        reason = f"candidate unavailable for {_dur(turn.now - since)}"
+        _roll_back(turn, reason, "CandidateUnavailable")
+    return False
+
+
+# --- analysis -----------------------------------------------------------------------------------
+
+
+def _judge(turn: _Turn, report: AnalysisReport) -> None:
+    report = replace(report, time=stamp(report.time))
+    last = turn.status.last_analysis
+    if last is not None and report.time <= last.time:
+        return  # already counted
+    turn.update(last_analysis=report)
+    status = turn.status
+    if status.phase not in ANALYSED_PHASES:
+        return
+    verdict = judgement.judge(
+        turn.spec, status.counters, status.active_warnings, report, status.phase
+    )
+    turn.update(counters=verdict.counters, active_warnings=verdict.active_warnings)
+    for text in verdict.started:
+        turn.announce("Warning", "AnalysisWarning", text)
+    for text in verdict.cleared:
+        turn.announce("Normal", "AnalysisWarningCleared", text)
+    if verdict.active_warnings:
+        turn.condition(WARNING, "True", "ThresholdCrossed", verdict.warning_message)
+    else:
+        turn.condition(WARNING, "False", "NoWarnings", "no warning threshold crossed")
+    if verdict.rollback is not None:
+        _roll_back(turn, *verdict.rollback)
+
+
+def _hold_reason(turn: _Turn) -> str:
+    status = turn.status
+    started = turn.now if status.step_started_at is None else status.step_started_at
+    return judgement.hold_reason(turn.spec, status.last_analysis, started, status.phase)
+
+
+def _refresh_health(turn: _Turn) -> None:
+    """Healthy: the candidate's availability, then the last round's rollback checks."""
+    status = turn.status
+    if status.phase in ANALYSED_PHASES and not turn.candidate_available:
+        health = ("False", "CandidateUnavailable", "the candidate Deployment is not available")
+    else:
+        health = judgement.health(turn.spec, status.last_analysis, status.counters, status.phase)
+    turn.condition(HEALTHY, *health)
+
+
+# --- wording ------------------------------------------------------------------------------------
+
+
+def _describe_candidate(spec: RolloutSpec) -> str:
+    candidate = spec.candidate
+    parts = [candidate.image, f"model {candidate.model_version}" if candidate.model_version else ""]
+    return ", ".join(p for p in parts if p) or f"env of {spec.target}"
+
+
+def _dur(seconds: float) -> str:
+    return durations.format_seconds(seconds)
+
+
+__all__ = [  # with the helpers the handlers need next to advance()
+    "ANALYSED_PHASES",
+    "PROGRESS_DEADLINE_S",
+    "RETRYABLE_PHASES",
+    "RolloutStatus",
+    "advance",
+    "analysis_due",
+    "invalid_status",
+    "next_check_in",
+    "track_at",
+]

@@ -1,0 +1,238 @@
+"""The rollout's progress as the CR's ``status``: a frozen value and its JSON, both ways.
+
+All progress lives in the status (restart safety): the phase, the step and when it started, the
+breach and no-data counters, the active warnings, the last analysis round. ``to_dict`` writes
+every field (``None`` as ``null``, which a merge patch reads as "remove"), so writing it as one
+merge patch never leaves a stale value behind; ``from_dict`` reads what ``to_dict`` wrote, and
+missing fields as their defaults (a new rollout has no status at all).
+
+Times are RFC 3339 strings in UTC with microseconds; the state machine rounds ``now`` to whole
+microseconds, so ``from_dict(to_dict(s)) == s`` holds exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout_operator.model import (
+    AnalysisReport,
+    Comparison,
+    Counters,
+    MetricResult,
+    Phase,
+    Verdict,
+)
+
+# Condition types (Kubernetes convention: CamelCase, status "True" | "False" | "Unknown").
+PROGRESSING = "Progressing"
+HEALTHY = "Healthy"
+WARNING = "Warning"
+APPROVED = "Approved"
+ROLLED_BACK = "RolledBack"
+CONDITION_ORDER = (PROGRESSING, HEALTHY, WARNING, APPROVED, ROLLED_BACK)
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str  # "True" | "False" | "Unknown"
+    reason: str
+    message: str = ""
+    last_transition: float = 0.0
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    phase: Phase = Phase.PENDING
+    step: int = 0  # index into spec.steps; len(steps) while Promoting and after
+    weight: int = 0  # % of real traffic the candidate serves
+    mirror_percent: int = 0  # % of requests mirrored to the shadow candidate
+    step_started_at: float | None = None  # when the current step (or Pending, Promoting) began
+    candidate_unavailable_since: float | None = None
+    counters: Counters = field(default_factory=Counters)
+    active_warnings: tuple[str, ...] = ()  # warn rules in breach now (events are edge-triggered)
+    rollback_reason: str = ""
+    conditions: tuple[Condition, ...] = ()
+    last_analysis: AnalysisReport | None = None
+    message: str = ""
+    # Written by the caller, carried through by the state machine:
+    stable_revision: str = ""
+    candidate_revision: str = ""
+    observed_generation: int | None = None
+    last_command: str = ""  # the command annotation value last acted on (commands.py)
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase.value,
+            "step": self.step,
+            "weight": self.weight,
+            "mirrorPercent": self.mirror_percent,
+            "stepStartedAt": _time_or_none(self.step_started_at),
+            "candidateUnavailableSince": _time_or_none(self.candidate_unavailable_since),
+            "counters": {"breaches": dict(self.counters.breaches), "noData": self.counters.no_data},
+            "activeWarnings": list(self.active_warnings),
+            "rollbackReason": self.rollback_reason,
+            "conditions": [_condition_to_dict(c) for c in self.conditions],
+            "lastAnalysis": _report_to_dict(self.last_analysis) if self.last_analysis else None,
+            "message": self.message,
+            "stableRevision": self.stable_revision,
+            "candidateRevision": self.candidate_revision,
+            "observedGeneration": self.observed_generation,
+            "lastCommand": self.last_command,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RolloutStatus:
+        """The status ``to_dict`` wrote; ValueError naming a field it cannot read."""
+        data = data or {}
+        counters = data.get("counters") or {}
+        analysis = data.get("lastAnalysis")
+        generation = data.get("observedGeneration")
+        return cls(
+            phase=Phase(data.get("phase") or Phase.PENDING.value),
+            step=int(data.get("step") or 0),
+            weight=int(data.get("weight") or 0),
+            mirror_percent=int(data.get("mirrorPercent") or 0),
+            step_started_at=_parse_or_none(data.get("stepStartedAt")),
+            candidate_unavailable_since=_parse_or_none(data.get("candidateUnavailableSince")),
+            counters=Counters(
+                breaches={str(k): int(v) for k, v in (counters.get("breaches") or {}).items()},
+                no_data=int(counters.get("noData") or 0),
+            ),
+            active_warnings=tuple(str(n) for n in data.get("activeWarnings") or ()),
+            rollback_reason=str(data.get("rollbackReason") or ""),
+            conditions=tuple(_condition_from_dict(c) for c in data.get("conditions") or ()),
+            last_analysis=_report_from_dict(analysis) if analysis else None,
+            message=str(data.get("message") or ""),
+            stable_revision=str(data.get("stableRevision") or ""),
+            candidate_revision=str(data.get("candidateRevision") or ""),
+            observed_generation=None if generation is None else int(generation),
+            last_command=str(data.get("lastCommand") or ""),
+        )
+
+
+def set_condition(
+    conditions: tuple[Condition, ...],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    now: float,
+) -> tuple[Condition, ...]:
+    """``conditions`` with ``type_`` set; its transition time changes only when its status does."""
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition if old is not None and old.status == status else stamp(now)
+    new = Condition(type_, status, reason, message, since)
+    if old is None:
+        return (*conditions, new)
+    return tuple(new if c.type == type_ else c for c in conditions)
+
+
+# --- times --------------------------------------------------------------------------------------
+
+
+def stamp(epoch: float) -> float:
+    """``epoch`` rounded to whole microseconds: what a status time holds after a round trip."""
+    return round(epoch, 6)
+
+
+def format_time(epoch: float) -> str:
+    """RFC 3339 in UTC: ``2026-01-02T03:04:05.123456Z`` (no fraction when there is none)."""
+    moment = dt.datetime.fromtimestamp(stamp(epoch), dt.UTC)
+    spec = "microseconds" if moment.microsecond else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def _time_or_none(epoch: float | None) -> str | None:
+    return None if epoch is None else format_time(epoch)
+
+
+def _parse_or_none(text: Any) -> float | None:
+    return None if text in (None, "") else parse_time(text)
+
+
+# --- nested values ------------------------------------------------------------------------------
+
+
+def _condition_to_dict(c: Condition) -> dict[str, Any]:
+    return {
+        "type": c.type,
+        "status": c.status,
+        "reason": c.reason,
+        "message": c.message,
+        "lastTransitionTime": format_time(c.last_transition),
+    }
+
+
+def _condition_from_dict(data: Mapping[str, Any]) -> Condition:
+    return Condition(
+        type=str(data["type"]),
+        status=str(data.get("status") or "Unknown"),
+        reason=str(data.get("reason") or ""),
+        message=str(data.get("message") or ""),
+        last_transition=parse_time(data["lastTransitionTime"])
+        if data.get("lastTransitionTime")
+        else 0.0,
+    )
+
+
+def _report_to_dict(report: AnalysisReport) -> dict[str, Any]:
+    metrics = [_metric_to_dict(r, "rollback") for r in report.rollback]
+    metrics += [_metric_to_dict(r, "warn") for r in report.warn]
+    if report.shadow_compare is not None:
+        metrics.append(_metric_to_dict(report.shadow_compare, "shadowCompare"))
+    return {"time": format_time(report.time), "metrics": metrics}
+
+
+def _metric_to_dict(result: MetricResult, kind: str) -> dict[str, Any]:
+    value = result.value
+    return {
+        "name": result.name,
+        "kind": kind,
+        "value": value if value is not None and math.isfinite(value) else None,
+        "threshold": result.threshold,
+        "comparison": result.comparison.value,
+        "verdict": result.verdict.value,
+        "detail": result.detail,
+    }
+
+
+def _report_from_dict(data: Mapping[str, Any]) -> AnalysisReport:
+    kinds: dict[str, list[MetricResult]] = {"rollback": [], "warn": [], "shadowCompare": []}
+    for item in data.get("metrics") or ():
+        value = item.get("value")
+        kinds[item.get("kind", "rollback")].append(
+            MetricResult(
+                name=str(item["name"]),
+                value=None if value is None else float(value),
+                threshold=float(item.get("threshold", 0.0)),
+                comparison=Comparison(item.get("comparison", Comparison.ABOVE.value)),
+                verdict=Verdict(item.get("verdict", Verdict.NO_DATA.value)),
+                detail=str(item.get("detail") or ""),
+            )
+        )
+    shadow = kinds["shadowCompare"]
+    return AnalysisReport(
+        time=parse_time(data["time"]),
+        rollback=tuple(kinds["rollback"]),
+        warn=tuple(kinds["warn"]),
+        shadow_compare=shadow[0] if shadow else None,
+    )

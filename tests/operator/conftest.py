@@ -1,0 +1,561 @@
+"""Fixtures that run the real operator process against the real kube-apiserver and Prometheus.
+
+What stands in for the parts that do not run here:
+
+- no kubelet and no Deployment controller: a ``Readiness`` thread keeps writing, through the
+  status subresource, the status the Deployment controller would report once every pod of the
+  current spec is up, for every Deployment in the test's namespaces;
+- no scheduler pods: a ``MetricsTarget`` that Prometheus scrapes serves the scheduler's metric
+  contract for the tracks ``stable``, ``shadow`` and ``canary`` of each test's namespace, at
+  rates the test sets (and changes while the rollout runs);
+- no gateway: the GRPCRoute is a stand-in CRD (tests/crds), read back as the API server has it.
+
+``bed`` sets up one namespace the way a user's cluster looks before a rollout (a ``scheduler``
+Deployment, its Service, a GRPCRoute to it) with healthy series; ``operator`` starts
+``rollout-operator`` as a subprocess (``.kill()`` is a SIGKILL, ``.start()`` a restart);
+``Recorder`` watches objects and keeps every version the API server announced, so a test can
+assert an exact sequence of states instead of sampling them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from rollout_operator.mirror_config import get_mirror
+from rollout_operator.resource import GROUP, PLURAL, VERSION
+from rollout_operator.workloads import _available
+from testbed.kube import KubeControlPlane
+from testbed.metrics_target import MetricsTarget, contract_traffic
+from testbed.prometheus import PrometheusServer, ScrapeJob
+from tests.cluster.conftest import Cluster, cluster, route_crds  # noqa: F401 - fixtures
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = "schedulerrollouts.rollouts.scheduling.io"
+JOB = "operator-flow"
+GRPCROUTE = ("gateway.networking.k8s.io", "v1", "grpcroutes")
+STABLE_LABELS = {"app": "scheduler", "track": "stable"}
+STABLE_IMAGE = "registry.example/scheduler:1.4.0"
+CANDIDATE_IMAGE = "registry.example/scheduler:1.5.0"
+PORT = 50051
+OPERATOR_START_TIMEOUT_S = 30.0
+
+Obj = dict[str, Any]
+
+
+# --- the rollout manifest ------------------------------------------------------------------------
+
+FAST_STEPS: list[Obj] = [
+    {"shadow": {"duration": "3s"}},
+    {"weight": 10, "duration": "3s"},
+    {"weight": 25, "duration": "3s"},
+    {"weight": 50, "duration": "3s"},
+    {"approval": {}},
+    {"weight": 100, "duration": "3s"},
+]
+
+
+def rollout_manifest(
+    name: str,
+    prometheus_url: str,
+    *,
+    steps: list[Obj] | None = None,
+    target: str = "scheduler",
+    route: str = "scheduler",
+    **analysis: Any,
+) -> Obj:
+    """A SchedulerRollout with durations of seconds and a 1 s analysis interval."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SchedulerRollout",
+        "metadata": {"name": name},
+        "spec": {
+            "targetRef": {"name": target},
+            "candidate": {"image": CANDIDATE_IMAGE, "modelVersion": "2026.11.1"},
+            "routing": {
+                "provider": "gatewayAPI",
+                "route": route,
+                "stableService": target,
+                "canaryService": f"{target}-canary",
+                "port": PORT,
+            },
+            "steps": steps if steps is not None else FAST_STEPS,
+            "analysis": {
+                "interval": "1s",
+                "prometheus": {"url": prometheus_url},
+                **analysis,
+            },
+        },
+    }
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# --- recording what the API server announces ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    at: float  # wall clock (epoch seconds) when the watch delivered it
+    type: str  # ADDED, MODIFIED, DELETED
+    obj: Obj
+
+
+class Recorder:
+    """Watches one kind of object in a namespace on a thread and keeps every version announced
+    (re-watching from the last resourceVersion, so nothing is lost between watch calls)."""
+
+    def __init__(self, list_fn: Callable[..., Any], *args: Any, sanitize: Any = None) -> None:
+        self._list_fn, self._args, self._sanitize = list_fn, args, sanitize
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._seen: list[Seen] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    @property
+    def seen(self) -> list[Seen]:
+        with self._lock:
+            return list(self._seen)
+
+    def of(self, name: str) -> list[Seen]:
+        return [s for s in self.seen if s.obj.get("metadata", {}).get("name") == name]
+
+    def _run(self) -> None:
+        version: str | None = None
+        while not self._stop.is_set():
+            w = watch.Watch()
+            kwargs: Obj = {"timeout_seconds": 1, "_request_timeout": 5}
+            if version:
+                kwargs["resource_version"] = version
+            try:
+                for event in w.stream(self._list_fn, *self._args, **kwargs):
+                    obj = event["object"]
+                    if self._sanitize is not None:
+                        obj = self._sanitize(obj)
+                    if event["type"] == "ERROR":
+                        version = None
+                        break
+                    version = obj["metadata"]["resourceVersion"]
+                    with self._lock:
+                        self._seen.append(Seen(time.time(), event["type"], obj))
+                    if self._stop.is_set():
+                        break
+            except ApiException as exc:
+                if exc.status == 410:  # too old: list again
+                    version = None
+                else:
+                    time.sleep(0.2)
+            except Exception:  # a dropped connection: watch again from where we were
+                time.sleep(0.2)
+            finally:
+                w.stop()
+
+
+def changes(values: list[Any]) -> list[Any]:
+    """``values`` without consecutive repeats."""
+    out: list[Any] = []
+    for value in values:
+        if not out or out[-1] != value:
+            out.append(value)
+    return out
+
+
+def route_weights(route: Obj, stable: str = "scheduler") -> tuple[int | None, int | None]:
+    """(stable, canary) weights of the route's first rule (None: no such backendRef)."""
+    refs = route["spec"]["rules"][0]["backendRefs"]
+    weights = {ref["name"]: ref.get("weight") for ref in refs}
+    return weights.get(stable), weights.get(f"{stable}-canary")
+
+
+# --- the operator process ------------------------------------------------------------------------
+
+
+class OperatorProcess:
+    """``rollout-operator`` watching some namespaces, its output in a log file."""
+
+    def __init__(self, kubeconfig: Path, namespaces: tuple[str, ...], log: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def argv(self) -> list[str]:
+        exe = Path(sys.executable).parent / "rollout-operator"
+        scope = [arg for ns in self.namespaces for arg in ("-n", ns)]
+        return [
+            str(exe), "--kubeconfig", str(self.kubeconfig), *scope,
+            "--tick", "0.5", "--metrics-port", "0", "--health-port", "0",
+        ]  # fmt: skip
+
+    def start(self) -> OperatorProcess:
+        assert self.process is None or self.process.poll() is not None, "already running"
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start {self.starts} =====\n".encode())
+            self.process = subprocess.Popen(
+                self.argv(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._wait_serving()
+        return self
+
+    def _wait_serving(self) -> None:
+        """Until the operator has started its metrics endpoint and kopf is watching."""
+        deadline = time.monotonic() + OPERATOR_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            assert self.running, f"rollout-operator exited at start:\n{self.tail()}"
+            if self.metrics_port() is not None:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"rollout-operator did not start:\n{self.tail()}")
+
+    def metrics_port(self) -> int | None:
+        """The port of the latest start's /metrics (the operator logs it)."""
+        text = self.log.read_text(errors="replace").rsplit("===== start", 1)[-1]
+        found = re.findall(r"operator metrics on :(\d+)/metrics", text)
+        return int(found[-1]) if found else None
+
+    def metrics(self) -> str:
+        port = self.metrics_port()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text: str = resp.read().decode()
+            return text
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs, nothing is flushed or cleaned up."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def tail(self, lines: int = 60) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- the cluster as the user has it before a rollout ---------------------------------------------
+
+
+class Readiness:
+    """Plays kubelet + Deployment controller: every Deployment in ``namespaces`` is kept
+    reporting all its pods of the current spec available (checked every 0.1 s)."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api = api
+        self.apps = client.AppsV1Api(api)
+        self.namespaces: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Readiness:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for namespace in list(self.namespaces):
+                with contextlib.suppress(ApiException):
+                    self._mark(namespace)
+
+    def _mark(self, namespace: str) -> None:
+        for dep in self.apps.list_namespaced_deployment(namespace).items:
+            body = self.api.sanitize_for_serialization(dep)
+            if _available(body):
+                continue
+            n = dep.spec.replicas or 0
+            status = {
+                "observedGeneration": dep.metadata.generation,
+                "replicas": n,
+                "updatedReplicas": n,
+                "readyReplicas": n,
+                "availableReplicas": n,
+            }
+            with contextlib.suppress(ApiException):  # changed meanwhile: next round
+                self.apps.patch_namespaced_deployment_status(
+                    dep.metadata.name, namespace, {"status": status}
+                )
+
+
+@dataclass
+class Bed:
+    """One namespace with a stable scheduler, its Service and GRPCRoute, and its metrics."""
+
+    cluster: Cluster
+    namespace: str
+    prometheus_url: str
+    target: MetricsTarget
+    recorders: list[Recorder] = field(default_factory=list)
+
+    # --- set-up ---
+
+    def add_scheduler(self, name: str = "scheduler", *, route: bool = True) -> None:
+        labels = {**STABLE_LABELS, "app": name}
+        container = {"name": "scheduler", "image": STABLE_IMAGE, "ports": [{"containerPort": PORT}]}
+        self.cluster.create_deployment(
+            self.namespace, name, labels=labels, replicas=3, containers=[container]
+        )
+        service = {
+            "metadata": {"name": name},
+            "spec": {"selector": labels, "ports": [{"name": "grpc", "port": PORT}]},
+        }
+        self.cluster.core.create_namespaced_service(
+            self.namespace, client.V1Service.model_validate(service)
+        )
+        if route:
+            body = {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GRPCRoute",
+                "metadata": {"name": name},
+                "spec": {
+                    "parentRefs": [{"name": "plant-gateway"}],
+                    "rules": [{"backendRefs": [{"name": name, "port": PORT}]}],
+                },
+            }
+            self.cluster.custom.create_namespaced_custom_object(
+                *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], body
+            )
+
+    def traffic(self, track: str, **rates: Any) -> None:
+        """The scheduler's contract series of ``track`` in this namespace, from now on."""
+        contract_traffic(self.target, {"namespace": self.namespace, "track": track}, **rates)
+
+    # --- the rollout ---
+
+    def apply(self, body: Obj) -> None:
+        self.cluster.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+
+    def rollout(self, name: str) -> Obj:
+        got: Obj = self.cluster.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+        return got
+
+    def status(self, name: str) -> Obj:
+        return self.rollout(name).get("status") or {}
+
+    def wait_for(
+        self,
+        name: str,
+        what: Callable[[Obj], bool],
+        timeout: float,
+        operator: OperatorProcess | None = None,
+    ) -> Obj:
+        """Poll the rollout's status until ``what(status)``; the status then."""
+        deadline = time.monotonic() + timeout
+        status: Obj = {}
+        while time.monotonic() < deadline:
+            status = self.status(name)
+            if what(status):
+                return status
+            time.sleep(0.1)
+        log = f"\noperator log:\n{operator.tail()}" if operator else ""
+        raise AssertionError(f"rollout {name}: condition not met in {timeout}s; status {status}{log}")
+
+    def wait_phase(
+        self, name: str, phase: str, timeout: float, operator: OperatorProcess | None = None
+    ) -> Obj:
+        return self.wait_for(name, lambda s: s.get("phase") == phase, timeout, operator)
+
+    # --- reading the world back ---
+
+    def route(self, name: str = "scheduler") -> Obj:
+        got: Obj = self.cluster.custom.get_namespaced_custom_object(
+            *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], name
+        )
+        return got
+
+    def mirror(self, name: str = "scheduler-mirror") -> Obj | None:
+        return get_mirror(self.cluster.core, self.namespace, name)
+
+    def deployment(self, name: str) -> Obj | None:
+        try:
+            return self.cluster.deployment(self.namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def events(self, name: str) -> list[Obj]:
+        found = self.cluster.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [self.cluster.api.sanitize_for_serialization(e) for e in found]
+
+    def record_routes(self) -> Recorder:
+        recorder = Recorder(
+            self.cluster.custom.list_namespaced_custom_object,
+            *GRPCROUTE[:2], self.namespace, GRPCROUTE[2],
+        ).start()  # fmt: skip
+        self.recorders.append(recorder)
+        return recorder
+
+    def record_rollouts(self) -> Recorder:
+        recorder = Recorder(
+            self.cluster.custom.list_namespaced_custom_object,
+            GROUP, VERSION, self.namespace, PLURAL,
+        ).start()  # fmt: skip
+        self.recorders.append(recorder)
+        return recorder
+
+    def record_config_maps(self) -> Recorder:
+        recorder = Recorder(
+            self.cluster.core.list_namespaced_config_map,
+            self.namespace,
+            sanitize=self.cluster.api.sanitize_for_serialization,
+        ).start()
+        self.recorders.append(recorder)
+        return recorder
+
+
+@pytest.fixture(scope="session")
+def sro_crd(kube: KubeControlPlane, route_crds: None) -> KubeControlPlane:  # noqa: F811
+    kube.kubectl("apply", "-f", str(ROOT / "crds"))
+    kube.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    return kube
+
+
+@pytest.fixture(scope="module")
+def flow_metrics(prometheus: PrometheusServer) -> Iterator[MetricsTarget]:
+    """One scrape target for the module; each test writes series labelled with its namespace."""
+    target = MetricsTarget().start()
+    target.set_gauge("operator_flow_up", {}, 1.0)
+    prometheus.scrape(ScrapeJob(JOB, (target.address,)))
+    try:
+        prometheus.wait_for_series(f'operator_flow_up{{job="{JOB}"}}')
+        yield target
+    finally:
+        prometheus.forget(JOB)
+        target.stop()
+
+
+@pytest.fixture(scope="module")
+def readiness(kube: KubeControlPlane) -> Iterator[Readiness]:
+    marker = Readiness(kube.admin_kubeconfig).start()
+    try:
+        yield marker
+    finally:
+        marker.stop()
+
+
+@pytest.fixture()
+def make_bed(
+    sro_crd: KubeControlPlane,
+    cluster: Cluster,  # noqa: F811
+    prometheus: PrometheusServer,
+    flow_metrics: MetricsTarget,
+    readiness: Readiness,
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[[], Bed]]:
+    """Fresh namespaces, each with a stable scheduler behind a GRPCRoute and healthy series for
+    the tracks stable, shadow and canary; Deployments in them are kept available."""
+    beds: list[Bed] = []
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+
+    def make() -> Bed:
+        name = f"{stem}-{uuid.uuid4().hex[:6]}"
+        cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        bed = Bed(cluster, name, prometheus.url, flow_metrics)
+        bed.add_scheduler()
+        for track in ("stable", "shadow", "canary"):
+            bed.traffic(track)
+        readiness.namespaces.add(name)
+        beds.append(bed)
+        return bed
+
+    try:
+        yield make
+    finally:
+        for bed in beds:
+            for recorder in bed.recorders:
+                recorder.stop()
+            readiness.namespaces.discard(bed.namespace)
+
+
+@pytest.fixture()
+def bed(make_bed: Callable[[], Bed]) -> Bed:
+    return make_bed()
+
+
+@pytest.fixture()
+def start_operator(
+    kube: KubeControlPlane, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """``start_operator(ns, ...)`` runs rollout-operator for those namespaces until the test ends;
+    a failing test gets the operator's log in its report."""
+    started: list[OperatorProcess] = []
+
+    def start(*namespaces: str) -> OperatorProcess:
+        log = tmp_path / f"operator-{len(started)}.log"
+        process = OperatorProcess(kube.admin_kubeconfig, namespaces, log)
+        started.append(process)
+        return process.start()
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            for process in started:
+                print(f"--- {process.log} ---\n{process.tail(200)}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
