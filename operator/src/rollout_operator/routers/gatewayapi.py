@@ -15,13 +15,10 @@ default the shadow copy comes from the stable pods (``rollout_operator.mirror_co
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from rollout_operator.mirror_config import AppMirror
-from rollout_operator.model import RoutingSpec
-from rollout_operator.routers.base import RouterError, TrafficState, check_percent
-from rollout_operator.routers.routes import RouteKind, RouteObject, Spec
+from rollout_operator.routers.base import TrafficState
+from rollout_operator.routers.routes import RouteKind, RouteRouter, Spec
 
 GRPCROUTE = RouteKind("gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute")
 MIRROR_FILTER = "RequestMirror"
@@ -66,23 +63,8 @@ def _mirror_percent(request_mirror: dict[str, Any]) -> int:
     return 100
 
 
-class GrpcRouteRouter:
+class GrpcRouteRouter(RouteRouter):
     """Weights and mirror on one GRPCRoute; see the module docstring for what it owns."""
-
-    def __init__(
-        self, route: RouteObject, routing: RoutingSpec, app_mirror: AppMirror, *, route_mirror: bool
-    ) -> None:
-        self.route = route
-        self.routing = routing
-        self.app_mirror = app_mirror
-        self.route_mirror = route_mirror
-
-    def set_traffic(self, weight: int, mirror_percent: int) -> None:
-        check_percent("weight", weight)
-        check_percent("mirror_percent", mirror_percent)
-        on_route = mirror_percent if self.route_mirror else 0
-        self.route.update(lambda spec: self._apply(spec, weight, on_route))
-        self.app_mirror.set(0 if self.route_mirror else mirror_percent)
 
     def get_traffic(self) -> TrafficState:
         rule = self._managed_rules(self.route.read_spec())[0]
@@ -97,12 +79,6 @@ class GrpcRouteRouter:
         else:
             mirror = self.app_mirror.percent()
         return TrafficState(weight=weight, mirror_percent=mirror)
-
-    def restore(self) -> None:
-        """100 % stable, no mirror; a route that is gone has nothing left to restore."""
-        with contextlib.suppress(RouterError):
-            self.route.update(lambda spec: self._apply(spec, 0, 0))
-        self.app_mirror.set(0)
 
     # --- the owned parts of the spec ----------------------------------------------------------
 

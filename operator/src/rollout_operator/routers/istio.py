@@ -11,13 +11,10 @@ left alone. Uses ``networking.istio.io/v1`` (served since Istio 1.22).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from rollout_operator.mirror_config import AppMirror
-from rollout_operator.model import RoutingSpec
-from rollout_operator.routers.base import RouterError, TrafficState, check_percent
-from rollout_operator.routers.routes import RouteKind, RouteObject, Spec
+from rollout_operator.routers.base import TrafficState
+from rollout_operator.routers.routes import RouteKind, RouteRouter, Spec
 
 VIRTUAL_SERVICE = RouteKind("networking.istio.io", "v1", "virtualservices", "VirtualService")
 
@@ -37,23 +34,8 @@ def _weight(dest: Destination, count: int) -> int:
     return int(dest.get("weight", 100 if count == 1 else 0))
 
 
-class VirtualServiceRouter:
+class VirtualServiceRouter(RouteRouter):
     """Weights and mirror on one VirtualService; see the module docstring for what it owns."""
-
-    def __init__(
-        self, route: RouteObject, routing: RoutingSpec, app_mirror: AppMirror, *, route_mirror: bool
-    ) -> None:
-        self.route = route
-        self.routing = routing
-        self.app_mirror = app_mirror
-        self.route_mirror = route_mirror
-
-    def set_traffic(self, weight: int, mirror_percent: int) -> None:
-        check_percent("weight", weight)
-        check_percent("mirror_percent", mirror_percent)
-        on_route = mirror_percent if self.route_mirror else 0
-        self.route.update(lambda spec: self._apply(spec, weight, on_route))
-        self.app_mirror.set(0 if self.route_mirror else mirror_percent)
 
     def get_traffic(self) -> TrafficState:
         http = self._managed_routes(self.route.read_spec())[0]
@@ -68,12 +50,6 @@ class VirtualServiceRouter:
         else:
             mirror = 0
         return TrafficState(weight=weight, mirror_percent=mirror)
-
-    def restore(self) -> None:
-        """100 % stable, no mirror; a route that is gone has nothing left to restore."""
-        with contextlib.suppress(RouterError):
-            self.route.update(lambda spec: self._apply(spec, 0, 0))
-        self.app_mirror.set(0)
 
     # --- the owned parts of the spec ----------------------------------------------------------
 

@@ -7,6 +7,7 @@ server answer 409 and the change is redone on the fresh object instead of overwr
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from rollout_operator.routers.base import RouterError
+from rollout_operator.mirror_config import AppMirror
+from rollout_operator.model import RoutingSpec
+from rollout_operator.routers.base import RouterError, check_percent
 
 CONFLICT_RETRIES = 5
 ROUTE_FIELD = "spec.routing.route"
@@ -85,3 +88,34 @@ class RouteObject:
             except ApiException as exc:
                 if exc.status != 409 or attempt == CONFLICT_RETRIES:
                     raise  # a transient API error, never "Invalid": the caller retries later
+
+
+class RouteRouter:
+    """What the GRPCRoute and VirtualService routers share: weights go on the route, the mirror
+    on the route or in the app-level ConfigMap (never both), and restore tolerates a vanished
+    route. Subclasses say how a spec is rewritten (`_apply`) and read back (`get_traffic`)."""
+
+    def __init__(
+        self, route: RouteObject, routing: RoutingSpec, app_mirror: AppMirror, *, route_mirror: bool
+    ) -> None:
+        self.route = route
+        self.routing = routing
+        self.app_mirror = app_mirror
+        self.route_mirror = route_mirror
+
+    def _apply(self, spec: Spec, weight: int, mirror_percent: int) -> None:
+        """Rewrite ``spec`` in place: the weights, and the route's own mirror."""
+        raise NotImplementedError
+
+    def set_traffic(self, weight: int, mirror_percent: int) -> None:
+        check_percent("weight", weight)
+        check_percent("mirror_percent", mirror_percent)
+        on_route = mirror_percent if self.route_mirror else 0
+        self.route.update(lambda spec: self._apply(spec, weight, on_route))
+        self.app_mirror.set(0 if self.route_mirror else mirror_percent)
+
+    def restore(self) -> None:
+        """100 % stable, no mirror; a route that is gone has nothing left to restore."""
+        with contextlib.suppress(RouterError):
+            self.route.update(lambda spec: self._apply(spec, 0, 0))
+        self.app_mirror.set(0)
