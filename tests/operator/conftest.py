@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client, config, watch
@@ -377,10 +377,11 @@ class Bed:
         )
 
     def rollout(self, name: str) -> Obj:
-        got: Obj = self.cluster.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
-        return got
+        return cast(
+            Obj, self.cluster.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name
+            )
+        )  # fmt: skip
 
     def status(self, name: str) -> Obj:
         return self.rollout(name).get("status") or {}
@@ -401,7 +402,7 @@ class Bed:
                 return status
             time.sleep(0.1)
         log = f"\noperator log:\n{operator.tail()}" if operator else ""
-        raise AssertionError(f"rollout {name}: condition not met in {timeout}s; status {status}{log}")
+        raise AssertionError(f"rollout {name}: not there in {timeout}s; status {status}{log}")
 
     def wait_phase(
         self, name: str, phase: str, timeout: float, operator: OperatorProcess | None = None
@@ -411,10 +412,11 @@ class Bed:
     # --- reading the world back ---
 
     def route(self, name: str = "scheduler") -> Obj:
-        got: Obj = self.cluster.custom.get_namespaced_custom_object(
-            *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], name
-        )
-        return got
+        return cast(
+            Obj, self.cluster.custom.get_namespaced_custom_object(
+                *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], name
+            )
+        )  # fmt: skip
 
     def mirror(self, name: str = "scheduler-mirror") -> Obj | None:
         return get_mirror(self.cluster.core, self.namespace, name)
@@ -460,21 +462,28 @@ class Bed:
 
 
 @pytest.fixture(scope="session")
-def sro_crd(kube: KubeControlPlane, route_crds: None) -> KubeControlPlane:  # noqa: F811
-    kube.kubectl("apply", "-f", str(ROOT / "crds"))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
-    return kube
+def sro_crd(cluster: Cluster, route_crds: None) -> Cluster:  # noqa: F811
+    """The cluster with the SchedulerRollout CRD and the route CRDs installed."""
+    cluster.plane.kubectl("apply", "-f", str(ROOT / "crds"))
+    cluster.plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD}", "--timeout=60s")
+    return cluster
+
+
+@dataclass(frozen=True)
+class FlowMetrics:
+    target: MetricsTarget
+    prometheus_url: str
 
 
 @pytest.fixture(scope="module")
-def flow_metrics(prometheus: PrometheusServer) -> Iterator[MetricsTarget]:
+def flow_metrics(prometheus: PrometheusServer) -> Iterator[FlowMetrics]:
     """One scrape target for the module; each test writes series labelled with its namespace."""
     target = MetricsTarget().start()
     target.set_gauge("operator_flow_up", {}, 1.0)
     prometheus.scrape(ScrapeJob(JOB, (target.address,)))
     try:
         prometheus.wait_for_series(f'operator_flow_up{{job="{JOB}"}}')
-        yield target
+        yield FlowMetrics(target, prometheus.url)
     finally:
         prometheus.forget(JOB)
         target.stop()
@@ -491,10 +500,8 @@ def readiness(kube: KubeControlPlane) -> Iterator[Readiness]:
 
 @pytest.fixture()
 def make_bed(
-    sro_crd: KubeControlPlane,
-    cluster: Cluster,  # noqa: F811
-    prometheus: PrometheusServer,
-    flow_metrics: MetricsTarget,
+    sro_crd: Cluster,
+    flow_metrics: FlowMetrics,
     readiness: Readiness,
     request: pytest.FixtureRequest,
 ) -> Iterator[Callable[[], Bed]]:
@@ -505,8 +512,8 @@ def make_bed(
 
     def make() -> Bed:
         name = f"{stem}-{uuid.uuid4().hex[:6]}"
-        cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-        bed = Bed(cluster, name, prometheus.url, flow_metrics)
+        sro_crd.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        bed = Bed(sro_crd, name, flow_metrics.prometheus_url, flow_metrics.target)
         bed.add_scheduler()
         for track in ("stable", "shadow", "canary"):
             bed.traffic(track)

@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # kopf logs every handler and timer success at INFO: one line a tick
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import kopf  # noqa: PLC0415 - keep --help fast
     from kubernetes import config  # noqa: PLC0415
 

@@ -38,13 +38,14 @@ from rollout_operator.actions import (
 from rollout_operator.analysis.provider import MetricsProvider
 from rollout_operator.analysis.runner import analyse
 from rollout_operator.metrics import OperatorMetrics
-from rollout_operator.model import Commands, Phase, Provider, RolloutSpec
+from rollout_operator.model import TERMINAL_PHASES, Commands, Phase, Provider, RolloutSpec
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.routers.base import Router, RouterError
 from rollout_operator.routers.registry import make_router
 from rollout_operator.services import ServiceError
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import (
+    RETRYABLE_PHASES,
     advance,
     analysis_due,
     invalid_status,
@@ -58,6 +59,13 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 5.0
 FIELD_ERRORS = (RouterError, WorkloadError, ServiceError)
+
+
+def _is_retry(pending: str | None) -> bool:
+    try:
+        return pending is not None and commands.decode(pending) == "retry"
+    except commands.CommandError:
+        return False
 
 
 def rollback_cause(status: RolloutStatus) -> str:
@@ -145,6 +153,11 @@ class Reconciler:
         now = self.clock()
         status = RolloutStatus.from_dict(rollout.status)
         pending = commands.pending(rollout.annotations, rollout.status)
+        if status.phase in TERMINAL_PHASES and not (
+            _is_retry(pending) and status.phase in RETRYABLE_PHASES
+        ):
+            self._finished(rollout, status, pending)
+            return None
         try:
             spec = parse_spec(rollout.spec)
             wanted = commands.to_commands(pending)
@@ -273,6 +286,14 @@ class Reconciler:
             return None
         stable = self.apps.read_namespaced_deployment(spec.target, namespace)
         return max(1, int(stable.spec.replicas or 1))
+
+    def _finished(self, rollout: Rollout, status: RolloutStatus, pending: str | None) -> None:
+        """A finished rollout changes only by ``retry``: nothing is read or checked (a target
+        Deployment deleted after a promotion must not turn Succeeded into Invalid); a command
+        that does not apply is recorded as handled, so it is not looked at again."""
+        new = replace(status, last_command=pending or status.last_command,
+                      observed_generation=rollout.generation)  # fmt: skip
+        self._write(rollout, status, new, [])
 
     def _invalid(
         self,

@@ -48,7 +48,7 @@ class Condition:
 @dataclass(frozen=True)
 class RolloutStatus:
     phase: Phase = Phase.PENDING
-    step: int = 0  # index into spec.steps; len(steps) while Promoting and after
+    step: int = 0  # index into spec.steps; the last step stays while Promoting and after
     weight: int = 0  # % of real traffic the candidate serves
     mirror_percent: int = 0  # % of requests mirrored to the shadow candidate
     step_started_at: float | None = None  # when the current step (or Pending, Promoting) began
