@@ -51,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CRD = "schedulerrollouts.rollouts.scheduling.io"
 JOB = "operator-flow"
 GRPCROUTE = ("gateway.networking.k8s.io", "v1", "grpcroutes")
+VIRTUALSERVICE = ("networking.istio.io", "v1", "virtualservices")
+ROUTE_KINDS = {"gatewayAPI": GRPCROUTE, "istio": VIRTUALSERVICE}  # provider -> its route
 STABLE_LABELS = {"app": "scheduler", "track": "stable"}
 STABLE_IMAGE = "registry.example/scheduler:1.4.0"
 CANDIDATE_IMAGE = "registry.example/scheduler:1.5.0"
@@ -79,10 +81,12 @@ def rollout_manifest(
     steps: list[Obj] | None = None,
     target: str = "scheduler",
     route: str = "scheduler",
+    provider: str = "gatewayAPI",
+    webhook: str = "",
     **analysis: Any,
 ) -> Obj:
     """A SchedulerRollout with durations of seconds and a 1 s analysis interval."""
-    return {
+    body: Obj = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "SchedulerRollout",
         "metadata": {"name": name},
@@ -90,7 +94,7 @@ def rollout_manifest(
             "targetRef": {"name": target},
             "candidate": {"image": CANDIDATE_IMAGE, "modelVersion": "2026.11.1"},
             "routing": {
-                "provider": "gatewayAPI",
+                "provider": provider,
                 "route": route,
                 "stableService": target,
                 "canaryService": f"{target}-canary",
@@ -104,6 +108,11 @@ def rollout_manifest(
             },
         },
     }
+    if provider == "replicas":  # no route to name
+        del body["spec"]["routing"]["route"]
+    if webhook:
+        body["spec"]["webhook"] = {"url": webhook}
+    return body
 
 
 def closed_port_url() -> str:
@@ -195,6 +204,13 @@ def route_weights(route: Obj, stable: str = "scheduler") -> tuple[int | None, in
     """(stable, canary) weights of the route's first rule (None: no such backendRef)."""
     refs = route["spec"]["rules"][0]["backendRefs"]
     weights = {ref["name"]: ref.get("weight") for ref in refs}
+    return weights.get(stable), weights.get(f"{stable}-canary")
+
+
+def vs_weights(vs: Obj, stable: str = "scheduler") -> tuple[int | None, int | None]:
+    """(stable, canary) weights of a VirtualService's first http route (None: unset)."""
+    dests = vs["spec"]["http"][0]["route"]
+    weights = {d["destination"]["host"]: d.get("weight") for d in dests}
     return weights.get(stable), weights.get(f"{stable}-canary")
 
 
@@ -338,7 +354,11 @@ class Bed:
 
     # --- set-up ---
 
-    def add_scheduler(self, name: str = "scheduler", *, route: bool = True) -> None:
+    def add_scheduler(
+        self, name: str = "scheduler", *, route: bool = True, provider: str = "gatewayAPI"
+    ) -> None:
+        """The stable Deployment and Service, and (``route``) the provider's route to it: a
+        GRPCRoute, an Istio VirtualService, or none for the replica-ratio router."""
         labels = {**STABLE_LABELS, "app": name}
         container = {"name": "scheduler", "image": STABLE_IMAGE, "ports": [{"containerPort": PORT}]}
         self.cluster.create_deployment(
@@ -351,7 +371,22 @@ class Bed:
         self.cluster.core.create_namespaced_service(
             self.namespace, client.V1Service.model_validate(service)
         )
-        if route:
+        if route and provider == "istio":
+            vs = {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": name},
+                "spec": {
+                    "hosts": [name],
+                    "http": [
+                        {"route": [{"destination": {"host": name, "port": {"number": PORT}}}]}
+                    ],
+                },
+            }
+            self.cluster.custom.create_namespaced_custom_object(
+                *VIRTUALSERVICE[:2], self.namespace, VIRTUALSERVICE[2], vs
+            )
+        elif route and provider == "gatewayAPI":
             body = {
                 "apiVersion": "gateway.networking.k8s.io/v1",
                 "kind": "GRPCRoute",
@@ -411,10 +446,11 @@ class Bed:
 
     # --- reading the world back ---
 
-    def route(self, name: str = "scheduler") -> Obj:
+    def route(self, name: str = "scheduler", provider: str = "gatewayAPI") -> Obj:
+        kind = ROUTE_KINDS[provider]
         return cast(
             Obj, self.cluster.custom.get_namespaced_custom_object(
-                *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], name
+                *kind[:2], self.namespace, kind[2], name
             )
         )  # fmt: skip
 
@@ -435,10 +471,11 @@ class Bed:
         ).items
         return [self.cluster.api.sanitize_for_serialization(e) for e in found]
 
-    def record_routes(self) -> Recorder:
+    def record_routes(self, provider: str = "gatewayAPI") -> Recorder:
+        kind = ROUTE_KINDS[provider]
         recorder = Recorder(
             self.cluster.custom.list_namespaced_custom_object,
-            *GRPCROUTE[:2], self.namespace, GRPCROUTE[2],
+            *kind[:2], self.namespace, kind[2],
         ).start()  # fmt: skip
         self.recorders.append(recorder)
         return recorder
@@ -448,6 +485,15 @@ class Bed:
             self.cluster.custom.list_namespaced_custom_object,
             GROUP, VERSION, self.namespace, PLURAL,
         ).start()  # fmt: skip
+        self.recorders.append(recorder)
+        return recorder
+
+    def record_deployments(self) -> Recorder:
+        recorder = Recorder(
+            self.cluster.apps.list_namespaced_deployment,
+            self.namespace,
+            sanitize=self.cluster.api.sanitize_for_serialization,
+        ).start()
         self.recorders.append(recorder)
         return recorder
 
@@ -504,17 +550,18 @@ def make_bed(
     flow_metrics: FlowMetrics,
     readiness: Readiness,
     request: pytest.FixtureRequest,
-) -> Iterator[Callable[[], Bed]]:
-    """Fresh namespaces, each with a stable scheduler behind a GRPCRoute and healthy series for
-    the tracks stable, shadow and canary; Deployments in them are kept available."""
+) -> Iterator[Callable[..., Bed]]:
+    """Fresh namespaces, each with a stable scheduler behind a GRPCRoute (``make(provider=...)``:
+    a VirtualService for ``istio``, no route for ``replicas``) and healthy series for the tracks
+    stable, shadow and canary; Deployments in them are kept available."""
     beds: list[Bed] = []
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
 
-    def make() -> Bed:
+    def make(provider: str = "gatewayAPI") -> Bed:
         name = f"{stem}-{uuid.uuid4().hex[:6]}"
         sro_crd.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         bed = Bed(sro_crd, name, flow_metrics.prometheus_url, flow_metrics.target)
-        bed.add_scheduler()
+        bed.add_scheduler(provider=provider)
         for track in ("stable", "shadow", "canary"):
             bed.traffic(track)
         readiness.namespaces.add(name)
@@ -531,7 +578,7 @@ def make_bed(
 
 
 @pytest.fixture()
-def bed(make_bed: Callable[[], Bed]) -> Bed:
+def bed(make_bed: Callable[..., Bed]) -> Bed:
     return make_bed()
 
 

@@ -42,6 +42,7 @@ from rollout_operator.model import TERMINAL_PHASES, Commands, Phase, Provider, R
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.routers.base import Router, RouterError
 from rollout_operator.routers.registry import make_router
+from rollout_operator.routers.replicas import ReplicaRatioRouter
 from rollout_operator.services import ServiceError
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import (
@@ -265,7 +266,10 @@ class Reconciler:
                 )  # fmt: skip
                 status = replace(status, candidate_revision=revision)
             elif isinstance(effect, SetTraffic):
-                router.set_traffic(effect.weight, effect.mirror_percent)
+                if status.phase is Phase.PROMOTING and isinstance(router, ReplicaRatioRouter):
+                    router.hold_for_promotion()  # the stable needs its pods back to roll out
+                else:
+                    router.set_traffic(effect.weight, effect.mirror_percent)
             elif isinstance(effect, PromoteStable):
                 revision = workloads.promote_stable(self.apps, ns, target)
                 status = replace(status, stable_revision=revision)

@@ -78,6 +78,14 @@ class ReplicaRatioRouter:
         self._scale(*second)
         self.app_mirror.set(mirror_percent)
 
+    def hold_for_promotion(self) -> None:
+        """While Promoting: the stable (now with the candidate's spec) back at its own replica
+        count, the candidate's pods kept serving. A stable scaled to 0 for weight 100 would be
+        "available" at once with no pod; the candidate is removed only once the stable's pods
+        are available (``SetTraffic(0, 0)`` at Succeeded)."""
+        stable = self._read(self.target, TARGET_FIELD)
+        self._scale(self.target, self._base_replicas(stable), {STABLE_REPLICAS_ANNOTATION: None})
+
     def get_traffic(self) -> TrafficState:
         stable = self._read(self.target, TARGET_FIELD)
         cand = self._read(candidate_name(self.target), "spec.candidate")
