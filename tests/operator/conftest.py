@@ -115,12 +115,16 @@ def rollout_manifest(
     return body
 
 
-def closed_port_url() -> str:
-    """An http URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (just bound and released)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+        return int(sock.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens (a port just bound and released)."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 # --- recording what the API server announces ----------------------------------------------------
@@ -218,12 +222,22 @@ def vs_weights(vs: Obj, stable: str = "scheduler") -> tuple[int | None, int | No
 
 
 class OperatorProcess:
-    """``rollout-operator`` watching some namespaces, its output in a log file."""
+    """``rollout-operator`` watching some namespaces, its output in a log file; ``metrics_port``
+    0 lets the operator pick one (logged), ``health_port`` 0 serves no liveness endpoint."""
 
-    def __init__(self, kubeconfig: Path, namespaces: tuple[str, ...], log: Path) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: tuple[str, ...],
+        log: Path,
+        *,
+        metrics_port: int = 0,
+        health_port: int = 0,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log = log
+        self.ports = {"--metrics-port": metrics_port, "--health-port": health_port}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -232,7 +246,8 @@ class OperatorProcess:
         scope = [arg for ns in self.namespaces for arg in ("-n", ns)]
         return [
             str(exe), "--kubeconfig", str(self.kubeconfig), *scope,
-            "--tick", "0.5", "--metrics-port", "0", "--health-port", "0",
+            "--tick", "0.5",
+            *(arg for option, port in self.ports.items() for arg in (option, str(port))),
         ]  # fmt: skip
 
     def start(self) -> OperatorProcess:
@@ -586,13 +601,19 @@ def bed(make_bed: Callable[..., Bed]) -> Bed:
 def start_operator(
     kube: KubeControlPlane, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """``start_operator(ns, ...)`` runs rollout-operator for those namespaces until the test ends;
-    a failing test gets the operator's log in its report."""
+    """``start_operator(ns, ..., metrics_port=, health_port=)`` runs rollout-operator for those
+    namespaces until the test ends; a failing test gets the operator's log in its report."""
     started: list[OperatorProcess] = []
 
-    def start(*namespaces: str) -> OperatorProcess:
+    def start(*namespaces: str, metrics_port: int = 0, health_port: int = 0) -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
-        process = OperatorProcess(kube.admin_kubeconfig, namespaces, log)
+        process = OperatorProcess(
+            kube.admin_kubeconfig,
+            namespaces,
+            log,
+            metrics_port=metrics_port,
+            health_port=health_port,
+        )
         started.append(process)
         return process.start()
 

@@ -1,6 +1,7 @@
 """Variants of the flow in test_rollout_flow.py, with the same fixtures (conftest): the other
 rollback triggers, a warning that does not roll back, the Istio and replica-ratio routers, the
-abort/retry/promote commands, and the notification webhook.
+abort/retry/promote commands, the notification webhook, the shadow makespan comparison, and the
+operator's liveness and metrics endpoints.
 
 Every test runs the real ``rollout-operator`` process against the real kube-apiserver and
 Prometheus; metric values come from conftest's scrape target, set per namespace and track.
@@ -12,6 +13,7 @@ import json
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +28,7 @@ from tests.operator.conftest import (
     OperatorProcess,
     Seen,
     changes,
+    free_port,
     rollout_manifest,
     route_weights,
     vs_weights,
@@ -381,3 +384,111 @@ def test_webhook_receives_phase_changes_and_the_rollback(
         ("rollback", "RolledBack", 0),
     ], got
     assert got[-1]["message"].startswith("rolled back: completion-rate "), got[-1]
+
+
+# --- 6. the shadow makespan comparison -----------------------------------------------------------
+
+
+def test_shadow_makespan_regression_rolls_back_during_the_shadow(
+    bed: Bed, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    # The healthy case (shadow's mean ratio equal to stable's lets the shadow step end) is the
+    # shadow step of test_rollout_flow.py's healthy rollout, which has the same default series.
+    routes, config_maps, rollouts = (
+        bed.record_routes(), bed.record_config_maps(), bed.record_rollouts()
+    )  # fmt: skip
+    operator = start_operator(bed.namespace)
+    steps = [{"shadow": {"duration": "60s"}}, {"weight": 10, "duration": "60s"}]
+    compare = {"maxMakespanRegression": 0.02}
+    bed.apply(rollout_manifest(NAME, bed.prometheus_url, steps=steps, shadowCompare=compare))
+
+    bed.wait_phase(NAME, "Shadow", 30, operator)
+
+    # Rounds with equal ratios pass before the shadow's schedules get longer.
+    def compared_equal(status: Obj) -> bool:
+        metrics = (status.get("lastAnalysis") or {}).get("metrics") or []
+        return any(m["kind"] == "shadowCompare" and m["verdict"] == "pass" for m in metrics)
+
+    bed.wait_for(NAME, compared_equal, 15, operator)
+    assert bed.status(NAME)["counters"]["breaches"]["shadow-makespan-regression"] == 0
+    bed.traffic("shadow", makespan_ratio=1.5)  # stable stays at 1.0
+
+    final = bed.wait_phase(NAME, "RolledBack", 30, operator)
+    time.sleep(0.5)
+    reason = final["rollbackReason"]
+    assert re.fullmatch(r"shadow-makespan-regression 0\.\d+ > 0\.02 for 1 interval", reason), reason
+    assert final["step"] == 0
+    rolled_back = conditions(final)["RolledBack"]
+    assert (rolled_back["status"], rolled_back["reason"]) == ("True", "ThresholdBreached")
+    assert final["counters"]["breaches"]["shadow-makespan-regression"] == 1
+    assert phases_of(rollouts.of(NAME)) == [None, "Pending", "Shadow", "RolledBack"]
+    # Never a weight step: the route stayed at 100/0; the mirroring stopped.
+    assert changes([route_weights(s.obj) for s in routes.of("scheduler")]) == [
+        (None, None), (100, 0)
+    ]  # fmt: skip
+    assert route_weights(bed.route()) == (100, 0)
+    percents = changes([s.obj["data"]["mirror.json"] for s in config_maps.of("scheduler-mirror")])
+    assert [json.loads(p)["percent"] for p in percents] == [100, 0]
+    assert (bed.mirror() or {})["percent"] == 0
+    candidate = bed.deployment("scheduler-candidate")
+    assert candidate is not None
+    assert candidate["spec"]["replicas"] == 0
+    wait_event(
+        bed,
+        NAME,
+        lambda e: e["reason"] == "RolledBack" and "shadow-makespan-regression" in e["message"],
+    )
+
+
+# --- 7. the operator's liveness and metrics endpoints --------------------------------------------
+
+
+def get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_liveness_and_metrics_endpoints_on_the_given_ports(
+    bed: Bed, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    metrics_port, health_port = free_port(), free_port()
+    while health_port == metrics_port:
+        health_port = free_port()
+    operator = start_operator(bed.namespace, metrics_port=metrics_port, health_port=health_port)
+    assert operator.metrics_port() == metrics_port
+    steps = [{"shadow": {"duration": "60s"}}, {"weight": 10, "duration": "60s"}]
+    bed.apply(rollout_manifest(NAME, bed.prometheus_url, steps=steps))
+    bed.wait_phase(NAME, "Shadow", 30, operator)
+
+    # kopf's liveness endpoint comes up with the operator's watches, shortly after /metrics.
+    healthz = f"http://127.0.0.1:{health_port}/healthz"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            code, _ = get(healthz)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    assert code == 200
+    time.sleep(1.0)
+    assert operator.running
+    assert get(healthz)[0] == 200  # still alive while it runs
+
+    phase = re.compile(r"rollout_operator_phase\{([^}]*)\} (\S+)")
+    deadline = time.monotonic() + 5
+    while True:
+        code, text = get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert code == 200
+        ours = {
+            labels: float(value)
+            for labels, value in phase.findall(text)
+            if f'rollout="{NAME}"' in labels and f'namespace="{bed.namespace}"' in labels
+        }
+        current = [labels for labels, value in ours.items() if value == 1.0]
+        if any('phase="Shadow"' in labels for labels in current) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(current) == 1 and 'phase="Shadow"' in current[0], text
+    assert all(value == 0.0 for labels, value in ours.items() if labels not in current), ours
