@@ -39,6 +39,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.kubectl_plugin import main as schedrollout
 from rollout_operator.mirror_config import get_mirror
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.workloads import _available
@@ -368,6 +369,11 @@ class Bed:
     recorders: list[Recorder] = field(default_factory=list)
 
     # --- set-up ---
+
+    def plugin(self, *args: str) -> int:
+        """``kubectl-schedrollout`` in this namespace, as the admin."""
+        kubeconfig = str(self.cluster.plane.admin_kubeconfig)
+        return schedrollout(["--kubeconfig", kubeconfig, "-n", self.namespace, *args])
 
     def add_scheduler(
         self, name: str = "scheduler", *, route: bool = True, provider: str = "gatewayAPI"

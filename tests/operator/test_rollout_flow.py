@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from rollout_operator import kubectl_plugin
 from rollout_operator.status import parse_time
 from tests.operator.conftest import (
     CANDIDATE_IMAGE,
@@ -34,11 +33,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
 Obj = dict[str, Any]
 NAME = "scheduler-1-5-0"
-
-
-def plugin(bed: Bed, *args: str) -> int:
-    kubeconfig = str(bed.cluster.plane.admin_kubeconfig)
-    return kubectl_plugin.main(["--kubeconfig", kubeconfig, "-n", bed.namespace, *args])
 
 
 def step_changes(seen: list[Any]) -> list[tuple[str, int, str]]:
@@ -70,7 +64,7 @@ def test_healthy_rollout_walks_every_step_and_promotes(
         assert bed.status(NAME)["phase"] == "AwaitingApproval"
         assert route_weights(bed.route()) == (50, 50)
         time.sleep(0.25)
-    assert plugin(bed, "approve", NAME) == 0
+    assert bed.plugin("approve", NAME) == 0
 
     final = bed.wait_phase(NAME, "Succeeded", 30, operator)
     time.sleep(0.5)  # let the watches deliver the last versions
@@ -279,7 +273,7 @@ def test_semantically_invalid_rollouts_land_in_invalid_and_the_operator_goes_on(
     # A finished rollout stays finished: its target removed afterwards and a command that does
     # not apply are recorded, not turned into Invalid.
     bed.cluster.apps.delete_namespaced_deployment("scheduler", bed.namespace)
-    assert plugin(bed, "approve", NAME) == 0
+    assert bed.plugin("approve", NAME) == 0
     command = bed.rollout(NAME)["metadata"]["annotations"]["rollouts.scheduling.io/command"]
     done = bed.wait_for(NAME, lambda s: s.get("lastCommand") == command, 10, operator)
     assert done["phase"] == "Succeeded"

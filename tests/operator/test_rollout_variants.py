@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from rollout_operator import kubectl_plugin
 from rollout_operator.routers.replicas import plan_replicas
 from tests.operator.conftest import (
     CANDIDATE_IMAGE,
@@ -45,11 +44,6 @@ SHORT_PLAN: list[Obj] = [  # shadow, 10, 50, approval, 100 with 2 s steps
     {"approval": {}},
     {"weight": 100, "duration": "2s"},
 ]
-
-
-def plugin(bed: Bed, *args: str) -> int:
-    kubeconfig = str(bed.cluster.plane.admin_kubeconfig)
-    return kubectl_plugin.main(["--kubeconfig", kubeconfig, "-n", bed.namespace, *args])
 
 
 def phases_of(seen: list[Seen]) -> list[Any]:
@@ -185,7 +179,7 @@ def test_istio_router_walks_every_step_and_promotes(
     time.sleep(1.5)
     assert bed.status(NAME)["phase"] == "AwaitingApproval"
     assert vs_weights(bed.route(provider="istio")) == (50, 50)
-    assert plugin(bed, "approve", NAME) == 0
+    assert bed.plugin("approve", NAME) == 0
 
     bed.wait_phase(NAME, "Succeeded", 30, operator)
     time.sleep(0.5)
@@ -225,7 +219,7 @@ def test_replica_ratio_router_walks_a_short_plan_and_promotes(
     assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 2000}
     bed.wait_phase(NAME, "AwaitingApproval", 40, operator)
     time.sleep(1.0)
-    assert plugin(bed, "approve", NAME) == 0
+    assert bed.plugin("approve", NAME) == 0
     bed.wait_phase(NAME, "Succeeded", 30, operator)
     time.sleep(0.5)
 
@@ -284,14 +278,14 @@ def test_abort_retry_and_promote_commands(
     # abort during a canary step
     aborted.wait_for(NAME, lambda s: s.get("phase") == "Canary", 30, operator)
     assert route_weights(aborted.route()) == (75, 25)
-    assert plugin(aborted, "abort", NAME) == 0
+    assert aborted.plugin("abort", NAME) == 0
     final = aborted.wait_phase(NAME, "RolledBack", 10, operator)
     assert final["rollbackReason"] == "aborted by user"
     assert conditions(final)["RolledBack"]["reason"] == "Aborted"
     assert route_weights(aborted.route()) == (100, 0)
 
     # retry: from step 0 again, through the shadow, to the canary step
-    assert plugin(aborted, "retry", NAME) == 0
+    assert aborted.plugin("retry", NAME) == 0
     again = aborted.wait_for(NAME, lambda s: s.get("phase") == "Canary", 30, operator)
     assert again["step"] == 1
     assert "rollbackReason" not in again or not again["rollbackReason"]
@@ -308,7 +302,7 @@ def test_abort_retry_and_promote_commands(
 
     # promote during the shadow: the remaining steps are skipped
     promoted.wait_phase(NAME, "Shadow", 30, operator)
-    assert plugin(promoted, "promote", NAME) == 0
+    assert promoted.plugin("promote", NAME) == 0
     done = promoted.wait_phase(NAME, "Succeeded", 30, operator)
     assert done["step"] == 0
     assert conditions(done)["Approved"]["reason"] == "Promoted"
