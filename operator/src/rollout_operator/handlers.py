@@ -41,6 +41,11 @@ class RolloutLocks:
         with self._guard:
             return self._locks[uid]
 
+    def forget(self, uid: str) -> None:
+        """Drop a deleted rollout's lock, so the table does not grow with every rollout ever."""
+        with self._guard:
+            self._locks.pop(uid, None)
+
 
 def fresh(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:
     """The rollout as the API server has it now; None once it is gone."""
@@ -124,6 +129,7 @@ def build_registry(reconciler: Reconciler, tick_s: float = DEFAULT_TICK_S) -> ko
     def on_delete(body: kopf.Body, uid: str, **_: Any) -> None:
         with locks(uid):
             reconciler.finalize(Rollout.of(dict(body)))
+        locks.forget(uid)
 
     return registry
 

@@ -177,7 +177,7 @@ class Reconciler:
             last_command=pending or new.last_command,
             observed_generation=rollout.generation,
         )
-        self._write(rollout, status, new, actions)
+        self._write(rollout, status, new, actions, webhook_url=spec.webhook_url)
         return next_check_in(spec, new, now, **self.deadline_kw)
 
     def finalize(self, rollout: Rollout) -> None:
@@ -321,29 +321,31 @@ class Reconciler:
         old: RolloutStatus,
         new: RolloutStatus,
         actions: list[Action],
+        *,
+        webhook_url: str = "",
     ) -> None:
-        """One status patch (only when changed), then events, webhook and metrics."""
-        if new.to_dict() != old.to_dict():
+        """One status patch (only when changed), then events, webhook and metrics.
+
+        ``webhook_url`` comes from the parsed spec; a spec that does not parse notifies nobody.
+        """
+        written = new.to_dict()
+        if written != old.to_dict():
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, rollout.namespace, PLURAL, rollout.name,
-                {"status": new.to_dict()},
-            )  # fmt: skip
+                GROUP, VERSION, rollout.namespace, PLURAL, rollout.name, {"status": written}
+            )
         _, announcements = split(actions)
         for announcement in announcements:
             if isinstance(announcement, EmitEvent):
                 self.emit(
                     rollout.body, announcement.type, announcement.reason, announcement.message
                 )
-            elif isinstance(announcement, Notify):
-                self._notify(rollout, announcement, new)
+            elif isinstance(announcement, Notify) and webhook_url:
+                self._notify(webhook_url, rollout, announcement, new)
         self.metrics.record_state(rollout.name, rollout.namespace, new.phase, new.weight)
         if new.phase is Phase.ROLLED_BACK and old.phase is not Phase.ROLLED_BACK:
             self.metrics.record_rollback(rollout.name, rollout.namespace, rollback_cause(new))
 
-    def _notify(self, rollout: Rollout, note: Notify, status: RolloutStatus) -> None:
-        url = (rollout.spec.get("webhook") or {}).get("url")
-        if not url:
-            return
+    def _notify(self, url: str, rollout: Rollout, note: Notify, status: RolloutStatus) -> None:
         payload = {
             "event": note.event, "message": note.message, "namespace": rollout.namespace,
             "rollout": rollout.name, "phase": status.phase.value, "weight": status.weight,
