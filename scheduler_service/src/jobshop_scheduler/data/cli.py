@@ -16,6 +16,7 @@ from jobshop_scheduler.checklist import EXIT_DATABASE, EXIT_FAILED, EXIT_OK, EXI
 from jobshop_scheduler.data import integrity
 from jobshop_scheduler.data.database import DatabaseError, count_jobs, tqdm_progress
 from jobshop_scheduler.data.ingest import InvalidData, ingest
+from jobshop_scheduler.data.ingest_metrics import record_run
 from jobshop_scheduler.data.settings import Settings, SettingsError, load_settings, with_overrides
 
 INGEST_HELP = (
@@ -57,6 +58,12 @@ def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="progress bars on stderr (default: when stderr is a terminal)",
     )
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        help="also write the outcome for Prometheus (text format, for node_exporter's textfile "
+        "collector): scheduler_ingest_db_up, scheduler_ingest_db_errors_total, last run/success",
+    )
 
 
 def add_verify_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -91,6 +98,16 @@ def _untouched(path: Path) -> str:
     return f"nothing written; there is still no snapshot at {path}"
 
 
+def _record(args: argparse.Namespace, *, db_ok: bool, wrote: bool) -> None:
+    """The run's outcome into ``--metrics-file``; a failure there never changes the exit code."""
+    if args.metrics_file is None:
+        return
+    try:
+        record_run(args.metrics_file, db_ok=db_ok, wrote=wrote)
+    except OSError as exc:
+        print(f"schedctl ingest: cannot write {args.metrics_file}: {exc}", file=sys.stderr)
+
+
 def run_ingest(args: argparse.Namespace) -> int:
     try:
         settings = _settings(args, snapshot_path=args.snapshot, expected_jobs=args.expect_jobs)
@@ -100,12 +117,16 @@ def run_ingest(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(ingest(settings, tqdm_progress(args.progress), settings.expected_jobs))
     except DatabaseError as exc:
+        _record(args, db_ok=False, wrote=False)
         return _fail("ingest", f"{exc}\n{_untouched(path)}", EXIT_DATABASE)
     except InvalidData as exc:
+        _record(args, db_ok=True, wrote=False)
         return _fail("ingest", f"{exc}\n{_untouched(path)}", EXIT_FAILED)
     except OSError as exc:
+        _record(args, db_ok=True, wrote=False)
         message = f"cannot write {path}: {exc.strerror or exc}\n{_untouched(path)}"
         return _fail("ingest", message, EXIT_FAILED)
+    _record(args, db_ok=True, wrote=True)
     rows = ", ".join(f"{n} {name}" for name, n in result.rows.items())
     print(
         f"wrote {result.path}: {result.jobs} jobs, {result.operations} operations, "
