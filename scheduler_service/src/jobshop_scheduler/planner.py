@@ -27,6 +27,7 @@ from jobshop_scheduler.rl.model_store import LoadedModel
 
 LEARNED = ("auto", "ppo")
 POLICY_CHOICES = (*LEARNED, "heuristic", *RULES)
+DEFAULT_POLICIES = ("ppo", *RULES)  # what "auto" means on a server
 DEFAULT_BATCH_SIZE = 170  # jobs per PPO pass; the size the policy is benchmarked at
 
 
@@ -72,14 +73,22 @@ class Planner:
         model: LoadedModel | None,
         legacy_rule: str = LEGACY_RULE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        default_policy: str = "ppo",
     ) -> None:
         if legacy_rule not in RULES:
             raise ValueError(f"unknown legacy rule {legacy_rule!r}; valid: {', '.join(RULES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if default_policy not in DEFAULT_POLICIES:
+            raise ValueError(
+                f"unknown default policy {default_policy!r}; valid: {', '.join(DEFAULT_POLICIES)}"
+            )
         self.model = model
         self.legacy_rule = legacy_rule
         self.batch_size = batch_size
+        # A deployment that still runs the legacy scheduler answers "auto" with its rule, so the
+        # same service can be the stable track before the first PPO rollout.
+        self.default_policy = default_policy
 
     @property
     def model_version(self) -> str:
@@ -88,6 +97,8 @@ class Planner:
     def plan(self, problem: Problem, policy: str = "auto") -> Plan:
         if policy not in POLICY_CHOICES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICY_CHOICES)}")
+        if policy == "auto" and self.default_policy != "ppo":
+            policy = self.default_policy
         if policy == "ppo" and self.model is None:
             raise PolicyUnavailable("policy 'ppo' requested but no model is loaded")
         started = time.perf_counter()

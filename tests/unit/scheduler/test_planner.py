@@ -74,3 +74,15 @@ def test_policy_error_falls_back_to_the_legacy_rule(
     plan = Planner(model).plan(production_like(10, seed=1), "auto")
     assert (plan.policy_used, plan.fallback_kind) == ("mwkr", "policy_error")
     assert "nan in logits" in plan.fallback_reason and plan.report.ok
+
+
+def test_a_server_that_defaults_to_the_legacy_rule_answers_auto_with_it(
+    model: LoadedModel,
+) -> None:
+    problem = production_like(30, seed=4)
+    legacy = Planner(model, default_policy="mor")
+    assert legacy.plan(problem, "auto").policy_used == "mor"
+    assert legacy.plan(problem, "ppo").policy_used == "ppo"  # an explicit choice still holds
+    assert Planner(model).plan(problem, "auto").policy_used == "ppo"
+    with pytest.raises(ValueError, match="unknown default policy 'heuristic'"):
+        Planner(model, default_policy="heuristic")

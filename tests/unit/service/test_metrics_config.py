@@ -88,6 +88,7 @@ def test_track_comes_from_the_flag_then_the_environment() -> None:
         ({"no_auth": True, "max_jobs": 0}, "max jobs"),
         ({"no_auth": True, "legacy_rule": "lifo"}, "legacy rule"),
         ({"no_auth": True, "grace_s": -1.0}, "grace"),
+        ({"no_auth": True, "default_policy": "auto"}, "default policy must be one of ppo, "),
     ],
 )
 def test_config_refuses_what_cannot_work(settings: dict[str, object], message: str) -> None:

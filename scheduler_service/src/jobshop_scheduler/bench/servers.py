@@ -90,6 +90,7 @@ class ServerProcess:
     track: str = "stable"
     keys: Path | None = None
     mirror_config: Path | None = None
+    faults_file: Path | None = None  # honoured only with SCHEDULER_ENABLE_FAULTS=1 in ``env``
     workers: int = 2
     env: dict[str, str] = field(default_factory=dict)  # on top of this process's environment
     port: int = field(default_factory=free_port)
@@ -120,6 +121,8 @@ class ServerProcess:
         argv += ["--keys", str(self.keys)] if self.keys is not None else ["--no-auth"]
         if self.mirror_config is not None:
             argv += ["--mirror-config", str(self.mirror_config)]
+        if self.faults_file is not None:
+            argv += ["--faults-file", str(self.faults_file)]
         return argv
 
     def start(self) -> None:
@@ -145,6 +148,10 @@ class ServerProcess:
         raise BenchError(
             f"server {self.name} not SERVING after {timeout:.0f} s:\n{log_tail(self.log_path)}"
         )
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def rss_bytes(self) -> int:
         return rss_bytes(self.pid)

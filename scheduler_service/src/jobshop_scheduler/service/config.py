@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE
+from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE, DEFAULT_POLICIES
 from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
 
 TRACK_ENV = "SCHEDULER_TRACK"
 KEYS_ENV = "SCHEDULER_API_KEYS_FILE"
+DEFAULT_POLICY_ENV = "SCHEDULER_DEFAULT_POLICY"
 TRACKS = ("stable", "canary", "shadow")
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9100
@@ -66,6 +67,7 @@ class ServerConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     max_jobs: int = DEFAULT_MAX_JOBS
     legacy_rule: str = LEGACY_RULE
+    default_policy: str = "ppo"  # what a request with policy AUTO gets
     mirror_config: Path | None = None
     faults_file: Path | None = None
     grace_s: float = DEFAULT_GRACE_S
@@ -97,6 +99,11 @@ class ServerConfig:
             raise ConfigError(f"max jobs must be at least 1, got {self.max_jobs}")
         if self.legacy_rule not in RULES:
             raise ConfigError(f"legacy rule must be one of {', '.join(RULES)}")
+        if self.default_policy not in DEFAULT_POLICIES:
+            raise ConfigError(
+                f"default policy must be one of {', '.join(DEFAULT_POLICIES)}, "
+                f"got {self.default_policy!r}"
+            )
         if self.grace_s < 0:
             raise ConfigError(f"grace period must not be negative, got {self.grace_s}")
         if self.workers < 1:

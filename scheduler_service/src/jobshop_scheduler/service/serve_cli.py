@@ -1,7 +1,8 @@
 """`schedctl serve`: flags -> ``ServerConfig`` -> the server, until SIGTERM.
 
 Defaults come from the environment the operator sets on the pod (``SCHEDULER_TRACK``,
-``SCHEDULER_API_KEYS_FILE``), so the Deployment needs no per-track command line. Every
+``SCHEDULER_API_KEYS_FILE``, ``SCHEDULER_DEFAULT_POLICY``), so the Deployment needs no per-track
+command line. Every
 start-up failure exits 2 with one line naming the flag or file at fault.
 """
 
@@ -13,12 +14,13 @@ import os
 from pathlib import Path
 
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE
+from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE, DEFAULT_POLICIES
 from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service.config import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_JOBS,
     DEFAULT_METRICS_PORT,
+    DEFAULT_POLICY_ENV,
     DEFAULT_PORT,
     KEYS_ENV,
     TRACK_ENV,
@@ -82,6 +84,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=LEGACY_RULE,
         help="baseline and fallback rule (default: %(default)s)",
     )
+    p.add_argument(
+        "--default-policy",
+        choices=DEFAULT_POLICIES,
+        default=os.environ.get(DEFAULT_POLICY_ENV) or "ppo",
+        help="what requests with policy AUTO get: ppo (the model, the legacy rule as fallback) "
+        f"or a rule, for a deployment that still runs the legacy scheduler "
+        f"(default: ${DEFAULT_POLICY_ENV}, else ppo)",
+    )
     p.add_argument("--mirror-config", type=Path, help="mirror config JSON (watched for changes)")
     p.add_argument(
         "--faults-file",
@@ -109,8 +119,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         no_auth=args.no_auth, tls_cert=args.tls_cert, tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca, audit_dir=args.audit_dir,
         batch_size=args.batch_size, max_jobs=args.max_jobs, legacy_rule=args.legacy_rule,
-        mirror_config=args.mirror_config, faults_file=args.faults_file, grace_s=args.grace,
-        workers=args.workers,
+        default_policy=args.default_policy, mirror_config=args.mirror_config,
+        faults_file=args.faults_file, grace_s=args.grace, workers=args.workers,
     )  # fmt: skip
 
 

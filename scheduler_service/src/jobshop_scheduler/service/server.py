@@ -170,7 +170,8 @@ async def serve(config: ServerConfig, environ: Mapping[str, str] | None = None) 
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         servicer = SchedulerServicer(
             track=config.track, metrics=metrics, executor=executor, max_jobs=config.max_jobs,
-            legacy_rule=config.legacy_rule, batch_size=config.batch_size, audit=audit,
+            legacy_rule=config.legacy_rule, batch_size=config.batch_size,
+            default_policy=config.default_policy, audit=audit,
             mirror=mirror, faults=faults,
         )  # fmt: skip
         health = new_health_servicer()
@@ -217,6 +218,7 @@ def _log_started(config: ServerConfig, port: int, metrics_port: int | None, auth
         "tls": config.tls, "mutual_tls": config.tls_client_ca is not None, "auth": auth,
         "model_dir": str(config.model_dir), "max_jobs": config.max_jobs,
         "batch_size": config.batch_size, "legacy_rule": config.legacy_rule,
+        "default_policy": config.default_policy,
     }  # fmt: skip
     log.info(
         "scheduler listening; NOT_SERVING until the model checks pass", extra={"fields": fields}

@@ -129,6 +129,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         max_jobs: int,
         legacy_rule: str,
         batch_size: int,
+        default_policy: str = "ppo",
         audit: AuditTrail | None = None,
         mirror: Mirror | None = None,
         faults: FaultInjector | None = None,
@@ -139,13 +140,14 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         self.max_jobs = max_jobs
         self.legacy_rule = legacy_rule
         self.batch_size = batch_size
+        self.default_policy = default_policy
         self.audit = audit
         self.mirror = mirror
         self.faults = faults
         self.planner: Planner | None = None
 
     def use_model(self, model: LoadedModel) -> None:
-        self.planner = Planner(model, self.legacy_rule, self.batch_size)
+        self.planner = Planner(model, self.legacy_rule, self.batch_size, self.default_policy)
         self.metrics.set_model(model.card.version, model.card.sha256)
 
     async def Schedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleResponse:
