@@ -20,15 +20,10 @@ assert an exact sequence of states instead of sampling them.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,7 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from rollout_operator.kubectl_plugin import main as schedrollout
@@ -45,7 +40,9 @@ from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.workloads import _available
 from testbed.kube import KubeControlPlane
 from testbed.metrics_target import MetricsTarget, contract_traffic
+from testbed.operator_process import OperatorProcess
 from testbed.prometheus import PrometheusServer, ScrapeJob
+from testbed.recorder import Recorder
 from tests.cluster.conftest import Cluster, cluster, route_crds  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +55,6 @@ STABLE_LABELS = {"app": "scheduler", "track": "stable"}
 STABLE_IMAGE = "registry.example/scheduler:1.4.0"
 CANDIDATE_IMAGE = "registry.example/scheduler:1.5.0"
 PORT = 50051
-OPERATOR_START_TIMEOUT_S = 30.0
 
 Obj = dict[str, Any]
 
@@ -128,74 +124,6 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-# --- recording what the API server announces ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Seen:
-    at: float  # wall clock (epoch seconds) when the watch delivered it
-    type: str  # ADDED, MODIFIED, DELETED
-    obj: Obj
-
-
-class Recorder:
-    """Watches one kind of object in a namespace on a thread and keeps every version announced
-    (re-watching from the last resourceVersion, so nothing is lost between watch calls)."""
-
-    def __init__(self, list_fn: Callable[..., Any], *args: Any, sanitize: Any = None) -> None:
-        self._list_fn, self._args, self._sanitize = list_fn, args, sanitize
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._seen: list[Seen] = []
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> Recorder:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    @property
-    def seen(self) -> list[Seen]:
-        with self._lock:
-            return list(self._seen)
-
-    def of(self, name: str) -> list[Seen]:
-        return [s for s in self.seen if s.obj.get("metadata", {}).get("name") == name]
-
-    def _run(self) -> None:
-        version: str | None = None
-        while not self._stop.is_set():
-            w = watch.Watch()
-            kwargs: Obj = {"timeout_seconds": 1, "_request_timeout": 5}
-            if version:
-                kwargs["resource_version"] = version
-            try:
-                for event in w.stream(self._list_fn, *self._args, **kwargs):
-                    obj = event["object"]
-                    if self._sanitize is not None:
-                        obj = self._sanitize(obj)
-                    if event["type"] == "ERROR":
-                        version = None
-                        break
-                    version = obj["metadata"]["resourceVersion"]
-                    with self._lock:
-                        self._seen.append(Seen(time.time(), event["type"], obj))
-                    if self._stop.is_set():
-                        break
-            except ApiException as exc:
-                if exc.status == 410:  # too old: list again
-                    version = None
-                else:
-                    time.sleep(0.2)
-            except Exception:  # a dropped connection: watch again from where we were
-                time.sleep(0.2)
-            finally:
-                w.stop()
-
-
 def changes(values: list[Any]) -> list[Any]:
     """``values`` without consecutive repeats."""
     out: list[Any] = []
@@ -217,97 +145,6 @@ def vs_weights(vs: Obj, stable: str = "scheduler") -> tuple[int | None, int | No
     dests = vs["spec"]["http"][0]["route"]
     weights = {d["destination"]["host"]: d.get("weight") for d in dests}
     return weights.get(stable), weights.get(f"{stable}-canary")
-
-
-# --- the operator process ------------------------------------------------------------------------
-
-
-class OperatorProcess:
-    """``rollout-operator`` watching some namespaces, its output in a log file; ``metrics_port``
-    0 lets the operator pick one (logged), ``health_port`` 0 serves no liveness endpoint."""
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        namespaces: tuple[str, ...],
-        log: Path,
-        *,
-        metrics_port: int = 0,
-        health_port: int = 0,
-    ) -> None:
-        self.kubeconfig = kubeconfig
-        self.namespaces = namespaces
-        self.log = log
-        self.ports = {"--metrics-port": metrics_port, "--health-port": health_port}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def argv(self) -> list[str]:
-        exe = Path(sys.executable).parent / "rollout-operator"
-        scope = [arg for ns in self.namespaces for arg in ("-n", ns)]
-        return [
-            str(exe), "--kubeconfig", str(self.kubeconfig), *scope,
-            "--tick", "0.5",
-            *(arg for option, port in self.ports.items() for arg in (option, str(port))),
-        ]  # fmt: skip
-
-    def start(self) -> OperatorProcess:
-        assert self.process is None or self.process.poll() is not None, "already running"
-        self.starts += 1
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start {self.starts} =====\n".encode())
-            self.process = subprocess.Popen(
-                self.argv(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self._wait_serving()
-        return self
-
-    def _wait_serving(self) -> None:
-        """Until the operator has started its metrics endpoint and kopf is watching."""
-        deadline = time.monotonic() + OPERATOR_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.running, f"rollout-operator exited at start:\n{self.tail()}"
-            if self.metrics_port() is not None:
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"rollout-operator did not start:\n{self.tail()}")
-
-    def metrics_port(self) -> int | None:
-        """The port of the latest start's /metrics (the operator logs it)."""
-        text = self.log.read_text(errors="replace").rsplit("===== start", 1)[-1]
-        found = re.findall(r"operator metrics on :(\d+)/metrics", text)
-        return int(found[-1]) if found else None
-
-    def metrics(self) -> str:
-        port = self.metrics_port()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text: str = resp.read().decode()
-            return text
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handler runs, nothing is flushed or cleaned up."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def tail(self, lines: int = 60) -> str:
-        if not self.log.exists():
-            return "(no log)"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
 # --- the cluster as the user has it before a rollout ---------------------------------------------

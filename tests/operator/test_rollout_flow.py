@@ -19,10 +19,10 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from rollout_operator.status import parse_time
+from testbed.operator_process import OperatorProcess
 from tests.operator.conftest import (
     CANDIDATE_IMAGE,
     Bed,
-    OperatorProcess,
     changes,
     closed_port_url,
     rollout_manifest,
@@ -287,8 +287,9 @@ def test_deleting_a_rollout_mid_canary_restores_stable_routing(
     operator = start_operator(bed.namespace)
     steps = [{"shadow": {"duration": "1s"}}, {"weight": 25, "duration": "60s"}]
     bed.apply(rollout_manifest(NAME, bed.prometheus_url, steps=steps))
-    bed.wait_for(NAME, lambda s: s.get("phase") == "Canary", 30, operator)
-    assert route_weights(bed.route()) == (75, 25)
+    # the weight follows once the candidate's pods have rolled to the canary track
+    canary = lambda s: s.get("phase") == "Canary" and route_weights(bed.route()) == (75, 25)  # noqa: E731
+    bed.wait_for(NAME, canary, 30, operator)
     assert bed.deployment("scheduler-candidate") is not None
     assert bed.rollout(NAME)["metadata"]["finalizers"] == ["rollouts.scheduling.io/restore-routing"]
 

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from rollout_operator.routers.replicas import plan_replicas
+from testbed.operator_process import OperatorProcess
+from testbed.recorder import Seen
 from tests.operator.conftest import (
     CANDIDATE_IMAGE,
     Bed,
-    OperatorProcess,
-    Seen,
     changes,
     free_port,
     rollout_manifest,
@@ -276,8 +276,8 @@ def test_abort_retry_and_promote_commands(
     promoted.apply(rollout_manifest(NAME, promoted.prometheus_url, steps=long_shadow))
 
     # abort during a canary step
-    aborted.wait_for(NAME, lambda s: s.get("phase") == "Canary", 30, operator)
-    assert route_weights(aborted.route()) == (75, 25)
+    at_25 = lambda s: s.get("phase") == "Canary" and route_weights(aborted.route()) == (75, 25)  # noqa: E731
+    aborted.wait_for(NAME, at_25, 30, operator)  # the weight follows the candidate's re-roll
     assert aborted.plugin("abort", NAME) == 0
     final = aborted.wait_phase(NAME, "RolledBack", 10, operator)
     assert final["rollbackReason"] == "aborted by user"

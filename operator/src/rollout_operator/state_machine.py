@@ -19,12 +19,17 @@ The rules, precisely:
   (no extension: data coming back after the duration ends the step at once), ``rollback`` also
   rolls back after ``noDataLimit`` consecutive rounds without data. One step per call; the next
   step starts at ``now``, so a late reconcile never skips or repeats a step.
-- **Analysis** (Shadow, Canary, AwaitingApproval; a report not newer than ``lastAnalysis`` is
-  ignored, so a report is counted once): per rollback rule, a breach adds one to its counter, a
-  pass resets it, no data leaves it; a round with no data for any rule adds one to
-  ``counters.noData``, a round with all data resets it. A counter reaching the rule's ``for``
-  rolls back; so does a shadow-comparison breach (``for`` 1). Warnings are edge-triggered: an
-  Event when a warn rule starts breaching, another when it passes again; no data changes nothing.
+- **Traffic follows availability** (route routers): the candidate gets its step's weight and
+  mirror only while it is available; entering a step whose track differs (shadow to canary)
+  rolls its pods and sets no traffic until the new pods are available, so no call reaches a pod
+  that is gone or one still labelled with the old track.
+- **Analysis** (Shadow, Canary, AwaitingApproval, while the candidate is available; a report not
+  newer than ``lastAnalysis`` is ignored, so a report is counted once): per rollback rule, a breach
+  adds one to its counter, a pass resets it, no data leaves it; a round with no data for any rule
+  adds one to ``counters.noData``, a round with all data resets it. A counter reaching the rule's
+  ``for`` rolls back; so does a shadow-comparison breach (``for`` 1). Warnings are edge-triggered:
+  an Event when a warn rule starts breaching, another when it passes again; no data changes
+  nothing.
 - **Rollback**: traffic 0 and mirror off, candidate scaled to zero but kept, RolledBack.
 - **Promoting**: the stable Deployment takes the candidate's spec; once the caller reports it
   available (rolled out with the new template), traffic 0 and the candidate is removed:
@@ -60,6 +65,7 @@ from rollout_operator.model import (
     AnalysisReport,
     Commands,
     Phase,
+    Provider,
     RolloutSpec,
     ShadowStep,
     WeightStep,
@@ -221,7 +227,9 @@ def invalid_status(
 
 
 def _run(turn: _Turn, report: AnalysisReport | None) -> None:
-    if report is not None:
+    # A candidate that is not available gets no traffic, so its track has no data: a round
+    # then says nothing about it and is not counted (the progress deadline still applies).
+    if report is not None and turn.candidate_available:
         _judge(turn, report)
         if turn.status.phase is Phase.ROLLED_BACK:
             return
@@ -267,7 +275,7 @@ def _stepping(turn: _Turn) -> None:
     status = turn.status
     turn.effect(
         EnsureCandidate(track_at(turn.spec.steps, status.step)),
-        SetTraffic(status.weight, status.mirror_percent),
+        _candidate_traffic(turn, status.weight, status.mirror_percent),
     )
     if not _candidate_ok(turn):
         return
@@ -287,7 +295,7 @@ def _awaiting(turn: _Turn) -> None:
     status = turn.status
     turn.effect(
         EnsureCandidate(track_at(turn.spec.steps, status.step)),
-        SetTraffic(status.weight, status.mirror_percent),
+        _candidate_traffic(turn, status.weight, status.mirror_percent),
     )
     if turn.commands.approve:
         turn.condition(APPROVED, "True", "Approved", f"step {status.step + 1} approved by user")
@@ -317,6 +325,9 @@ def _enter_step(turn: _Turn, index: int) -> None:
         _enter_promoting(turn, "all steps done")
         return
     step, where = steps[index], f"step {index + 1}/{len(steps)}"
+    # Pending ensured the candidate with the first step's track, so entering step 0 is no change.
+    before = track_at(steps, turn.status.step if turn.status.phase != Phase.PENDING else 0)
+    track_changes = track_at(steps, index) != before
     weight, mirror = turn.status.weight, turn.status.mirror_percent
     if isinstance(step, ShadowStep):
         weight, mirror = 0, step.percent
@@ -330,7 +341,10 @@ def _enter_step(turn: _Turn, index: int) -> None:
     turn.transition(
         phase, f"{where}: {text}", "StepStarted", step=index, weight=weight, mirror_percent=mirror
     )
-    turn.effect(EnsureCandidate(track_at(steps, index)), SetTraffic(weight, mirror))
+    # A new track rolls the candidate's pods: no traffic until the new ones are available.
+    gate = track_changes and turn.spec.routing.provider is not Provider.REPLICAS
+    traffic = SetTraffic(0, 0) if gate else _candidate_traffic(turn, weight, mirror)
+    turn.effect(EnsureCandidate(track_at(steps, index)), traffic)
 
 
 def _enter_promoting(turn: _Turn, why: str) -> None:
@@ -370,6 +384,16 @@ def _retry(turn: _Turn) -> None:
     turn.condition(HEALTHY, "Unknown", "NotAnalysed", "no analysis round yet")
     turn.transition(Phase.PENDING, f"retrying {_describe_candidate(turn.spec)}", "Retried")
     turn.effect(EnsureCandidate(track_at(turn.spec.steps, 0)))
+
+
+def _candidate_traffic(turn: _Turn, weight: int, mirror: int) -> SetTraffic:
+    """The step's traffic while the candidate is available, none while it is not: a candidate
+    whose pods are down or still rolling out (a new track) would fail its calls or answer them
+    from pods of the old track, whose metrics carry the wrong label. The replica-ratio router
+    is the exception: its traffic is the candidate's pods, so it must scale them regardless."""
+    if turn.candidate_available or turn.spec.routing.provider is Provider.REPLICAS:
+        return SetTraffic(weight, mirror)
+    return SetTraffic(0, 0)
 
 
 def _candidate_ok(turn: _Turn) -> bool:

@@ -1,8 +1,14 @@
-"""`rollout-demo`: the project's main job, on an embedded default.
+"""`rollout-demo`: the project's main job. Two staged rollouts on a local control plane.
 
-Brings up the local platform (kube-apiserver + etcd, Prometheus) on loopback, applies what the
-project ships (CRDs, example rollout) and reports each part. Parts that later milestones deliver
-are reported as "not built yet" instead of being faked.
+1. It brings up the platform of ``testbed.e2e`` (kube-apiserver + etcd, Prometheus, the
+   operator as a process, real scheduler processes, clients sending real Schedule calls through
+   the GRPCRoute) with a plant whose stable scheduler runs the legacy rule.
+2. It applies examples/rollout.yaml (days compressed to seconds) and shows a live table while
+   the PPO candidate goes shadow -> 10% -> 25% -> 50% -> approval -> 100% -> promoted; the
+   approval is given with ``kubectl-schedrollout approve``, as a platform team would.
+3. It applies a second rollout whose candidate adds 12 s to every answer and shows the operator
+   rolling it back, with the reason.
+4. It writes report.md, samples.json and rollout.png to the output folder.
 """
 
 from __future__ import annotations
@@ -10,184 +16,290 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from testbed import MissingBinaryError, ServerStartError
-from testbed.kube import KubeControlPlane
-from testbed.process import ManagedProcess, free_port
-from testbed.prometheus import PrometheusServer
+from testbed.e2e import E2EPlatform, Plant, example_rollout
+from testbed.observe import HEADER, Sample, format_row, sample
+from testbed.traffic import Outcome
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-EXAMPLE_REQUEST = REPO_ROOT / "examples" / "requests" / "production-170.json"
+TERMINAL = ("Succeeded", "RolledBack", "Failed", "Invalid")
+FAULT_LATENCY_MS = 12_000  # above the example's 10 s rollback trigger
+ROLLOUT_TIMEOUT_S = 240.0
+
+Obj = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class PartReport:
-    part: str
-    state: str
-    detail: str
+def say(text: str) -> None:
+    print(f"demo: {text}", flush=True)
 
 
-def _print_table(rows: list[PartReport]) -> None:
-    widths = [
-        max(len(getattr(r, f)) for r in [PartReport("part", "state", "detail"), *rows])
-        for f in ("part", "state")
-    ]
-    print(f"{'part':<{widths[0]}}  {'state':<{widths[1]}}  detail")
-    print(f"{'-' * widths[0]}  {'-' * widths[1]}  {'-' * 6}")
-    for r in rows:
-        print(f"{r.part:<{widths[0]}}  {r.state:<{widths[1]}}  {r.detail}")
+class Demo:
+    def __init__(self, platform: E2EPlatform, out: Path, step_s: int, interval_s: int) -> None:
+        self.platform = platform
+        self.out = out
+        self.step_s = step_s
+        self.interval_s = interval_s
+        self.started = time.monotonic()
+        self.samples: list[Sample] = []
+        self.summaries: list[Obj] = []
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
-@contextlib.contextmanager
-def _started(server: KubeControlPlane | PrometheusServer, label: str) -> Iterator[None]:
-    t0 = time.monotonic()
-    print(f"starting {label} ...", flush=True)
-    server.start()
-    print(f"  {server.describe()} (ready in {time.monotonic() - t0:.1f}s)", flush=True)
-    try:
-        yield
-    finally:
-        server.stop()
+    # --- one rollout, watched ---------------------------------------------------------------------
 
+    def watch(self, plant: Plant, name: str, on_status: Callable[[Obj], None]) -> Obj:
+        """Sample until the rollout is terminal; print a row when something moved."""
+        steps = len(plant.rollout(name)["spec"]["steps"])  # type: ignore[index]
+        print(HEADER, flush=True)
+        deadline = time.monotonic() + ROLLOUT_TIMEOUT_S
+        last_key: tuple[Any, ...] = ()
+        last_print = 0.0
+        status: Obj = {}
+        while time.monotonic() < deadline:
+            status = plant.status(name)
+            route = plant.route()
+            row = sample(
+                self.started, self.platform.prometheus, plant.namespace, name, status,
+                weight=route.weight_of("scheduler-canary"), mirror=route.mirror_percent,
+                steps=steps,
+            )  # fmt: skip
+            self.samples.append(row)
+            key = (row.phase, row.step, row.weight, row.mirror)
+            if key != last_key or time.monotonic() - last_print >= 5:
+                print(format_row(row), flush=True)
+                last_key, last_print = key, time.monotonic()
+            on_status(status)
+            if status.get("phase") in TERMINAL:
+                return status
+            time.sleep(1.0)
+        raise TimeoutError(f"rollout {name} did not finish in {ROLLOUT_TIMEOUT_S:.0f}s: {status}")
 
-def _apply_dir(plane: KubeControlPlane, folder: Path, part: str, arrives_with: str) -> PartReport:
-    manifests = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
-    if not manifests:
-        return PartReport(part, "not built yet", f"arrives with {arrives_with}")
-    out = plane.kubectl("apply", "-f", str(folder))
-    lines = [line.strip() for line in out.splitlines() if line.strip()]
-    return PartReport(part, "applied", "; ".join(lines[:3]))
+    def approve_when_asked(self, plant: Plant, name: str) -> Callable[[Obj], None]:
+        approved: list[str] = []
 
+        def on_status(status: Obj) -> None:
+            if status.get("phase") != "AwaitingApproval" or approved:
+                return
+            argv = [
+                str(Path(sys.executable).parent / "kubectl-schedrollout"),
+                "--kubeconfig", str(self.platform.kube.admin_kubeconfig),
+                "-n", plant.namespace, "approve", name,
+            ]  # fmt: skip
+            say(f"the decision checkpoint: approving with `kubectl schedrollout approve {name}`")
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            say(f"  -> {(done.stdout or done.stderr).strip()}")
+            approved.append(name)
 
-def _schedctl(*args: str) -> subprocess.CompletedProcess[str]:
-    schedctl = shutil.which("schedctl")
-    if schedctl is None:
-        raise MissingBinaryError("schedctl is not on PATH: run `uv sync` (scripts/demo does)")
-    return subprocess.run([schedctl, *args], capture_output=True, text=True, check=False)
+        return on_status
 
+    def run_rollout(
+        self, plant: Plant, body: Obj, title: str, on_status: Callable[[Obj], None] | None = None
+    ) -> Obj:
+        name = body["metadata"]["name"]
+        say(title)
+        since = time.time()
+        began = self.elapsed()
+        plant.apply(body)
+        status = self.watch(plant, name, on_status or (lambda _s: None))
+        took = self.elapsed() - began
+        say(f"{name}: {status['phase']} after {took:.0f}s - {status.get('message', '')}")
+        print(plant.platform.kube.kubectl("get", "sro", "-n", plant.namespace), flush=True)
+        summary = {
+            "rollout": name,
+            "phase": status["phase"],
+            "message": status.get("message", ""),
+            "rollbackReason": status.get("rollbackReason", ""),
+            "seconds": round(took, 1),
+            "clients": client_summary(plant.traffic.outcomes(since)),
+            "mirrored": len(plant.traffic.outcomes(since, mirrored=True)),
+        }
+        self.summaries.append(summary)
+        return status
 
-def _answer_detail(request: Path, done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
-    """(state, detail) of a `schedctl schedule --json` run."""
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-        return "failed", lines[-1]
-    answer = json.loads(done.stdout)
-    gain = 100 * (1 - answer["makespan"] / answer["baseline_makespan"])
-    versus = f"{gain:.1f}% shorter" if gain >= 0 else f"{-gain:.1f}% longer"
-    return "scheduled", (
-        f"{request.name}: makespan {answer['makespan']} vs legacy {answer['baseline_makespan']}"
-        f" ({versus}), {answer['policy_used']}, completion"
-        f" {answer['completion_rate']:.2f}, {answer['latency_ms']:.0f} ms"
-    )
+    # --- the demo ---------------------------------------------------------------------------------
 
+    def run(self) -> None:
+        url = self.platform.prometheus.url
+        say("a plant namespace: the stable scheduler (legacy rule mwkr), its Service and "
+            "GRPCRoute, clients sending 6 Schedule calls/s")  # fmt: skip
+        plant = self.platform.add_plant("plant")
+        say(f"stable scheduler SERVING after {self.elapsed():.0f}s; starting rollout-operator")
+        plant.start_operator()
+        first = example_rollout(
+            "scheduler-1-5-0", url, step_s=self.step_s, interval_s=self.interval_s
+        )
+        self.run_rollout(
+            plant, first,
+            f"kubectl apply -f examples/rollout.yaml (PPO candidate; steps of {self.step_s}s "
+            f"instead of days, analysis every {self.interval_s}s, shadow copies by the route)",
+            self.approve_when_asked(plant, "scheduler-1-5-0"),
+        )  # fmt: skip
+        second = example_rollout(
+            "scheduler-1-6-0", url, step_s=self.step_s, interval_s=self.interval_s,
+            extra_env={"SCHEDULER_ENABLE_FAULTS": "1"},
+        )  # fmt: skip
+        second["spec"]["candidate"] |= {
+            "image": "registry.example/scheduler:1.6.0",
+            "modelVersion": "2026.12.1",
+        }
+        plant.set_candidate_faults(latency_ms=FAULT_LATENCY_MS)
+        self.run_rollout(
+            plant, second,
+            f"a second rollout whose candidate adds {FAULT_LATENCY_MS / 1000:.0f}s to every "
+            "answer (rollback trigger: p95 latency above 10s for 3 intervals)",
+        )  # fmt: skip
+        self.write_report()
 
-def _schedule_locally(request: Path) -> PartReport:
-    """The shipped model on a 170-job production-like request, next to the legacy rule."""
-    state, detail = _answer_detail(
-        request, _schedctl("schedule", str(request), "--local", "--json")
-    )
-    return PartReport("scheduler (PPO, in-process)", state, detail)
+    # --- the report -------------------------------------------------------------------------------
 
-
-def _schedule_over_grpc(request: Path, workdir: Path) -> PartReport:
-    """The same request through a real `schedctl serve`, with an API key, over loopback."""
-    part = "gRPC scheduler service"
-    workdir.mkdir(parents=True, exist_ok=True)
-    keys, key_file = workdir / "keys.txt", workdir / "client.key"
-    made = _schedctl("keygen", "--label", "demo", "--keys-file", str(keys))
-    if made.returncode != 0:
-        return PartReport(part, "failed", made.stderr.strip())
-    key_file.write_text(made.stdout)
-    key_file.chmod(0o600)
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    server = ManagedProcess(
-        "schedctl serve",
-        [shutil.which("schedctl") or "schedctl", "serve", "--host", "127.0.0.1",
-         "--port", str(port), "--metrics-port", str(free_port()), "--keys", str(keys),
-         "--audit-dir", str(workdir / "audit"), "--log-format", "text"],
-        workdir / "serve.log",
-    )  # fmt: skip
-    server.start()
-    try:
-        server.wait_ready(lambda: _schedctl("health", "--target", target).returncode == 0, 120)
-        done = _schedctl("schedule", str(request), "--target", target,
-                         "--api-key-file", str(key_file), "--json")  # fmt: skip
-    finally:
-        server.stop()
-    state, detail = _answer_detail(request, done)
-    audit = workdir / "audit" / "audit.jsonl"
-    lines = len(audit.read_text().splitlines()) if audit.exists() else 0
-    return PartReport(part, state, f"{detail} (server side); API key, {lines} audit line(s)")
-
-
-def run(workdir: Path, keep: bool) -> list[PartReport]:
-    plane = KubeControlPlane(workdir / "kube")
-    prometheus = PrometheusServer(workdir / "prometheus")
-    with _started(plane, "kube-apiserver + etcd"), _started(prometheus, "prometheus"):
-        rows = [
-            PartReport("control plane", "running", plane.describe()),
-            PartReport("prometheus", "running", prometheus.describe()),
-            _apply_dir(
-                plane, REPO_ROOT / "crds", "SchedulerRollout CRD", "the operator issue (#6)"
-            ),
-            _schedule_locally(EXAMPLE_REQUEST),
-            _schedule_over_grpc(EXAMPLE_REQUEST, workdir / "scheduler"),
-            PartReport(
-                "operator",
-                "not in the demo yet",
-                "built and tested (rollout-operator, kubectl-schedrollout; docs/operator.md); "
-                "the demo runs it with issue #7",
-            ),
-            PartReport("staged rollout demo", "not built yet", "arrives with issue #7"),
+    def write_report(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "samples.json").write_text(
+            json.dumps([asdict(s) for s in self.samples], indent=1)
+        )
+        plot(self.samples, self.out / "rollout.png")
+        lines = [
+            "# Rollout demo report",
+            "",
+            f"Total time: {self.elapsed():.0f} s. Command: `bash scripts/demo`.",
+            "",
+            "| rollout | result | seconds | client calls | failed | client completion "
+            "| client p95 ms | mirrored copies | reason |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
-        print()
-        _print_table(rows)
-        if keep:
-            print(f"\nkubeconfig: {plane.admin_kubeconfig}")
-            print("platform kept running; press Ctrl-C to stop it")
-            with contextlib.suppress(KeyboardInterrupt):
-                signal.pause()
-    return rows
+        for s in self.summaries:
+            c = s["clients"]
+            lines.append(
+                f"| {s['rollout']} | {s['phase']} | {s['seconds']} | {c['calls']} | "
+                f"{c['failed']} | {c['completion']:.4f} | {c['p95_ms']:.0f} | {s['mirrored']} | "
+                f"{s['rollbackReason'] or s['message']} |"
+            )
+        lines += ["", "Client calls by track:", ""]
+        for s in self.summaries:
+            lines.append(f"- {s['rollout']}: {s['clients']['by_track']}")
+        lines += ["", "![weight and metrics over time](rollout.png)", ""]
+        (self.out / "report.md").write_text("\n".join(lines))
+        say(f"report: {self.out / 'report.md'}, plot: {self.out / 'rollout.png'}")
+        print("\n".join(lines[4:]), flush=True)
+
+
+def client_summary(outcomes: list[Outcome]) -> Obj:
+    """What the plant's clients saw: calls, failures, jobs placed over jobs asked, latency."""
+    jobs = sum(o.jobs for o in outcomes)
+    placed = sum(o.scheduled for o in outcomes)
+    latencies = sorted(o.latency_s for o in outcomes if o.ok)
+    by_track: dict[str, int] = {}
+    for o in outcomes:
+        by_track[o.track or o.code] = by_track.get(o.track or o.code, 0) + 1
+    p95 = statistics.quantiles(latencies, n=20)[-1] if len(latencies) >= 2 else 0.0
+    return {
+        "calls": len(outcomes),
+        "failed": sum(not o.ok for o in outcomes),
+        "completion": placed / jobs if jobs else 1.0,
+        "p95_ms": p95 * 1000,
+        "by_track": by_track,
+    }
+
+
+def plot(samples: list[Sample], path: Path) -> None:
+    """Weight and mirror, p95 latency and makespan vs legacy per track, over time."""
+    import matplotlib  # noqa: PLC0415 - only the report needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    t = [s.t for s in samples]
+    fig, axes = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+    axes[0].step(t, [s.weight for s in samples], where="post", label="candidate weight %")
+    axes[0].step(t, [s.mirror for s in samples], where="post", label="mirrored %", ls="--")
+    axes[0].set_ylabel("% of calls")
+    for track, color in (("stable", "tab:blue"), ("shadow", "tab:gray"), ("canary", "tab:red")):
+        p95 = [(s.tracks[track].p95_s or float("nan")) * 1000 for s in samples]
+        ratio = [s.tracks[track].makespan_ratio or float("nan") for s in samples]
+        axes[1].plot(t, p95, label=track, color=color)
+        axes[2].plot(t, ratio, label=track, color=color)
+    axes[1].set_ylabel("p95 latency (ms)")
+    axes[1].set_yscale("log")
+    axes[2].set_ylabel("makespan / legacy")
+    axes[2].set_xlabel("seconds since the demo started")
+    previous = ""
+    for s in samples:
+        if s.rollout != previous:
+            for ax in axes:
+                ax.axvline(s.t, color="k", lw=0.8)
+            axes[0].annotate(s.rollout, (s.t, 102), fontsize=8)
+            previous = s.rollout
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    fig.suptitle("Staged rollouts: route weight and the metrics the operator judges by")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rollout-demo",
-        description="Run the staged-rollout demo on a local control plane (loopback only).",
+        description="Two staged rollouts of the PPO scheduler on a local control plane: one "
+        "promoted after an approval, one rolled back automatically. Loopback only; under 5 min.",
     )
     parser.add_argument(
-        "--workdir",
-        type=Path,
+        "--out", type=Path, default=REPO_ROOT / "out" / "demo",
+        help="folder for report.md, samples.json and rollout.png (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workdir", type=Path,
         help="where servers keep data and logs (default: a temporary folder, removed afterwards)",
-    )
+    )  # fmt: skip
     parser.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep the platform running until Ctrl-C (to explore with kubectl)",
-    )
+        "--step-seconds", type=int, default=10,
+        help="each timed step of the plan, in place of days (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--interval-seconds", type=int, default=2,
+        help="the operator's analysis interval (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keep", action="store_true",
+        help="keep the platform running at the end until Ctrl-C (to explore with kubectl)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.step_seconds < 1 or args.interval_seconds < 1:
+        parser.error("--step-seconds and --interval-seconds must be at least 1")
     try:
-        if args.workdir:
-            args.workdir.mkdir(parents=True, exist_ok=True)
-            run(args.workdir, args.keep)
-        else:
-            with tempfile.TemporaryDirectory(prefix="rollout-demo-") as tmp:
-                run(Path(tmp), args.keep)
+        with contextlib.ExitStack() as stack:
+            workdir = args.workdir or Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="rollout-demo-"))
+            )
+            say(f"starting kube-apiserver + etcd and Prometheus (work folder {workdir})")
+            platform = stack.enter_context(E2EPlatform(workdir))
+            say(f"{platform.kube.describe()}; {platform.prometheus.describe()}")
+            Demo(platform, args.out, args.step_seconds, args.interval_seconds).run()
+            if args.keep:
+                say(f"kubeconfig: {platform.kube.admin_kubeconfig}; Ctrl-C stops the platform")
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.pause()
     except MissingBinaryError as exc:
         print(f"rollout-demo: {exc}", file=sys.stderr)
         return 2
     except ServerStartError as exc:
         print(f"rollout-demo: a server failed to start: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError as exc:
+        print(f"rollout-demo: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -114,6 +114,13 @@ def test_a_new_rollout_waits_for_its_candidate() -> None:
     assert "waiting for the candidate" in driver.status.message
 
 
+def test_a_candidate_that_goes_down_mid_step_gets_no_traffic_until_it_is_back() -> None:
+    driver = in_canary(2)
+    assert effects(driver.tick(1, available=False))[1] == SetTraffic(0, 0)
+    assert driver.status.weight == 50  # the step's weight, restored once the pods are back
+    assert effects(driver.tick(1))[1] == SetTraffic(50, 0)
+
+
 def test_pending_to_shadow_when_the_candidate_is_available() -> None:
     driver = Driver()
     driver.tick(available=False)
@@ -169,8 +176,11 @@ def test_the_whole_plan_to_succeeded() -> None:
     driver = in_shadow()
     actions = driver.finish_step(SHADOW_S)
     assert (driver.status.phase, driver.status.step, driver.status.weight) == (Phase.CANARY, 1, 10)
-    assert effects(actions) == [EnsureCandidate("canary"), SetTraffic(10, 0)]
+    # the candidate's pods roll to the canary track: no traffic until they are available
+    assert effects(actions) == [EnsureCandidate("canary"), SetTraffic(0, 0)]
     assert notifications(actions) == ["phaseChanged"]
+    assert effects(driver.tick(1, available=False)) == [EnsureCandidate("canary"), SetTraffic(0, 0)]
+    assert effects(driver.tick(1)) == [EnsureCandidate("canary"), SetTraffic(10, 0)]
 
     actions = driver.finish_step(CANARY_S)
     assert (driver.status.phase, driver.status.weight) == (Phase.CANARY, 50)
@@ -396,6 +406,19 @@ def test_rollback_policy_rolls_back_at_the_no_data_limit() -> None:
     assert driver.status.rollback_reason.startswith("no data for 3 analysis rounds")
     assert condition(driver.status, "RolledBack") == ("True", "NoData")
     assert effects(actions) == [SetTraffic(0, 0), ScaleDownCandidate()]
+
+
+def test_rounds_while_the_candidate_rolls_out_are_not_counted() -> None:
+    """Its pods restarting with the canary track get no traffic, so their track has no data."""
+    spec = make_spec(noData="rollback", noDataLimit=2)
+    driver = Driver(spec=spec)
+    driver.tick()
+    for _ in range(5):
+        driver.tick(INTERVAL_S, no_data(driver.now + INTERVAL_S, spec), available=False)
+    assert phase(driver) is Phase.SHADOW
+    assert driver.status.counters.no_data == 0
+    driver.tick(INTERVAL_S, no_data(driver.now + INTERVAL_S, spec))
+    assert driver.status.counters.no_data == 1
 
 
 def test_rollback_policy_counts_consecutive_rounds_only() -> None:

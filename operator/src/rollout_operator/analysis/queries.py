@@ -131,13 +131,22 @@ def query_of(rule: Rule) -> str:
         ) from None
 
 
-def render(rule: Rule, track: str, namespace: str, rollout: str, interval_s: float) -> str:
-    """The PromQL to run for ``rule``: placeholders substituted, unknown ones a ValueError."""
+def render(
+    rule: Rule,
+    track: str,
+    namespace: str,
+    rollout: str,
+    interval_s: float,
+    *,
+    range_: str | None = None,
+) -> str:
+    """The PromQL to run for ``rule``: placeholders substituted, unknown ones a ValueError.
+    ``range_`` replaces the analysis window (dashboards want a shorter, livelier one)."""
     values = {
         "track": track,
         "namespace": namespace,
         "rollout": rollout,
-        "window": window(interval_s),
+        "window": range_ or window(interval_s),
     }
 
     def substitute(match: re.Match[str]) -> str:

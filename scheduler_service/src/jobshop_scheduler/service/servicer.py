@@ -114,6 +114,7 @@ class _Call:
     request: pb.ScheduleRequest
     client: str
     policy: str = ""
+    jobs_requested: int = 0  # set once the request is valid
     plan: Plan | None = None
 
 
@@ -192,9 +193,10 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         errors = validate_problem(problem, self.max_jobs)
         if errors:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details(errors))
-        # A valid request's jobs count as requested; they count as scheduled only once answered,
-        # so server errors and blown deadlines lower the completion rate, client mistakes don't.
-        self.metrics.record_requested(len(problem.jobs))
+        # A valid request's jobs count as requested when its call ends, and as scheduled if it
+        # ended with an answer: server errors and blown deadlines lower the completion rate,
+        # client mistakes don't, and calls still in flight (a slow answer) don't count yet.
+        call.jobs_requested = len(problem.jobs)
         faults = self.faults.current() if self.faults is not None else None
         seed = call.request.request_id or uuid.uuid4().hex
         if faults is not None and should_fail(seed, faults.error_rate):
@@ -205,7 +207,6 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         if faults is not None:
             plan = await _inject(plan, faults, seed)
         call.plan = plan
-        self._measure(plan)
         return plan
 
     async def _plan(
@@ -233,9 +234,13 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         self.metrics.record_fallback(plan.fallback_kind)
 
     def _finish(self, call: _Call, started: float, code: grpc.StatusCode, detail: str = "") -> None:
-        """The call's audit line and log line."""
+        """The call's completion metrics, audit line and log line."""
         latency_ms = (time.perf_counter() - started) * 1000
         plan, request = call.plan, call.request
+        if call.jobs_requested:
+            self.metrics.record_requested(call.jobs_requested)
+            if plan is not None and code is grpc.StatusCode.OK:
+                self._measure(plan)
         policy = plan.policy_used if plan is not None else call.policy
         model_version = plan.model_version if plan is not None else ""
         makespan = plan.schedule.makespan if plan is not None else None

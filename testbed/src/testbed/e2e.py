@@ -1,0 +1,351 @@
+"""The end-to-end platform on one machine: what the demo, the fault drills and the reaction-time
+benchmark run on.
+
+Real parts: kube-apiserver + etcd with the project's CRDs (and the stand-in route CRDs of
+tests/crds), Prometheus scraping real ``schedctl serve`` processes, the operator as its own
+process, real gRPC calls with an API key. Stand-ins: ``SchedulerKubelet`` runs the Deployments'
+pods as processes and reports their readiness; ``TrafficDriver`` is the plant's clients plus the
+gateway's data plane.
+
+A *plant* is one namespace as a user has it before the first rollout: a ``scheduler``
+Deployment running the legacy rule (``SCHEDULER_DEFAULT_POLICY=mwkr``), its Service, and a
+GRPCRoute to it, with traffic flowing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.service.keys import add_key
+from rollout_operator.resource import GROUP, PLURAL, VERSION
+from rollout_operator.workloads import candidate_name
+from testbed.kube import KubeControlPlane
+from testbed.kubelet import SchedulerKubelet
+from testbed.operator_process import OperatorProcess
+from testbed.prometheus import PrometheusServer, ScrapeJob
+from testbed.traffic import GRPCROUTE, RouteView, TrafficDriver
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CRDS = (REPO_ROOT / "crds", REPO_ROOT / "tests" / "crds")
+EXAMPLE_ROLLOUT = REPO_ROOT / "examples" / "rollout.yaml"
+PORT = 50051
+STABLE_IMAGE = "registry.example/scheduler:1.4.0"
+POD_READY_TIMEOUT_S = 240.0
+
+Obj = dict[str, Any]
+
+
+def example_rollout(
+    name: str,
+    prometheus_url: str,
+    *,
+    step_s: int = 10,
+    interval_s: int = 2,
+    extra_env: dict[str, str] | None = None,
+    **analysis: Any,
+) -> Obj:
+    """examples/rollout.yaml with its days compressed to ``step_s`` seconds, its analysis every
+    ``interval_s``, Prometheus at ``prometheus_url`` and shadow copies sent by the gateway (the
+    route's RequestMirror filter, which the traffic driver executes). The candidate runs PPO."""
+    body = cast(Obj, yaml.safe_load(EXAMPLE_ROLLOUT.read_text()))
+    body["metadata"] = {"name": name}
+    spec = body["spec"]
+    spec["routing"]["mirror"] = "route"
+    env = {e["name"]: e["value"] for e in spec["candidate"].get("env") or []}
+    env |= {"SCHEDULER_DEFAULT_POLICY": "ppo", **(extra_env or {})}
+    spec["candidate"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    for step in spec["steps"]:
+        holder = step.get("shadow", step)
+        if "duration" in holder:
+            holder["duration"] = f"{step_s}s"
+    spec["analysis"]["interval"] = f"{interval_s}s"
+    spec["analysis"]["prometheus"] = {"url": prometheus_url}
+    spec["analysis"].update(copy.deepcopy(analysis))
+    return body
+
+
+@dataclass
+class Plant:
+    """One namespace with a stable scheduler, its route and its clients."""
+
+    platform: E2EPlatform
+    namespace: str
+    traffic: TrafficDriver
+    operators: list[OperatorProcess] = field(default_factory=list)
+
+    # --- the rollout ----------------------------------------------------------------------------
+
+    def apply(self, body: Obj) -> None:
+        self.platform.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+
+    def delete(self, name: str) -> None:
+        self.platform.custom.delete_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
+
+    def rollout(self, name: str) -> Obj | None:
+        try:
+            return cast(
+                Obj,
+                self.platform.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, name
+                ),
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def status(self, name: str) -> Obj:
+        found = self.rollout(name)
+        return (found or {}).get("status") or {}
+
+    def route(self) -> RouteView:
+        route = self.platform.custom.get_namespaced_custom_object(
+            *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], "scheduler"
+        )
+        return RouteView.of(cast(Obj, route))
+
+    def wait_route_applied(self, timeout: float = 10.0) -> RouteView:
+        """Until the data plane routes as the API server's GRPCRoute says; that route."""
+        deadline = time.monotonic() + timeout
+        while True:
+            route = self.route()
+            if self.traffic.view == route or time.monotonic() > deadline:
+                assert self.traffic.view == route, f"data plane {self.traffic.view}, API {route}"
+                return route
+            time.sleep(0.1)
+
+    def deployment(self, name: str) -> Obj | None:
+        try:
+            dep = self.platform.apps.read_namespaced_deployment(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(Obj, self.platform.api.sanitize_for_serialization(dep))  # type: ignore[no-untyped-call]
+
+    def set_candidate_faults(self, **faults: float) -> None:
+        """Faults of the candidate Deployment's pods (``latency_ms``, ``drop_job_fraction``,
+        ``error_rate``); the candidate's env must enable them (``SCHEDULER_ENABLE_FAULTS=1``)."""
+        self.platform.kubelet.set_faults(self.namespace, candidate_name("scheduler"), **faults)
+
+    def wait_for(self, name: str, what: Any, timeout: float, label: str = "") -> Obj:
+        """Poll the rollout's status until ``what(status)``; the status then."""
+        deadline = time.monotonic() + timeout
+        status: Obj = {}
+        while time.monotonic() < deadline:
+            with contextlib.suppress(ApiException, OSError):
+                status = self.status(name)
+                if what(status):
+                    return status
+            time.sleep(0.2)
+        logs = "\n".join(f"--- {op.log} ---\n{op.tail(80)}" for op in self.operators)
+        raise AssertionError(
+            f"rollout {self.namespace}/{name}: {label or 'condition'} not reached in "
+            f"{timeout:.0f}s; status {status}\n{logs}"
+        )
+
+    def wait_phase(self, name: str, phase: str, timeout: float) -> Obj:
+        return self.wait_for(name, lambda s: s.get("phase") == phase, timeout, f"phase {phase}")
+
+    def start_operator(self, *namespaces: str, log_name: str = "operator") -> OperatorProcess:
+        """The operator for this plant (and ``namespaces``), logging into the work folder."""
+        scope = (self.namespace, *namespaces)
+        log = self.platform.workdir / self.namespace / f"{log_name}-{len(self.operators)}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        operator = OperatorProcess(self.platform.kube.admin_kubeconfig, scope, log)
+        self.operators.append(operator)
+        self.platform.operators.append(operator)
+        return operator.start()
+
+
+class E2EPlatform:
+    """Everything of the module docstring, under ``workdir``; ``start()`` then ``add_plant()``."""
+
+    def __init__(
+        self, workdir: Path, *, model_dir: Path = DEFAULT_MODEL_DIR, rate: float = 6.0
+    ) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.kube = KubeControlPlane(workdir / "kube")
+        self.prometheus = PrometheusServer(workdir / "prometheus")
+        self.model_dir = model_dir
+        self.rate = rate
+        self.keys_file = workdir / "api-keys.txt"
+        self.api_key = ""
+        self.plants: list[Plant] = []
+        self.operators: list[OperatorProcess] = []
+        self._kubelet: SchedulerKubelet | None = None
+        self._api: client.ApiClient | None = None
+
+    # --- handles ---------------------------------------------------------------------------------
+
+    @property
+    def api(self) -> client.ApiClient:
+        assert self._api is not None, "start() the platform first"
+        return self._api
+
+    @property
+    def kubelet(self) -> SchedulerKubelet:
+        assert self._kubelet is not None, "start() the platform first"
+        return self._kubelet
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.kube.start()
+        self.prometheus.start()
+        kubeconfig = str(self.kube.admin_kubeconfig)
+        self._api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        for folder in CRDS:
+            self.kube.kubectl("apply", "-f", str(folder))
+        self.kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        if not self.keys_file.exists():
+            self.api_key, _ = add_key(self.keys_file, "e2e-clients")
+        else:
+            self.api_key = (self.workdir / "client.key").read_text().strip()
+        (self.workdir / "client.key").write_text(self.api_key)
+        self._kubelet = SchedulerKubelet(
+            self.kube.admin_kubeconfig,
+            self.workdir / "pods",
+            keys_file=self.keys_file,
+            model_dir=self.model_dir,
+            on_targets=self._scrape,
+        ).start()
+
+    def stop(self) -> None:
+        for plant in self.plants:
+            plant.traffic.stop()
+        for operator in self.operators:
+            operator.stop()
+        if self._kubelet is not None:
+            self._kubelet.stop()
+        self.prometheus.stop()
+        self.kube.stop()
+
+    def describe(self) -> str:
+        return f"e2e platform: {self.kube.describe()}; {self.prometheus.describe()}"
+
+    def remove_plant(self, plant: Plant) -> None:
+        """Stop the plant's clients, operators and pods (its namespace stays, for debugging)."""
+        plant.traffic.stop()
+        for operator in plant.operators:
+            operator.stop()
+        self.kubelet.forget(plant.namespace)
+        self._scrape(plant.namespace, [])
+        if plant in self.plants:
+            self.plants.remove(plant)
+
+    def __enter__(self) -> E2EPlatform:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _scrape(self, namespace: str, targets: list[str]) -> None:
+        """Prometheus scrapes a namespace's pods with the pod's namespace as a label."""
+        job = f"pods-{namespace}"
+        with contextlib.suppress(OSError):  # Prometheus killed by a drill: it rereads the file
+            if targets:
+                self.prometheus.scrape(ScrapeJob(job, tuple(targets), {"namespace": namespace}))
+            else:
+                self.prometheus.forget(job)
+
+    # --- plants ----------------------------------------------------------------------------------
+
+    def add_plant(self, namespace: str, *, rate: float | None = None, seed: int = 0) -> Plant:
+        """The namespace with a stable legacy scheduler serving traffic through its GRPCRoute."""
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        for body in _plant_objects():
+            self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
+        self.kubelet.namespaces.add(namespace)
+        self.wait_endpoints(namespace, "scheduler")
+        traffic = TrafficDriver(
+            self.api, namespace, self.kubelet.endpoints, self.api_key,
+            rate=rate or self.rate, seed=seed,
+        ).start()  # fmt: skip
+        plant = Plant(self, namespace, traffic)
+        self.plants.append(plant)
+        return plant
+
+    def wait_endpoints(
+        self, namespace: str, service: str, timeout: float = POD_READY_TIMEOUT_S
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.kubelet.endpoints(namespace, service):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"Service {namespace}/{service} has no SERVING pod after {timeout}s")
+
+    def restart_prometheus(self, down_s: float) -> None:
+        """Prometheus down for ``down_s`` seconds, then back with its data (a crash)."""
+        self.prometheus.kill()
+        time.sleep(down_s)
+        self.prometheus.start()
+
+
+def _plant_objects() -> Iterator[Obj]:
+    labels = {"app": "scheduler", "track": "stable"}
+    env = [
+        {"name": "SCHEDULER_TRACK", "value": "stable"},
+        {"name": "SCHEDULER_DEFAULT_POLICY", "value": "mwkr"},  # the legacy scheduler
+    ]
+    container = {
+        "name": "scheduler",
+        "image": STABLE_IMAGE,
+        "ports": [{"containerPort": PORT, "name": "grpc"}],
+        "env": env,
+    }
+    yield {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "scheduler", "labels": {"app": "scheduler"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+    yield {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "scheduler"},
+        "spec": {"selector": labels, "ports": [{"name": "grpc", "port": PORT}]},
+    }
+    yield {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "scheduler"},
+        "spec": {
+            "parentRefs": [{"name": "plant-gateway"}],
+            "rules": [{"backendRefs": [{"name": "scheduler", "port": PORT}]}],
+        },
+    }
