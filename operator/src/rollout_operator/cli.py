@@ -162,9 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     registry = build_registry(reconciler, args.tick)
     health = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    settings = kopf.OperatorSettings()
+    # Namespace-scoped: serve the named namespaces as they are. Scanning would list namespaces
+    # and watch CRDs cluster-wide, and under namespace-scoped RBAC (the chart's) kopf retries
+    # each 403 for about a minute before it starts watching rollouts.
+    settings.scanning.disabled = bool(args.namespace)
     try:
         kopf.run(
             registry=registry,
+            settings=settings,
             standalone=True,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
