@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rollout_operator.cli import build_parser
 from rollout_operator.mirror_config import MIRROR_KEY
 from rollout_operator.workloads import CANDIDATE_LABEL, MAIN_CONTAINER, TRACK_ENV, TRACK_LABEL
+from testbed.pki import CertificateAuthority
 from tests.chart.conftest import ALL_ON, CHART, ROOT, RULES, Chart, HelmError, kinds, one
 
 pytestmark = pytest.mark.unit
@@ -308,3 +314,40 @@ def test_the_schema_rejects_bad_values(chart: Chart, name: str) -> None:
         message = str(failed.value)
         assert says in message, message
         assert BAD_CASES[name] in message, message
+
+
+@pytest.mark.grpc
+def test_the_tls_readiness_probe_checks_the_schedulers_health(chart: Chart, tmp_path: Path) -> None:
+    """The probe the chart renders for a TLS scheduler, run as the kubelet would, against a real
+    TLS gRPC health service on loopback: exit 0 while SERVING, non-zero otherwise."""
+    stable = one(chart.render(ALL_ON), "Deployment", "scheduler")
+    command = stable["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"][
+        "command"
+    ]
+    assert command[:2] == ["python", "-c"]
+    ca = CertificateAuthority(tmp_path / "pki")
+    pair = ca.issue("scheduler", "scheduler", dns_sans=("localhost",), server=True)
+    credentials = grpc.ssl_server_credentials([(pair.key.read_bytes(), pair.cert.read_bytes())])
+    server = grpc.server(ThreadPoolExecutor(2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_secure_port("localhost:0", credentials)
+    server.start()
+    script = command[2].replace("/etc/scheduler/tls/ca.crt", str(ca.cert_path))
+    script = script.replace("localhost:50051", f"localhost:{port}")
+    status = health_pb2.HealthCheckResponse
+
+    def probe() -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, timeout=30, check=False
+        )
+        return run.returncode
+
+    try:
+        servicer.set("scheduler.v1.Scheduler", status.NOT_SERVING)  # the model not checked yet
+        assert probe() != 0
+        servicer.set("scheduler.v1.Scheduler", status.SERVING)
+        assert probe() == 0
+    finally:
+        server.stop(None)
+    assert probe() != 0  # nobody listening
