@@ -1,15 +1,28 @@
 """``rollout-operator``: run the SchedulerRollout controller (kopf) with the project's settings.
 
-Exit codes: 0 stopped by a signal, 2 bad options or no usable kubeconfig.
+Exit codes: 0 stopped by a signal, 1 leadership lost (``--leader-elect``), 2 bad options or no
+usable kubeconfig.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import logging
+import os
+import signal
+import socket
 import sys
+import threading
+import uuid
+from typing import TYPE_CHECKING
 
 from rollout_operator import __version__
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+    from rollout_operator.leader import LeaderElector
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +57,73 @@ def build_parser() -> argparse.ArgumentParser:
         "state machine's)",
     )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    election = parser.add_argument_group("leader election (for more than one replica)")
+    election.add_argument(
+        "--leader-elect", action="store_true",
+        help="reconcile only while holding a coordination.k8s.io Lease; standbys wait",
+    )  # fmt: skip
+    election.add_argument(
+        "--lease-name", default="rollout-operator", help="the Lease (default: %(default)s)"
+    )
+    election.add_argument(
+        "--lease-namespace", default=os.environ.get("POD_NAMESPACE"),
+        help="the Lease's namespace (default: $POD_NAMESPACE)",
+    )  # fmt: skip
     return parser
+
+
+def _exit_now() -> None:
+    """Leadership lost: stop at once (as client-go does), before a standby takes over; every
+    reconcile is safe to cut short (status is one patch), and the pod restarts as a standby."""
+    logging.getLogger("rollout_operator").error("exiting: leadership lost")
+    os._exit(1)
+
+
+def _elect(
+    args: argparse.Namespace, api_client: ApiClient, stop: threading.Event
+) -> LeaderElector | None:
+    """Wait for the Lease (a standby /healthz meanwhile); the elector, or None on a signal."""
+    from kubernetes import client  # noqa: PLC0415
+
+    from rollout_operator.leader import LeaderElector, LeaseConfig, standby_health  # noqa: PLC0415
+
+    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    config = LeaseConfig(args.lease_namespace, args.lease_name, identity)
+    elector = LeaderElector(client.CoordinationV1Api(api_client), config)
+    with standby_health(args.health_port):
+        leading = elector.acquire(stop)
+    if not leading:
+        return None
+    elector.keep(stop, _exit_now)
+    return elector
+
+
+def _stop_on_signals() -> tuple[threading.Event, concurrent.futures.Future[int]]:
+    """SIGTERM/SIGINT before kopf installs its own handlers (a standby waiting for the Lease, a
+    slow start) stop the process cleanly instead of killing it. Two flags: an Event for the
+    election's threads, and a Future for kopf.run, which waits on an Event in an executor thread
+    that would keep the process from ever exiting."""
+    stop = threading.Event()
+    kopf_stop: concurrent.futures.Future[int] = concurrent.futures.Future()
+
+    def handle(signum: int, _frame: object) -> None:
+        stop.set()
+        if not kopf_stop.done():
+            kopf_stop.set_result(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handle)
+    return stop, kopf_stop
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.tick <= 0:
         print("rollout-operator: --tick must be positive", file=sys.stderr)
+        return 2
+    if args.leader_elect and not args.lease_namespace:
+        print("rollout-operator: --leader-elect needs --lease-namespace (or $POD_NAMESPACE)",
+              file=sys.stderr)  # fmt: skip
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -79,20 +152,35 @@ def main(argv: list[str] | None = None) -> int:
     metrics = OperatorMetrics()
     port = metrics.serve(args.metrics_port)
     logging.getLogger("rollout_operator").info("operator metrics on :%d/metrics", port)
+    stop, kopf_stop = _stop_on_signals()
+    elector = _elect(args, api_client, stop) if args.leader_elect else None
+    if args.leader_elect and elector is None:
+        metrics.close()
+        return 0  # stopped by a signal while standing by
     reconciler = Reconciler(
         api_client, metrics, post_event, progress_deadline_s=args.progress_deadline
     )
     registry = build_registry(reconciler, args.tick)
     health = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    settings = kopf.OperatorSettings()
+    # Namespace-scoped: serve the named namespaces as they are. Scanning would list namespaces
+    # and watch CRDs cluster-wide, and under namespace-scoped RBAC (the chart's) kopf retries
+    # each 403 for about a minute before it starts watching rollouts.
+    settings.scanning.disabled = bool(args.namespace)
     try:
         kopf.run(
             registry=registry,
+            settings=settings,
             standalone=True,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=health,
+            stop_flag=kopf_stop,
         )
     finally:
+        stop.set()
+        if elector is not None:
+            elector.release()
         metrics.close()
     return 0
 

@@ -1,7 +1,7 @@
 """Where the server binaries are found.
 
-`scripts/test-deps` installs the Debian servers and builds kube-apiserver and etcd from their Go
-modules into a cache outside the work tree (so a fresh clone on the same machine reuses it). The
+`scripts/test-deps` installs the Debian servers and builds kube-apiserver, etcd and helm from their
+Go modules into a cache outside the work tree (so a fresh clone on the same machine reuses it). The
 lookup order is: an explicit environment variable, that cache, then PATH.
 """
 
@@ -19,6 +19,7 @@ ENV_OVERRIDES = {
     "mariadbd": "MARIADBD_BIN",
     "mariadb-install-db": "MARIADB_INSTALL_DB_BIN",
     "kubectl": "KUBECTL_BIN",
+    "helm": "HELM_BIN",
 }
 
 # Debian puts the MariaDB daemon in /usr/sbin, which is not on every PATH.
