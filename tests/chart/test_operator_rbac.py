@@ -19,12 +19,12 @@ import pytest
 import yaml
 from kubernetes import client
 
+from testbed.operator_process import OperatorProcess
 from tests.chart.conftest import Chart
 from tests.cluster.conftest import Cluster
 from tests.operator.conftest import (
     CANDIDATE_IMAGE,
     Bed,
-    OperatorProcess,
     changes,
     rollout_manifest,
     route_weights,
