@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -47,11 +46,3 @@ def make_plant(platform: E2EPlatform, request: pytest.FixtureRequest) -> Iterato
                 for log in sorted(Path(platform.workdir, "pods", plant.namespace).glob("*.log")):
                     print(f"--- {log} (tail) ---\n{log.read_text(errors='replace')[-2000:]}")
             platform.remove_plant(plant)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
-    return report

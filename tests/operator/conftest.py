@@ -469,11 +469,3 @@ def start_operator(
         if report is not None and report.failed:
             for process in started:
                 print(f"--- {process.log} ---\n{process.tail(200)}")
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
-    if report.when == "call":
-        item.rep_call = report  # type: ignore[attr-defined]
-    return report

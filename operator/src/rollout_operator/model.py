@@ -88,6 +88,9 @@ class ShadowCompare:
 
     max_makespan_regression: float = 0.0
     query: str = ""  # default built by the analysis from the metric contract when empty
+    # The built-in comparison has no data until the candidate answered this many mirrored
+    # requests in the window: a mean over two or three schedules is noise, not a regression.
+    min_samples: int = 20
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,12 @@ def _rule(data: Mapping[str, Any], field: str, *, warn: bool) -> Rule:
     return Rule(name, query, Comparison(bounds[0]), threshold, count)
 
 
+def _min_samples(value: Any, field: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise SpecError(field, f"{value!r} is not a whole number of at least 1")
+    return int(value)
+
+
 def _shadow_compare(value: Any, interval_s: float) -> ShadowCompare | None:
     """On by default (the candidate must not schedule worse than stable); ``enabled: false``."""
     field = "spec.analysis.shadowCompare"
@@ -242,6 +248,7 @@ def _shadow_compare(value: Any, interval_s: float) -> ShadowCompare | None:
             _opt(data, "maxMakespanRegression", 0.0), f"{field}.maxMakespanRegression"
         ),
         query=_text(_opt(data, "query", ""), f"{field}.query", required=False),
+        min_samples=_min_samples(_opt(data, "minSamples", 20), f"{field}.minSamples"),
     )
     if compare.query:
         probe = Rule("shadow-compare", compare.query, Comparison.ABOVE, 0.0)

@@ -345,6 +345,8 @@ def _enter_step(turn: _Turn, index: int) -> None:
     gate = track_changes and turn.spec.routing.provider is not Provider.REPLICAS
     traffic = SetTraffic(0, 0) if gate else _candidate_traffic(turn, weight, mirror)
     turn.effect(EnsureCandidate(track_at(steps, index)), traffic)
+    if not turn.candidate_available and turn.status.candidate_unavailable_since is None:
+        turn.update(candidate_unavailable_since=turn.now)  # as the step itself would record it
 
 
 def _enter_promoting(turn: _Turn, why: str) -> None:

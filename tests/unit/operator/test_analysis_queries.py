@@ -82,11 +82,15 @@ def test_shadow_comparison_subtracts_stables_mean_ratio_from_the_candidates() ->
         0.01,
     )
     promql = render(compare, "shadow", "ns", "r", 30)
-    candidate, stable = promql.split("\n-\n")
+    comparison, enough = promql.split("\nand on ()\n")
+    candidate, stable = comparison.split("\n-\n")
     assert re.findall(r'track="(\w+)"', candidate) == ["shadow", "shadow"]
     assert re.findall(r'track="(\w+)"', stable) == ["stable", "stable"]
     assert "scheduler_makespan_ratio_sum" in stable
     assert "scheduler_makespan_ratio_count" in stable
+    # no verdict on a handful of schedules: the comparison needs 20 answers in the window
+    assert re.findall(r'track="(\w+)"', enough) == ["shadow"]
+    assert ">= 20" in enough
 
 
 def test_a_custom_shadow_query_is_used_as_given() -> None:

@@ -107,11 +107,26 @@ def window(interval_s: float) -> str:
     return f"{max(MIN_WINDOW_S, math.ceil(2 * interval_s))}s"
 
 
+# The built-in comparison only where the candidate answered enough mirrored requests.
+ENOUGH_SAMPLES = """
+and on ()
+(
+  sum(increase(
+    scheduler_makespan_ratio_count{track="{{track}}", namespace="{{namespace}}"}[{{window}}]
+  ))
+  >= %d
+)"""
+
+
 def shadow_rule(compare: ShadowCompare) -> Rule:
-    """The shadow comparison as a rule: breach when the regression exceeds the allowed maximum."""
+    """The shadow comparison as a rule: breach when the regression exceeds the allowed maximum.
+    The built-in query has no data while the window holds fewer than ``min_samples`` answers."""
+    query = compare.query
+    if not query.strip():
+        query = BUILTIN_QUERIES[SHADOW_COMPARE] + ENOUGH_SAMPLES % compare.min_samples
     return Rule(
         name=SHADOW_COMPARE,
-        query=compare.query,
+        query=query,
         comparison=Comparison.ABOVE,
         threshold=compare.max_makespan_regression,
     )
