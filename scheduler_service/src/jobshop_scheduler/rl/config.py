@@ -40,15 +40,38 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """Optional warm start before PPO (`rl.distill`); needs --init, which is the teacher's base."""
+
+    rounds: int = 0  # 0: no distillation
+    instances: int = 40  # rollouts per round
+    epochs: int = 3  # passes over all states gathered so far, per round
+    batch_size: int = 256
+    learning_rate: float = 3e-4  # decays linearly to a tenth over all epochs
+    speed_weight: float = 20.0  # teacher = init logits + speed_weight * log(speed)
+    explore: float = 0.05  # share of random candidate choices in the rollouts
+    flexible_share: float = 0.6
+    flexible_jobs: tuple[int, int] = (20, 170)
+    jobs: tuple[int, int] = (15, 50)  # classic shops
+    machines: tuple[int, int] = (10, 20)
+    seed: int = 2024
+    # Fit only the first-layer weights of the feature columns the --init model lacks: all of
+    # them are 0 on classic shops, so classic decisions stay exactly the --init model's.
+    new_columns_only: bool = False
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     curriculum: tuple[Stage, ...] = ()
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ppo": {f.name: getattr(self.ppo, f.name) for f in fields(self.ppo)},
             "eval": {f.name: getattr(self.eval, f.name) for f in fields(self.eval)},
+            "distill": {f.name: getattr(self.distill, f.name) for f in fields(self.distill)},
             "curriculum": [
                 {f.name: getattr(s, f.name) for f in fields(s)} for s in self.curriculum
             ],
@@ -81,6 +104,16 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
         raise ConfigError(f"curriculum[{index}]: {exc}") from exc
 
 
+def _distill(raw: dict[str, Any]) -> DistillConfig:
+    ranges = {"flexible_jobs", "jobs", "machines"}
+    try:
+        data = {k: (int(v[0]), int(v[1])) if k in ranges else v for k, v in raw.items()}
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ConfigError(f"[distill]: {exc}") from exc
+    config: DistillConfig = _section(DistillConfig, data, "distill")
+    return config
+
+
 def load_config(path: Path | None = None) -> TrainConfig:
     """Parse a TOML config; None loads the shipped default."""
     if path is None:
@@ -88,7 +121,7 @@ def load_config(path: Path | None = None) -> TrainConfig:
     else:
         text = path.read_text()
     raw = tomllib.loads(text)
-    unknown = set(raw) - {"ppo", "eval", "curriculum"}
+    unknown = set(raw) - {"ppo", "eval", "curriculum", "distill"}
     if unknown:
         raise ConfigError(f"unknown sections: {', '.join(sorted(unknown))}")
     stages = tuple(_stage(s, i) for i, s in enumerate(raw.get("curriculum", [])))
@@ -98,8 +131,10 @@ def load_config(path: Path | None = None) -> TrainConfig:
         ppo=_section(PPOConfig, raw.get("ppo", {}), "ppo"),
         eval=_section(EvalConfig, raw.get("eval", {}), "eval"),
         curriculum=stages,
+        distill=_distill(raw.get("distill", {})),
     )
     biggest = max(max(s.jobs[1], s.flexible_jobs[1]) for s in stages)
+    # distillation scores whole tables of any height: its sizes need no rows
     if biggest > config.ppo.rows:
         raise ConfigError(
             f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"

@@ -3,9 +3,10 @@
 Observation: a (max_jobs, N_FEATURES) table, one row per job (rows past the instance are zero);
 action: a job index, masked to the non-delay candidates (`action_masks()`, as MaskablePPO
 expects; an unmasked agent's invalid choice is replaced by the first candidate and reported in
-`info["invalid_action"]`). Reward: minus the increase of the makespan lower bound, scaled by the
-mean job work, so an episode's return is -(makespan - initial bound) / scale: maximising return
-minimises the makespan, with a signal at every step.
+`info["invalid_action"]`). Reward: minus the increase of the makespan lower bound (the larger of
+`ShopState.lower_bound` and `ShopState.work_bound`), scaled by the mean job work, so an
+episode's return is -(makespan - initial bound) / scale: maximising return minimises the
+makespan, with a signal at every step.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         self.action_space = gym.spaces.Discrete(max_jobs)
         self.state: ShopState | None = None
         self._scales: FeatureScales | None = None
-        self._bound = 0
+        self._bound = 0.0
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -59,7 +60,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
             raise ValueError(f"instance has {cp.n_jobs} jobs; this env holds {self.max_jobs}")
         self.state = ShopState(cp)
         self._scales = FeatureScales(self.state)
-        self._bound = self.state.lower_bound()
+        self._bound = _bound(self.state)
         return self._observe(), {"lower_bound": self._bound}
 
     def _observe(self) -> NDArray[np.float32]:
@@ -84,12 +85,17 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
             info["invalid_action"] = job
             job = int(np.flatnonzero(self.state.candidates)[0])
         self.state.dispatch(job)
-        bound = self.state.lower_bound()
+        bound = _bound(self.state)
         reward = -(bound - self._bound) / self._scales.work
         self._bound = bound
         if self.state.done:
             info["makespan"] = self.state.makespan
         return self._observe(), float(reward), self.state.done, False, info
+
+
+def _bound(state: ShopState) -> float:
+    """The makespan lower bound the reward tracks; equal to the makespan once done."""
+    return max(float(state.lower_bound()), state.work_bound())
 
 
 def _compiled(problem: Problem | CompiledProblem) -> CompiledProblem:

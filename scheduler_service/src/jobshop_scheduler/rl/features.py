@@ -37,6 +37,13 @@ FEATURES = (
     "priority",  # priority / 3
     "shop_progress",  # fraction of all operations scheduled
     "time_progress",  # t* / initial lower bound
+    # Flexible operations: what dispatching now costs. The operation takes the machine free at
+    # its earliest start, which may be slower than its fastest one; on a loaded flexible shop
+    # that extra time is most of the makespan's excess over the work bound. All three are 0 on
+    # a classic shop, so weights on them cannot change a policy's classic decisions.
+    "slowdown",  # (duration on that machine - min duration) / mean duration; 0 in a classic shop
+    "speed_loss",  # 1 - min duration / duration on that machine; 0 in a classic shop
+    "fast_wait",  # (start on a fastest eligible machine - earliest start) / mean duration
 )
 N_FEATURES = len(FEATURES)
 if N_FEATURES != kernels.N_COLUMNS:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 NO_MACHINE = np.iinfo(np.int64).max // 4
 FEATURE_BOUND = 1e4  # observation space bounds; values are clipped into them
 _UNUSABLE = 2**48
-N_COLUMNS = 18  # `features.FEATURES` names them; features.py checks the count
+N_COLUMNS = 21  # `features.FEATURES` names them; features.py checks the count
 
 
 @njit(cache=True)
@@ -124,6 +124,25 @@ def place(  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _fast_start(  # pragma: no cover - compiled
+    op: int,
+    ready: int,
+    machine_free: NDArray[np.int64],
+    duration_matrix: NDArray[np.int64],
+    eligible: NDArray[np.bool_],
+) -> int:
+    """Earliest start of an operation on one of its fastest eligible machines."""
+    fastest, free = _UNUSABLE, NO_MACHINE
+    for k in range(machine_free.shape[0]):
+        if eligible[op, k]:
+            if duration_matrix[op, k] < fastest:
+                fastest, free = duration_matrix[op, k], machine_free[k]
+            elif duration_matrix[op, k] == fastest:
+                free = min(free, machine_free[k])
+    return max(free, ready)
+
+
+@njit(cache=True)
 def _bounded(value: float) -> float:  # pragma: no cover - compiled
     return min(max(value, -FEATURE_BOUND), FEATURE_BOUND)
 
@@ -186,6 +205,8 @@ def features(  # pragma: no cover - compiled
         duration = float(op_min_duration[op])
         next_duration = float(op_min_duration[op + 1]) if op + 1 < last else 0.0
         machine = machine_for(op, est[j], machine_free, duration_matrix, eligible)
+        taken = float(duration_matrix[op, machine])
+        fast_start = _fast_start(op, job_ready[j], machine_free, duration_matrix, eligible)
         due = due_date[j]
         slack = (due - t_star - work_left) / w if np.isfinite(due) else 0.0
         row = out[r]
@@ -207,4 +228,7 @@ def features(  # pragma: no cover - compiled
         row[15] = _bounded(priority[j] / 3.0)
         row[16] = shop_progress
         row[17] = _bounded(time_progress)
+        row[18] = _bounded((taken - duration) / d)
+        row[19] = 1.0 - duration / taken if taken > 0 else 0.0
+        row[20] = _bounded((fast_start - est[j]) / d)
     return rows if compact else n_jobs

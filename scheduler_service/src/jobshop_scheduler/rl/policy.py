@@ -35,7 +35,9 @@ class JobScorer(nn.Module):
         self.critic = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh())
 
     def _embed(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        table = features.view(-1, self.rows, self.n_features)
+        return self._embed_table(features.view(-1, self.rows, self.n_features))
+
+    def _embed_table(self, table: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         present = table[..., :1]  # column 0 is "present"
         emb = self.embed(table)
         count = present.sum(dim=1).clamp(min=1.0)
@@ -59,6 +61,14 @@ class JobScorer(nn.Module):
     def forward_actor(self, features: th.Tensor) -> th.Tensor:
         emb, _, mean = self._embed(features)
         return self._actor(emb, mean)
+
+    def table_logits(self, table: th.Tensor) -> th.Tensor:
+        """Actor logits of a (B, any rows, F) table: the same scorer on any number of rows."""
+        emb, _, mean = self._embed_table(table)
+        logits: th.Tensor = self.score(
+            th.cat([emb, mean.unsqueeze(1).expand(-1, table.shape[1], -1)], dim=-1)
+        ).squeeze(-1)
+        return logits
 
     def forward_critic(self, features: th.Tensor) -> th.Tensor:
         emb, present, mean = self._embed(features)

@@ -10,6 +10,10 @@ Scheduling only ever appends after a machine's last operation, so `machine_free 
 single-machine load` and `job_ready + remaining work` are lower bounds of the final makespan;
 their maximum (`lower_bound`) reaches the makespan when the last operation is placed, which makes
 its per-step increase a dense reward whose episode sum is minus the makespan plus a constant.
+`work_bound` adds the shop-wide one: no operation starts before t* or before its machine is
+free, so the makespan is at least (sum over machines of max(free, t*) + remaining min-duration
+work) / machines. On a loaded flexible shop it is the binding one, and it charges an operation
+put on a slower machine with the extra time at the step that does it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class ShopState:
         self.op_machine: IntArray = np.full(cp.n_ops, -1, dtype=np.int64)
         self.op_start: IntArray = np.full(cp.n_ops, -1, dtype=np.int64)
         self.scheduled = 0
+        self.work_left = int(cp.op_min_duration.sum())  # min-duration work not yet placed
         self.makespan = 0
         # Load each machine must still carry: operations that have no other eligible machine.
         single = cp.eligible.sum(axis=1) == 1
@@ -71,6 +76,11 @@ class ShopState:
         machines = self.machine_free + self.machine_load
         return int(max(self.makespan, jobs.max(initial=0), machines.max(initial=0)))
 
+    def work_bound(self) -> float:
+        """Shop-wide lower bound of the makespan (module docstring); the makespan once done."""
+        busy = np.maximum(self.machine_free, self.t_star).sum()
+        return float(busy + self.work_left) / max(self.cp.n_machines, 1)
+
     def machine_for(self, job: int) -> tuple[int, int]:
         """(machine, duration) the job's next operation takes if dispatched now."""
         op = int(self.next_op[job])
@@ -87,6 +97,7 @@ class ShopState:
         if not (0 <= job < self.cp.n_jobs and self.candidates[job]):
             raise ValueError(f"job index {job} is not a candidate at t*={self.t_star}")
         cp = self.cp
+        self.work_left -= int(cp.op_min_duration[self.next_op[job]])
         end = kernels.place(
             job, self.t_star, self.next_op, self.job_ready, self.est, self.machine_free,
             self.machine_load, self._single_machine, cp.duration_matrix, cp.eligible,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from tqdm import tqdm
@@ -23,6 +24,7 @@ from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_probl
 from jobshop_scheduler.heuristics.dispatch import dispatch_arrays, makespan_of
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import TrainConfig
+from jobshop_scheduler.rl.distill import distill
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import sha256_of
@@ -150,6 +152,34 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
     )
 
 
+FIRST_LAYER = "mlp_extractor.embed.0.weight"
+
+
+def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], int]:
+    """The parameters of ``init``, fitted to ``model``, and its number of feature columns.
+
+    A model trained before feature columns were appended to the table (``features.FEATURES``)
+    gets zero weights for the new columns, so it starts out choosing exactly as it did and
+    training learns what the new columns are worth. Its optimizer state (sized for the old
+    layer) is replaced by the fresh one.
+    """
+    _, loaded, _ = load_from_zip_file(str(init), device="cpu", load_data=False)
+    params: dict[str, Any] = dict(loaded)
+    policy: dict[str, torch.Tensor] = params["policy"]
+    old = policy[FIRST_LAYER]
+    new = model.policy.state_dict()[FIRST_LAYER]
+    if old.shape[0] != new.shape[0] or old.shape[1] > new.shape[1]:
+        raise ValueError(
+            f"{init}: first layer {tuple(old.shape)} does not fit this code's {tuple(new.shape)}"
+        )
+    if old.shape[1] < new.shape[1]:
+        policy[FIRST_LAYER] = torch.cat(
+            [old, torch.zeros(old.shape[0], new.shape[1] - old.shape[1], dtype=old.dtype)], dim=1
+        )
+        params["policy.optimizer"] = model.policy.optimizer.state_dict()
+    return params, int(old.shape[1])
+
+
 def train(
     config: TrainConfig, out_dir: Path, quiet: bool = False, init: Path | None = None
 ) -> dict[str, Any]:
@@ -164,10 +194,23 @@ def train(
     set_random_seed(config.ppo.seed)
     sampler = CurriculumSampler(list(config.curriculum))
     model = build_model(config, sampler)
+    init_columns: int | None = None
     if init is not None:
-        model.set_parameters(str(init), exact_match=True, device="cpu")
+        params, init_columns = initial_parameters(model, init)
+        model.set_parameters(params, exact_match=True, device="cpu")
+    elif config.distill.rounds > 0:
+        raise ValueError("[distill] needs --init: the teacher is built from that model")
     monitor = TrainingMonitor(config, sampler, out_dir, quiet)
     started = time.monotonic()
+    distilled: list[dict[str, float]] = []
+    if config.distill.rounds > 0:
+        distilled = distill(
+            model,
+            config.distill,
+            quiet,
+            lambda scorer: evaluate(scorer, monitor.cases),
+            init_columns,
+        )
     model.learn(total_timesteps=config.ppo.total_timesteps, callback=monitor)
     wall = time.monotonic() - started
     best = out_dir / "best_model.zip"
@@ -187,6 +230,8 @@ def train(
         "best_validation_ratio_to_best_rule": monitor.best,
         "torch_threads": config.ppo.torch_threads,
     }
+    if distilled:
+        summary["distillation"] = distilled
     if init is not None:
         summary["initialised_from"] = {"file": init.name, "sha256": sha256_of(init)}
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
