@@ -264,7 +264,8 @@ def test_prometheus_down_rolls_back_under_the_rollback_policy(
 ) -> None:
     plant = make_plant()
     plant.start_operator()
-    plant.apply(rollout(plant, "nodata", noData="rollback", noDataLimit=3))
+    # 8 rounds: the shadow comparison has no data until 20 mirrored answers (about 4 rounds)
+    plant.apply(rollout(plant, "nodata", noData="rollback", noDataLimit=8))
     wait_weight(plant, "nodata", 10)
     platform.prometheus.kill()
     try:
