@@ -72,10 +72,14 @@ def first_breach(plant: Plant, interval_s: float, start: float, end: float) -> f
 
 
 def restored_after(recorder: Recorder, since: float) -> float:
-    for seen in recorder.seen:
-        if seen.at >= since and RouteView.of(seen.obj).weight_of("scheduler-canary") == 0:
-            return seen.at
-    raise RuntimeError("the route never went back to 100% stable")
+    weights = [(s.at, RouteView.of(s.obj).weight_of("scheduler-canary")) for s in recorder.seen]
+    for at, weight in weights:
+        if at >= since and weight == 0:
+            return at
+    recent = [(round(at - since, 2), weight) for at, weight in weights if at >= since - 30]
+    raise RuntimeError(
+        f"the route never went back to 100% stable; (s from the fault, weight): {recent}"
+    )
 
 
 def one_run(plant: Plant, index: int, interval_s: int, rng: random.Random) -> Run:
@@ -85,7 +89,6 @@ def one_run(plant: Plant, index: int, interval_s: int, rng: random.Random) -> Ru
         extra_env={"SCHEDULER_ENABLE_FAULTS": "1"},
     )  # fmt: skip
     body["spec"]["steps"] = [{"weight": 10, "duration": "1h"}]
-    plant.set_candidate_faults()
     plant.apply(body)
     plant.wait_for(
         name,
@@ -107,14 +110,6 @@ def measure(plant: Plant, recorder: Recorder, run: Run, interval_s: int) -> Run:
     restored = restored_after(recorder, run.fault_at)
     breach = first_breach(plant, interval_s, run.fault_at - 1.0, restored)
     return Run(run.index, run.fault_at, breach, restored)
-
-
-def clean_up(plant: Plant, name: str) -> None:
-    plant.set_candidate_faults()
-    plant.delete(name)
-    deadline = time.monotonic() + 60
-    while plant.rollout(name) is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def report(runs: list[Run], interval_s: int) -> bool:
@@ -159,20 +154,24 @@ def main(argv: list[str] | None = None) -> int:
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="reaction-"))
             )
             platform = stack.enter_context(E2EPlatform(workdir))
-            plant = platform.add_plant("reaction")
-            plant.start_operator()
-            recorder = Recorder(
-                platform.custom.list_namespaced_custom_object,
-                *GRPCROUTE[:2], plant.namespace, GRPCROUTE[2],
-            ).start()  # fmt: skip
-            stack.callback(recorder.stop)
             runs = []
             for index in range(1, args.runs + 1):
-                run = measure(plant, recorder, one_run(plant, index, args.interval_seconds, rng),
-                              args.interval_seconds)  # fmt: skip
+                # A plant of its own per run: the previous candidate's series stay in the
+                # analysis window for a while and would be judged with the next one.
+                plant = platform.add_plant(f"reaction-{index}", seed=index)
+                plant.start_operator()
+                recorder = Recorder(
+                    platform.custom.list_namespaced_custom_object,
+                    *GRPCROUTE[:2], plant.namespace, GRPCROUTE[2],
+                ).start()  # fmt: skip
+                try:
+                    run = one_run(plant, index, args.interval_seconds, rng)
+                    run = measure(plant, recorder, run, args.interval_seconds)
+                finally:
+                    recorder.stop()
+                    platform.remove_plant(plant)
                 runs.append(run)
                 print(f"run {index}/{args.runs}: reaction {run.reaction_s:.2f} s", flush=True)
-                clean_up(plant, f"reaction-{index}")
             ok = report(runs, args.interval_seconds)
     except (MissingBinaryError, ServerStartError, RuntimeError, TimeoutError) as exc:
         print(f"rollout-reaction-bench: {exc}", file=sys.stderr)
