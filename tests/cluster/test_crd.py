@@ -98,7 +98,11 @@ def test_a_minimal_rollout_gets_the_standard_plan(crd: KubeControlPlane, ns: str
         "latency-p95-seconds",
         "memory-utilisation",
     ]
-    assert analysis["shadowCompare"] == {"enabled": True, "maxMakespanRegression": 0}
+    assert analysis["shadowCompare"] == {
+        "enabled": True,
+        "maxMakespanRegression": 0,
+        "minSamples": 20,
+    }
     assert (analysis["noData"], analysis["noDataLimit"]) == ("hold", 10)
     assert stored["routing"]["port"] == 50051
     # The server's defaults and the parser's are the same plan.
