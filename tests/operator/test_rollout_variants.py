@@ -47,7 +47,10 @@ SHORT_PLAN: list[Obj] = [  # shadow, 10, 50, approval, 100 with 2 s steps
 
 
 def phases_of(seen: list[Seen]) -> list[Any]:
-    return changes([(s.obj.get("status") or {}).get("phase") for s in seen])
+    """The phases announced, in order; the version without a status may come and go before
+    the watch starts, so it is not part of the sequence."""
+    phases = [(s.obj.get("status") or {}).get("phase") for s in seen]
+    return changes([phase for phase in phases if phase is not None])
 
 
 def conditions(status: Obj) -> dict[str, Obj]:
@@ -188,7 +191,7 @@ def test_istio_router_walks_every_step_and_promotes(
     canary_dest = routes.of("scheduler")[-1].obj["spec"]["http"][0]["route"][1]["destination"]
     assert canary_dest == {"host": "scheduler-canary", "port": {"number": 50051}}
     assert phases_of(rollouts.of(NAME)) == [
-        None, "Pending", "Shadow", "Canary", "AwaitingApproval", "Canary", "Promoting", "Succeeded"
+        "Pending", "Shadow", "Canary", "AwaitingApproval", "Canary", "Promoting", "Succeeded"
     ]  # fmt: skip
     assert bed.deployment("scheduler-candidate") is None
     assert (bed.mirror() or {})["percent"] == 0
@@ -248,7 +251,7 @@ def test_replica_ratio_router_walks_a_short_plan_and_promotes(
                 assert ready and st.get("availableReplicas") == 3, (stable_now, cand_now)
                 break
     assert phases_of(rollouts.of(NAME)) == [
-        None, "Pending", "Shadow", "Canary", "AwaitingApproval", "Canary", "Promoting", "Succeeded"
+        "Pending", "Shadow", "Canary", "AwaitingApproval", "Canary", "Promoting", "Succeeded"
     ]  # fmt: skip
     stable = bed.deployment("scheduler")
     assert stable is not None
@@ -415,7 +418,7 @@ def test_shadow_makespan_regression_rolls_back_during_the_shadow(
     rolled_back = conditions(final)["RolledBack"]
     assert (rolled_back["status"], rolled_back["reason"]) == ("True", "ThresholdBreached")
     assert final["counters"]["breaches"]["shadow-makespan-regression"] == 1
-    assert phases_of(rollouts.of(NAME)) == [None, "Pending", "Shadow", "RolledBack"]
+    assert phases_of(rollouts.of(NAME)) == ["Pending", "Shadow", "RolledBack"]
     # Never a weight step: the route stayed at 100/0; the mirroring stopped.
     assert changes([route_weights(s.obj) for s in routes.of("scheduler")]) == [
         (None, None), (100, 0)
