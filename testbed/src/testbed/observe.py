@@ -14,20 +14,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout_operator.analysis.queries import render
+from rollout_operator.analysis.queries import MEAN_MAKESPAN_RATIO, render
 from rollout_operator.model import Comparison, Rule
 from testbed.prometheus import PrometheusServer
 
 RANGE = "15s"
-MAKESPAN_RATIO = """
-sum(rate(scheduler_makespan_ratio_sum{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))
-/
-sum(rate(scheduler_makespan_ratio_count{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))
-"""
 QUERIES = {
     "completion": Rule("completion-rate", "", Comparison.BELOW, 0.0),
     "p95_s": Rule("latency-p95-seconds", "", Comparison.ABOVE, 0.0),
-    "makespan_ratio": Rule("makespan-ratio", MAKESPAN_RATIO, Comparison.ABOVE, 0.0),
+    "makespan_ratio": Rule("makespan-ratio", MEAN_MAKESPAN_RATIO, Comparison.ABOVE, 0.0),
 }
 TRACKS = ("stable", "shadow", "canary")
 

@@ -71,22 +71,18 @@ max(
   * on (namespace, pod) group_left ()
   max by (namespace, pod) (kube_pod_labels{namespace="{{namespace}}", label_track="{{track}}"})
 )"""
-# Mean makespan ratio (answer / legacy rule) of the candidate minus that of stable, on the same
-# mirrored requests: positive means the candidate's schedules are longer.
-SHADOW_MAKESPAN_REGRESSION = """
-(
-  sum(rate(scheduler_makespan_ratio_sum{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))
-  /
-  sum(rate(
-    scheduler_makespan_ratio_count{track="{{track}}", namespace="{{namespace}}"}[{{window}}]
-  ))
-)
+# Mean makespan ratio (answer / legacy rule) of a track's answers in the window.
+MEAN_MAKESPAN_RATIO = """
+sum(rate(scheduler_makespan_ratio_sum{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))
+/
+sum(rate(scheduler_makespan_ratio_count{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))
+"""
+# The candidate's mean minus stable's, on the same mirrored requests: positive means the
+# candidate's schedules are longer.
+SHADOW_MAKESPAN_REGRESSION = f"""
+({MEAN_MAKESPAN_RATIO})
 -
-(
-  sum(rate(scheduler_makespan_ratio_sum{track="stable", namespace="{{namespace}}"}[{{window}}]))
-  /
-  sum(rate(scheduler_makespan_ratio_count{track="stable", namespace="{{namespace}}"}[{{window}}]))
-)"""
+({MEAN_MAKESPAN_RATIO.replace("{{track}}", "stable")})"""
 
 BUILTIN_QUERIES: dict[str, str] = {
     name: query.strip()
