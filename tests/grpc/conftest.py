@@ -151,6 +151,7 @@ def base_config(model_dir: Path, **overrides: Any) -> ServerConfig:
         no_auth=True,
         parity_states=PARITY_STATES,
         grace_s=0.5,
+        time_budget_ms=0,  # greedy answers unless a test asks for the search
     )
     return replace(config, **overrides)
 

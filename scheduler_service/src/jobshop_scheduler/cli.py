@@ -23,11 +23,12 @@ from jobshop_scheduler.domain.codec import (
     problem_from_document,
     read_document,
     schedule_from_dict,
+    time_budget_from_dict,
 )
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import ValidationReport, validate, validate_problem
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import Planner, PolicyUnavailable
+from jobshop_scheduler.planner import DEFAULT_TIME_BUDGET_MS, Planner, PolicyUnavailable
 from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, ModelError, load_model
 
 Handler = Callable[[argparse.Namespace], int]
@@ -41,12 +42,13 @@ class CliError(Exception):
         self.code = code
 
 
-def _read_problem(path: Path) -> tuple[Problem, str]:
-    """The request's problem and policy, or a CliError naming the file and field."""
+def _read_problem(path: Path) -> tuple[Problem, str, int | None]:
+    """The request's problem, policy and time budget, or a CliError naming the file and field."""
     try:
         doc = read_document(path)
         problem = problem_from_document(doc)
         policy = policy_from_dict(doc)
+        budget = time_budget_from_dict(doc)
     except FileNotFoundError as exc:
         raise CliError(f"{path}: no such file") from exc
     except ProblemFormatError as exc:
@@ -54,7 +56,7 @@ def _read_problem(path: Path) -> tuple[Problem, str]:
     errors = validate_problem(problem)
     if errors:
         raise CliError(f"{path}: invalid request:\n" + "\n".join(f"  {e}" for e in errors))
-    return problem, policy
+    return problem, policy, budget
 
 
 def _print_summary(
@@ -67,6 +69,12 @@ def _print_summary(
     note = f"  (fallback: {fallback})" if fallback else ""
     print(f"policy      {response['policy_used']}{note}")
     print(f"makespan    {makespan}  ({legacy}: {baseline}, {gain:+.1%})")
+    if response.get("time_budget_ms"):
+        print(
+            f"search      {response['search_stage']} won in {response['time_budget_ms']} ms: "
+            f"greedy {response['greedy_makespan']}, lower bound {response['lower_bound']}, "
+            f"{response['search_iterations']} tabu iterations"
+        )
     print(f"completion  {report.completion_rate:.3f}  utilisation {report.mean_utilisation:.3f}")
     print(f"tardiness   {report.total_tardiness} over {report.tardy_jobs} tardy jobs")
     print(f"latency     {response['latency_ms']:.1f} ms  model {response['model_version'] or '-'}")
@@ -100,10 +108,13 @@ def _output(
 def cmd_schedule(args: argparse.Namespace) -> int:
     if args.local == bool(args.target):
         raise CliError("give either --local (schedule in this process) or --target HOST:PORT")
-    problem, requested = _read_problem(args.file)
+    problem, requested, requested_budget = _read_problem(args.file)
     policy = args.policy or requested
+    budget = args.time_budget_ms if args.time_budget_ms is not None else requested_budget
     if args.target:
-        return _schedule_remote(args, problem, policy)
+        if args.iterations is not None:
+            raise CliError("--iterations is for --local runs; a server's search runs on its clock")
+        return _schedule_remote(args, problem, policy, budget)
     model = None
     if policy in ("auto", "ppo"):
         try:
@@ -113,7 +124,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                 raise CliError(f"cannot use policy ppo: {exc}") from exc
             print(f"schedctl: {exc}; answering with the legacy rule", file=sys.stderr)
     try:
-        plan = Planner(model).plan(problem, policy)
+        planner = Planner(model, time_budget_ms=DEFAULT_TIME_BUDGET_MS)
+        plan = planner.plan(problem, policy, budget, iterations=args.iterations, seed=args.seed)
     except PolicyUnavailable as exc:
         raise CliError(str(exc)) from exc
     legacy, fallback = f"legacy {LEGACY_RULE}", plan.fallback_reason
@@ -132,7 +144,9 @@ def _rpc_error(exc: grpc.RpcError) -> CliError:
     return CliError(f"{code.name}: {details}", code=2 if caller_fault else 1)
 
 
-def _schedule_remote(args: argparse.Namespace, problem: Problem, policy: str) -> int:
+def _schedule_remote(
+    args: argparse.Namespace, problem: Problem, policy: str, budget_ms: int | None
+) -> int:
     from jobshop_scheduler.service import client  # noqa: PLC0415
     from jobshop_scheduler.service.convert import problem_to_pb, response_from_pb  # noqa: PLC0415
 
@@ -140,7 +154,7 @@ def _schedule_remote(args: argparse.Namespace, problem: Problem, policy: str) ->
         raise CliError(f"with --target, --policy must be one of {', '.join(POLICIES)}")
     try:
         answer = client.schedule(
-            args.target, problem_to_pb(problem, policy), api_key_file=args.api_key_file,
+            args.target, problem_to_pb(problem, policy, budget_ms), api_key_file=args.api_key_file,
             tls_ca=args.tls_ca, timeout=args.timeout,
         )  # fmt: skip
     except grpc.RpcError as exc:
@@ -233,6 +247,33 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _add_search_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--time-budget-ms",
+        type=_budget,
+        metavar="MS",
+        help="search for a shorter plan this long; 0: the greedy pass alone (default: the "
+        f"request's time_budget_ms, else the server's default; --local: {DEFAULT_TIME_BUDGET_MS})",
+    )
+    p.add_argument(
+        "--iterations",
+        type=_budget,
+        metavar="N",
+        help="--local: a fixed search effort instead of the clock (reproducible answers)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="--local: the search's seed (default: 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="schedctl", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -264,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout", type=float, default=60.0, help="--target: seconds (default: %(default)s)"
     )
+    _add_search_arguments(p)
     p.add_argument("--json", action="store_true", help="print the response JSON")
     p.add_argument("--pretty", action="store_true", help="indent the JSON")
     p.add_argument("--gantt", type=Path, metavar="PNG", help="also draw the schedule as a chart")

@@ -1,16 +1,23 @@
 """Turn a problem into a validated schedule with the requested policy.
 
-One place decides PPO vs heuristic, measures the legacy baseline on the same request, and makes
-sure no invalid schedule ever leaves: a PPO answer that fails the validator (or a policy that
-raises) is replaced by the legacy rule's answer, with the reason recorded. Used by
-`schedctl schedule --local` and by the gRPC server.
+One place decides PPO vs heuristic, measures the legacy baseline on the same request, spends the
+request's time budget on the anytime search (`search.anytime`) and makes sure no invalid
+schedule ever leaves: a PPO answer that fails the validator (or a policy that raises) is replaced
+by the legacy rule's answer, with the reason recorded. Used by `schedctl schedule --local` and by
+the gRPC server.
+
+The budget covers the whole answer: the search stops early enough to leave time for validating
+and converting its plan, and never runs past the client's deadline minus a safety margin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from jobshop_scheduler.domain.codec import schedule_to_dict
 from jobshop_scheduler.domain.model import Assignment, Problem, Schedule
@@ -24,11 +31,32 @@ from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_probl
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.rl.fast_policy import greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel
+from jobshop_scheduler.search.anytime import SearchResult, improve, warm_up
+from jobshop_scheduler.search.bounds import lower_bound
 
 LEARNED = ("auto", "ppo")
 POLICY_CHOICES = (*LEARNED, "heuristic", *RULES)
 DEFAULT_POLICIES = ("ppo", *RULES)  # what "auto" means on a server
 DEFAULT_BATCH_SIZE = 170  # jobs per PPO pass; the size the policy is benchmarked at
+# The server's default search budget: a 170-job call answers in about 0.6 s with it (greedy pass
+# plus search plus checks), well inside the 1 s the plant expects (docs/benchmark.md).
+DEFAULT_TIME_BUDGET_MS = 500
+MAX_TIME_BUDGET_MS = 60_000  # the server's default cap on what a request may ask for
+DEADLINE_MARGIN_S = 0.05  # left between the search's end and the client's deadline
+# Kept back from the budget for what follows the search: validating and converting its plan.
+FINISH_RESERVE_S = 0.005
+FINISH_RESERVE_PER_OP_S = 4e-6
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """What the anytime search did for an answer (all zero/"greedy" without a budget)."""
+
+    stage: str = "greedy"
+    lower_bound: int = 0
+    greedy_makespan: int = 0
+    iterations: int = 0
+    time_budget_ms: int = 0
 
 
 class PolicyUnavailable(RuntimeError):
@@ -47,6 +75,7 @@ class Plan:
     fallback_reason: str = ""
     fallback_kind: str = ""  # "", "no_model", "policy_error" or "invalid_schedule" (a metric label)
     batches: int = 1
+    search: SearchSummary = field(default_factory=SearchSummary)
 
     def response(self) -> dict[str, Any]:
         """The response JSON of docs/request-format.md."""
@@ -62,6 +91,11 @@ class Plan:
             "model_version": self.model_version,
             "latency_ms": round(self.latency_ms, 3),
             "policy_used": self.policy_used,
+            "search_stage": self.search.stage,
+            "lower_bound": self.search.lower_bound,
+            "greedy_makespan": self.search.greedy_makespan,
+            "search_iterations": self.search.iterations,
+            "time_budget_ms": self.search.time_budget_ms,
         }
 
 
@@ -74,6 +108,7 @@ class Planner:
         legacy_rule: str = LEGACY_RULE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         default_policy: str = "ppo",
+        time_budget_ms: int = 0,
     ) -> None:
         if legacy_rule not in RULES:
             raise ValueError(f"unknown legacy rule {legacy_rule!r}; valid: {', '.join(RULES)}")
@@ -83,7 +118,12 @@ class Planner:
             raise ValueError(
                 f"unknown default policy {default_policy!r}; valid: {', '.join(DEFAULT_POLICIES)}"
             )
+        if time_budget_ms < 0:
+            raise ValueError(f"time_budget_ms must be >= 0, got {time_budget_ms}")
         self.model = model
+        self.time_budget_ms = time_budget_ms  # for requests that do not say
+        if time_budget_ms > 0:
+            warm_up()  # so that the first request's budget is spent searching, not compiling
         self.legacy_rule = legacy_rule
         self.batch_size = batch_size
         # A deployment that still runs the legacy scheduler answers "auto" with its rule, so the
@@ -94,18 +134,49 @@ class Planner:
     def model_version(self) -> str:
         return self.model.card.version if self.model else ""
 
-    def plan(self, problem: Problem, policy: str = "auto") -> Plan:
+    def plan(
+        self,
+        problem: Problem,
+        policy: str = "auto",
+        time_budget_ms: int | None = None,
+        *,
+        deadline: float | None = None,
+        iterations: int | None = None,
+        seed: int = 0,
+    ) -> Plan:
+        """Schedule `problem`; learned policies then search for `time_budget_ms`.
+
+        `time_budget_ms` None takes the planner's default, 0 means the greedy pass alone;
+        `deadline` (time.monotonic) is the client's; `iterations` replaces the clock with a
+        fixed effort, for reproducible runs.
+        """
         if policy not in POLICY_CHOICES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICY_CHOICES)}")
         if policy == "auto" and self.default_policy != "ppo":
             policy = self.default_policy
         if policy == "ppo" and self.model is None:
             raise PolicyUnavailable("policy 'ppo' requested but no model is loaded")
+        budget_ms = self.time_budget_ms if time_budget_ms is None else time_budget_ms
+        if budget_ms < 0:
+            raise ValueError(f"time_budget_ms must be >= 0, got {budget_ms}")
         started = time.perf_counter()
         cp = compile_problem(problem)
         legacy = dispatch_arrays(cp, self.legacy_rule)
         baseline = makespan_of(cp, *legacy)
         choice = self._choose(problem, cp, policy, legacy)
+        summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
+        if policy in LEARNED and (budget_ms > 0 or iterations):
+            stop = _search_deadline(cp, started, budget_ms, deadline)
+            found = self._search(
+                cp, choice=choice, legacy=legacy, deadline=stop, iterations=iterations, seed=seed
+            )
+            if found.makespan < choice.schedule.makespan:
+                choice = dataclasses.replace(
+                    choice, schedule=cp.to_schedule(found.op_machine, found.op_start)
+                )
+            summary = SearchSummary(
+                found.stage, found.lower_bound, found.greedy_makespan, found.iterations, budget_ms
+            )
         schedule, used, kind, reason = choice.schedule, choice.policy, choice.kind, choice.reason
         report = validate(problem, schedule)
         if not report.ok and used == "ppo":
@@ -114,13 +185,35 @@ class Planner:
                 f"ppo schedule failed validation: {report.violations[0]}",
             )
             schedule, used = cp.to_schedule(*legacy), self.legacy_rule
+            summary = SearchSummary(time_budget_ms=summary.time_budget_ms)
             report = validate(problem, schedule)
         if not report.ok:
             raise ScheduleInvalid(report)  # a heuristic bug: never answer with it
+        if summary.lower_bound == 0:
+            summary = dataclasses.replace(summary, lower_bound=lower_bound(cp))
         latency = (time.perf_counter() - started) * 1000
         return Plan(
             problem, schedule, report, baseline, used, self.model_version, latency,
-            reason, kind, choice.batches,
+            reason, kind, choice.batches, summary,
+        )  # fmt: skip
+
+    def _search(
+        self,
+        cp: CompiledProblem,
+        *,
+        choice: _Choice,
+        legacy: tuple[list[int], list[int]],
+        deadline: float,
+        iterations: int | None,
+        seed: int,
+    ) -> SearchResult:
+        """The anytime search from the chosen plan, the legacy rule's plan in its portfolio."""
+        greedy = cp.arrays_of(choice.schedule)
+        scorer = self.model.scorer if self.model is not None else None
+        return improve(
+            cp, greedy, deadline=None if iterations else deadline, iterations=iterations,
+            baselines={self.legacy_rule: (np.asarray(legacy[0]), np.asarray(legacy[1]))},
+            scorer=scorer, seed=seed,
         )  # fmt: skip
 
     def _choose(
@@ -171,6 +264,19 @@ class _Choice:
     kind: str = ""
     reason: str = ""
     batches: int = 1
+
+
+def _search_deadline(
+    cp: CompiledProblem, started: float, budget_ms: int, deadline: float | None
+) -> float:
+    """When the search must stop (time.perf_counter): the budget less the finishing reserve,
+    and never past the client's deadline less the safety margin."""
+    reserve = FINISH_RESERVE_S + FINISH_RESERVE_PER_OP_S * cp.n_ops
+    stop = started + budget_ms / 1000 - reserve
+    if deadline is not None:
+        remaining = deadline - time.monotonic()
+        stop = min(stop, time.perf_counter() + remaining - DEADLINE_MARGIN_S - reserve)
+    return stop
 
 
 def split_batches(problem: Problem, batch_size: int) -> list[Problem]:

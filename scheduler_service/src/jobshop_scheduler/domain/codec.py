@@ -57,6 +57,7 @@ __all__ = [
     "schedule_to_dict",
     "snapshot_from_dict",
     "snapshot_to_dict",
+    "time_budget_from_dict",
 ]
 
 SNAPSHOT_FORMAT = "jobshop-snapshot/v1"
@@ -116,10 +117,22 @@ def policy_from_dict(d: object, *, prefix: str = "") -> str:
     return policy
 
 
+def time_budget_from_dict(d: object, *, prefix: str = "") -> int | None:
+    """The request's search budget in ms (None when absent: the server's default)."""
+    if not isinstance(d, dict) or d.get("time_budget_ms") is None:
+        return None
+    path = join(prefix, "time_budget_ms")
+    budget = read_int(d["time_budget_ms"], path)
+    if budget < 0:
+        raise ProblemFormatError(path, f"must be >= 0 (0: greedy only), got {budget}")
+    return budget
+
+
 def problem_from_dict(d: object, *, prefix: str = "") -> Problem:
     """Parse a request (or a snapshot's ``problem``); ``prefix`` roots the error paths."""
-    obj = read_object(d, prefix, ("machines", "jobs"), ("request_id", "policy"))
+    obj = read_object(d, prefix, ("machines", "jobs"), ("request_id", "policy", "time_budget_ms"))
     policy_from_dict(obj, prefix=prefix)
+    time_budget_from_dict(obj, prefix=prefix)
     machines = read_list(obj["machines"], join(prefix, "machines"))
     jobs = read_list(obj["jobs"], join(prefix, "jobs"))
     machine_ids = []

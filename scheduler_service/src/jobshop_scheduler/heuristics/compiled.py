@@ -131,6 +131,22 @@ class CompiledProblem:
             )
         return Schedule(tuple(assignments))
 
+    def arrays_of(self, schedule: Schedule) -> tuple[IntArray, IntArray]:
+        """The inverse of `to_schedule`: machine index and start per global operation.
+
+        Every operation must be in the schedule once (a complete plan, as the planner's).
+        """
+        index = {(self.job_ids[self.op_job[op]], op_id): op for op, op_id in enumerate(self.op_ids)}
+        op_machine = np.full(self.n_ops, -1, dtype=np.int64)
+        op_start = np.zeros(self.n_ops, dtype=np.int64)
+        for a in schedule.assignments:
+            op = index[(a.job_id, a.operation_id)]
+            op_machine[op] = self.machine_index[a.machine_id]
+            op_start[op] = a.start
+        if (op_machine < 0).any():
+            raise ValueError("the schedule does not place every operation")
+        return op_machine, op_start
+
 
 def _check_machines(problem: Problem) -> dict[str, int]:
     index = {machine: k for k, machine in enumerate(problem.machines)}

@@ -14,12 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE, DEFAULT_POLICIES
+from jobshop_scheduler.planner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_POLICIES,
+    DEFAULT_TIME_BUDGET_MS,
+    MAX_TIME_BUDGET_MS,
+)
 from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
 
 TRACK_ENV = "SCHEDULER_TRACK"
 KEYS_ENV = "SCHEDULER_API_KEYS_FILE"
 DEFAULT_POLICY_ENV = "SCHEDULER_DEFAULT_POLICY"
+TIME_BUDGET_ENV = "SCHEDULER_TIME_BUDGET_MS"
 TRACKS = ("stable", "canary", "shadow")
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9100
@@ -68,6 +74,8 @@ class ServerConfig:
     max_jobs: int = DEFAULT_MAX_JOBS
     legacy_rule: str = LEGACY_RULE
     default_policy: str = "ppo"  # what a request with policy AUTO gets
+    time_budget_ms: int = DEFAULT_TIME_BUDGET_MS  # search budget of requests that do not say
+    max_time_budget_ms: int = MAX_TIME_BUDGET_MS  # requests asking for more are refused
     mirror_config: Path | None = None
     faults_file: Path | None = None
     grace_s: float = DEFAULT_GRACE_S
@@ -103,6 +111,11 @@ class ServerConfig:
             raise ConfigError(
                 f"default policy must be one of {', '.join(DEFAULT_POLICIES)}, "
                 f"got {self.default_policy!r}"
+            )
+        if not 0 <= self.time_budget_ms <= self.max_time_budget_ms:
+            raise ConfigError(
+                f"time budget must be 0-{self.max_time_budget_ms} ms (the maximum), "
+                f"got {self.time_budget_ms}"
             )
         if self.grace_s < 0:
             raise ConfigError(f"grace period must not be negative, got {self.grace_s}")

@@ -22,6 +22,9 @@ POLICY_NAMES: dict[int, str] = {
     pb.POLICY_HEURISTIC: "heuristic",
 }
 POLICY_VALUES = {name: value for value, name in POLICY_NAMES.items()}
+SEARCH_FIELDS = (
+    "search_stage", "lower_bound", "greedy_makespan", "search_iterations", "time_budget_ms",
+)  # fmt: skip
 
 
 class UnknownPolicy(ValueError):
@@ -83,16 +86,26 @@ def _job_to_pb(job: Job) -> pb.Job:
     return message
 
 
-def problem_to_pb(problem: Problem, policy: str = "auto") -> pb.ScheduleRequest:
+def problem_to_pb(
+    problem: Problem, policy: str = "auto", time_budget_ms: int | None = None
+) -> pb.ScheduleRequest:
     """The request a client sends for ``problem`` (``policy``: auto, ppo or heuristic)."""
     if policy not in POLICY_VALUES:
         raise ValueError(f"policy {policy!r} is not in the API; valid: {sorted(POLICY_VALUES)}")
-    return pb.ScheduleRequest(
+    request = pb.ScheduleRequest(
         request_id=problem.request_id,
         machines=[pb.Machine(id=m) for m in problem.machines],
         jobs=[_job_to_pb(job) for job in problem.jobs],
         policy=POLICY_VALUES[policy],  # type: ignore[arg-type]  # the stubs want the enum type
     )
+    if time_budget_ms is not None:
+        request.time_budget_ms = time_budget_ms
+    return request
+
+
+def time_budget_from_pb(request: pb.ScheduleRequest) -> int | None:
+    """The request's search budget in ms; None when the client left it to the server."""
+    return request.time_budget_ms if request.HasField("time_budget_ms") else None
 
 
 def response_to_pb(response: dict[str, Any]) -> pb.ScheduleResponse:
@@ -107,6 +120,7 @@ def response_to_pb(response: dict[str, Any]) -> pb.ScheduleResponse:
         model_version=response["model_version"],
         latency_ms=response["latency_ms"],
         policy_used=response["policy_used"],
+        **{key: response[key] for key in SEARCH_FIELDS},
     )
 
 
@@ -139,4 +153,5 @@ def response_from_pb(message: pb.ScheduleResponse) -> dict[str, Any]:
         "model_version": message.model_version,
         "latency_ms": message.latency_ms,
         "policy_used": message.policy_used,
+        **{key: getattr(message, key) for key in SEARCH_FIELDS},
     }

@@ -39,6 +39,8 @@ PRESET_CODES = (
     grpc.StatusCode.INTERNAL,
 )
 FALLBACK_REASONS = ("no_model", "policy_error", "invalid_schedule")
+# Final makespan over the greedy pass's: how much the anytime search shortened each answer.
+IMPROVEMENT_BUCKETS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0)
 
 
 class SchedulerMetrics:
@@ -78,6 +80,19 @@ class SchedulerMetrics:
             [*t, "reason"],
             registry=r,
         )
+        self._improvement = Histogram(
+            "scheduler_search_improvement_ratio",
+            "Makespan of the answer / makespan of the greedy pass, per searched answer",
+            t,
+            buckets=IMPROVEMENT_BUCKETS,
+            registry=r,
+        )
+        self._stage = Counter(
+            "scheduler_search_stage",
+            "Searched answers by the stage that produced the plan",
+            [*t, "stage"],
+            registry=r,
+        )
         self._model = Gauge(
             "scheduler_model_info", "1 for the loaded model", [*t, "version", "sha256"], registry=r
         )
@@ -110,6 +125,12 @@ class SchedulerMetrics:
             self._ratio.labels(track=self.track).observe(makespan / baseline_makespan)
         if batches > 1:
             self._batches.labels(track=self.track).inc(batches)
+
+    def record_search(self, stage: str, makespan: int, greedy_makespan: int) -> None:
+        """One answer the anytime search worked on (a budget above 0)."""
+        self._stage.labels(track=self.track, stage=stage).inc()
+        if greedy_makespan > 0:
+            self._improvement.labels(track=self.track).observe(makespan / greedy_makespan)
 
     def record_fallback(self, reason: str) -> None:
         if reason:

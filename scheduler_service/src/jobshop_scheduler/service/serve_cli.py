@@ -14,7 +14,12 @@ import os
 from pathlib import Path
 
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE, DEFAULT_POLICIES
+from jobshop_scheduler.planner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_POLICIES,
+    DEFAULT_TIME_BUDGET_MS,
+    MAX_TIME_BUDGET_MS,
+)
 from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service.config import (
     DEFAULT_GRACE_S,
@@ -23,6 +28,7 @@ from jobshop_scheduler.service.config import (
     DEFAULT_POLICY_ENV,
     DEFAULT_PORT,
     KEYS_ENV,
+    TIME_BUDGET_ENV,
     TRACK_ENV,
     TRACKS,
     ServerConfig,
@@ -92,6 +98,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"or a rule, for a deployment that still runs the legacy scheduler "
         f"(default: ${DEFAULT_POLICY_ENV}, else ppo)",
     )
+    p.add_argument(
+        "--time-budget-ms",
+        type=int,
+        default=os.environ.get(TIME_BUDGET_ENV) or DEFAULT_TIME_BUDGET_MS,  # argparse checks it
+        help="search budget for requests that do not set time_budget_ms; 0: greedy pass only "
+        f"(default: ${TIME_BUDGET_ENV}, else {DEFAULT_TIME_BUDGET_MS})",
+    )
+    p.add_argument(
+        "--max-time-budget-ms",
+        type=int,
+        default=MAX_TIME_BUDGET_MS,
+        help="requests asking for more are refused with INVALID_ARGUMENT (default: %(default)s)",
+    )
     p.add_argument("--mirror-config", type=Path, help="mirror config JSON (watched for changes)")
     p.add_argument(
         "--faults-file",
@@ -120,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_client_ca=args.tls_client_ca, audit_dir=args.audit_dir,
         batch_size=args.batch_size, max_jobs=args.max_jobs, legacy_rule=args.legacy_rule,
         default_policy=args.default_policy, mirror_config=args.mirror_config,
+        time_budget_ms=args.time_budget_ms, max_time_budget_ms=args.max_time_budget_ms,
         faults_file=args.faults_file, grace_s=args.grace, workers=args.workers,
     )  # fmt: skip
 

@@ -172,7 +172,8 @@ async def serve(config: ServerConfig, environ: Mapping[str, str] | None = None) 
             track=config.track, metrics=metrics, executor=executor, max_jobs=config.max_jobs,
             legacy_rule=config.legacy_rule, batch_size=config.batch_size,
             default_policy=config.default_policy, audit=audit,
-            mirror=mirror, faults=faults,
+            mirror=mirror, faults=faults, time_budget_ms=config.time_budget_ms,
+            max_time_budget_ms=config.max_time_budget_ms,
         )  # fmt: skip
         health = new_health_servicer()
         gate = ModelGate(config.model_dir, health, servicer.use_model, config.parity_states)
@@ -218,7 +219,8 @@ def _log_started(config: ServerConfig, port: int, metrics_port: int | None, auth
         "tls": config.tls, "mutual_tls": config.tls_client_ca is not None, "auth": auth,
         "model_dir": str(config.model_dir), "max_jobs": config.max_jobs,
         "batch_size": config.batch_size, "legacy_rule": config.legacy_rule,
-        "default_policy": config.default_policy,
+        "default_policy": config.default_policy, "time_budget_ms": config.time_budget_ms,
+        "max_time_budget_ms": config.max_time_budget_ms,
     }  # fmt: skip
     log.info(
         "scheduler listening; NOT_SERVING until the model checks pass", extra={"fields": fields}

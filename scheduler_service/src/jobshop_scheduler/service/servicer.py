@@ -30,7 +30,7 @@ from jobshop_scheduler.domain.validator import (
     validate,
     validate_problem,
 )
-from jobshop_scheduler.planner import Plan, Planner
+from jobshop_scheduler.planner import DEFAULT_TIME_BUDGET_MS, MAX_TIME_BUDGET_MS, Plan, Planner
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.service.audit import AuditTrail
 from jobshop_scheduler.service.auth import CLIENT_KEY_ID
@@ -39,6 +39,7 @@ from jobshop_scheduler.service.convert import (
     plan_to_pb,
     policy_from_pb,
     problem_from_pb,
+    time_budget_from_pb,
 )
 from jobshop_scheduler.service.faults import (
     FaultConfig,
@@ -94,11 +95,23 @@ def drop_jobs(plan: Plan, fraction: float, seed: str) -> Plan:
 
 
 def _plan_unless_late(
-    planner: Planner, problem: Problem, policy: str, deadline: float | None
+    planner: Planner, problem: Problem, policy: str, budget_ms: int | None, deadline: float | None
 ) -> Plan:
     if deadline is not None and time.monotonic() >= deadline:
         raise _TooLate  # do not start work nobody will receive
-    return planner.plan(problem, policy)
+    return planner.plan(problem, policy, budget_ms, deadline=deadline)
+
+
+def check_time_budget(budget_ms: int | None, limit_ms: int) -> list[ProblemError]:
+    """The request's time_budget_ms against what this server allows (None: the default)."""
+    if budget_ms is None:
+        return []
+    if budget_ms < 0:
+        return [ProblemError("time_budget_ms", f"must be >= 0 (0: greedy only), got {budget_ms}")]
+    if budget_ms > limit_ms:
+        message = f"{budget_ms} is over this server's limit of {limit_ms} ms"
+        return [ProblemError("time_budget_ms", message)]
+    return []
 
 
 def deadline_of(context: Any) -> float | None:
@@ -114,6 +127,7 @@ class _Call:
     request: pb.ScheduleRequest
     client: str
     policy: str = ""
+    budget_ms: int | None = None
     jobs_requested: int = 0  # set once the request is valid
     plan: Plan | None = None
 
@@ -134,6 +148,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         audit: AuditTrail | None = None,
         mirror: Mirror | None = None,
         faults: FaultInjector | None = None,
+        time_budget_ms: int = DEFAULT_TIME_BUDGET_MS,
+        max_time_budget_ms: int = MAX_TIME_BUDGET_MS,
     ) -> None:
         self.track = track
         self.metrics = metrics
@@ -145,10 +161,14 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         self.audit = audit
         self.mirror = mirror
         self.faults = faults
+        self.time_budget_ms = time_budget_ms
+        self.max_time_budget_ms = max_time_budget_ms
         self.planner: Planner | None = None
 
     def use_model(self, model: LoadedModel) -> None:
-        self.planner = Planner(model, self.legacy_rule, self.batch_size, self.default_policy)
+        self.planner = Planner(
+            model, self.legacy_rule, self.batch_size, self.default_policy, self.time_budget_ms
+        )
         self.metrics.set_model(model.card.version, model.card.sha256)
 
     async def Schedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleResponse:
@@ -190,7 +210,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         except UnknownPolicy as exc:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details([exc.error])) from None
         problem = problem_from_pb(call.request)
-        errors = validate_problem(problem, self.max_jobs)
+        call.budget_ms = time_budget_from_pb(call.request)
+        errors = check_time_budget(call.budget_ms, self.max_time_budget_ms)
+        errors += validate_problem(problem, self.max_jobs)
         if errors:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details(errors))
         # A valid request's jobs count as requested when its call ends, and as scheduled if it
@@ -201,7 +223,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         seed = call.request.request_id or uuid.uuid4().hex
         if faults is not None and should_fail(seed, faults.error_rate):
             raise Refusal(grpc.StatusCode.INTERNAL, "injected fault (test fault injection is on)")
-        plan = await self._plan(planner, problem, call.policy, deadline)
+        plan = await self._plan(planner, problem, call.policy, call.budget_ms, deadline)
         if not plan.report.ok:  # the planner guarantees this; an invalid plan never leaves
             raise ScheduleInvalid(plan.report)
         if faults is not None:
@@ -210,14 +232,19 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         return plan
 
     async def _plan(
-        self, planner: Planner, problem: Problem, policy: str, deadline: float | None
+        self,
+        planner: Planner,
+        problem: Problem,
+        policy: str,
+        budget_ms: int | None,
+        deadline: float | None,
     ) -> Plan:
         late = Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the answer")
         if deadline is not None and deadline - time.monotonic() <= 0:
             raise late
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(
-            self.executor, _plan_unless_late, planner, problem, policy, deadline
+            self.executor, _plan_unless_late, planner, problem, policy, budget_ms, deadline
         )
         try:
             if deadline is None:
@@ -232,6 +259,10 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             scheduled, plan.schedule.makespan, plan.baseline_makespan, plan.batches
         )
         self.metrics.record_fallback(plan.fallback_kind)
+        if plan.search.time_budget_ms > 0:
+            self.metrics.record_search(
+                plan.search.stage, plan.schedule.makespan, plan.search.greedy_makespan
+            )
 
     def _finish(self, call: _Call, started: float, code: grpc.StatusCode, detail: str = "") -> None:
         """The call's completion metrics, audit line and log line."""
@@ -260,6 +291,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         }  # fmt: skip
         if plan is not None:
             fields.update(
+                search_stage=plan.search.stage,
+                greedy_makespan=plan.search.greedy_makespan,
                 batches=plan.batches,
                 fallback=plan.fallback_kind,
                 completion_rate=plan.report.completion_rate,

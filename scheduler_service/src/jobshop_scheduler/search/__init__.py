@@ -1,0 +1,1 @@
+"""Anytime search: turn a time budget into the best plan found (see `search.anytime`)."""

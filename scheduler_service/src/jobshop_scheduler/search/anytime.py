@@ -1,0 +1,192 @@
+"""Anytime search: spend a time budget (or a fixed effort) on shorter plans, never a longer one.
+
+Stages run in order, each starting from the best plan so far, and the answer says which stage
+produced it:
+
+1. ``greedy``/``portfolio``: the plans the caller already has (the policy's greedy pass and the
+   legacy rule's baseline) and every other dispatching rule; the shortest is kept, so the answer
+   is never longer than the legacy rule's on the same request.
+2. ``sampling``: a few stochastic rollouts of the policy (a small share of the budget).
+3. ``tabu``: tabu search on the disjunctive graph (`search.tabu`), most of the budget.
+4. ``cpsat``: OR-Tools CP-SAT warm-started from the best plan, only where measurements showed
+   it pays (small instances and budgets of several seconds) and only when OR-Tools is installed.
+
+A budget is a deadline on ``time.perf_counter`` or an iteration count; with the count, every
+stage does a fixed amount of work (no CP-SAT, whose effort depends on the clock), so a
+benchmark run is reproducible.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
+from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.search import cpsat
+from jobshop_scheduler.search.bounds import lower_bound
+from jobshop_scheduler.search.sampling import sampled_schedule
+from jobshop_scheduler.search.tabu import TabuSearch
+
+IntArray = NDArray[np.int64]
+Plan = tuple[IntArray, IntArray]  # machine and start per operation
+
+STAGES = ("greedy", "portfolio", "sampling", "tabu", "cpsat")
+SAMPLING_SHARE = 0.1  # of the budget, at most, for policy rollouts
+FIXED_SAMPLES = 4  # rollouts in fixed-iterations mode
+# CP-SAT after the tabu search only helped on small instances given seconds (docs/benchmark.md):
+CPSAT_MAX_OPS = 400
+CPSAT_MIN_SECONDS = 2.0
+CPSAT_SHARE = 0.5  # of the budget left after sampling, when CP-SAT runs
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    op_machine: IntArray
+    op_start: IntArray
+    makespan: int
+    stage: str  # one of STAGES: where the answer came from
+    lower_bound: int
+    greedy_makespan: int
+    iterations: int  # tabu iterations
+    samples: int  # policy rollouts
+    seconds: float
+
+
+class _Best:
+    """The best plan so far and the stage that found it."""
+
+    def __init__(self, cp: CompiledProblem, plan: Plan, stage: str) -> None:
+        self.cp = cp
+        self.plan = (np.asarray(plan[0], dtype=np.int64), np.asarray(plan[1], dtype=np.int64))
+        self.makespan = makespan_of(cp, *self.plan)
+        self.stage = stage
+
+    def offer(self, plan: Plan, stage: str, makespan: int | None = None) -> None:
+        value = makespan_of(self.cp, *plan) if makespan is None else makespan
+        if value < self.makespan:
+            self.plan = (np.asarray(plan[0], dtype=np.int64), np.asarray(plan[1], dtype=np.int64))
+            self.makespan, self.stage = value, stage
+
+
+def improve(
+    cp: CompiledProblem,
+    greedy: Plan,
+    *,
+    deadline: float | None = None,
+    iterations: int | None = None,
+    baselines: dict[str, Plan] | None = None,
+    scorer: FastScorer | None = None,
+    seed: int = 0,
+) -> SearchResult:
+    """The best plan the stages find from `greedy` before `deadline` or within `iterations`.
+
+    `baselines` are rule plans the caller already computed (by rule name), reused for free.
+    """
+    if deadline is None and iterations is None:
+        raise ValueError("give the search a deadline or an iteration count")
+    began = time.perf_counter()
+    total = 0.0 if deadline is None else max(deadline - began, 0.0)
+
+    def left() -> float:
+        return float("inf") if deadline is None else deadline - time.perf_counter()
+
+    bound = lower_bound(cp)
+    best = _Best(cp, greedy, "greedy")
+    greedy_makespan = best.makespan
+    known = dict(baselines or {})
+    for rule in RULES:
+        if best.makespan <= bound or left() <= 0:
+            break
+        plan = known[rule] if rule in known else dispatch_arrays(cp, rule)
+        best.offer((np.asarray(plan[0]), np.asarray(plan[1])), "portfolio")
+    rng = np.random.default_rng(seed)
+    samples = _sample(
+        cp, best=best, scorer=scorer, rng=rng, bound=bound,
+        until=began + SAMPLING_SHARE * total, iterations=iterations,
+    )  # fmt: skip
+    tabu_iterations = 0
+    if best.makespan > bound and left() > 0:
+        use_cpsat = iterations is None and _cpsat_pays(cp, total)
+        stop = None if deadline is None else deadline - (CPSAT_SHARE * left() if use_cpsat else 0)
+        search = TabuSearch(cp, *best.plan, seed=seed)
+        found = search.run(iterations=iterations, deadline=stop, lower_bound=bound)
+        tabu_iterations = found.iterations
+        best.offer((found.op_machine, found.op_start), "tabu", found.makespan)
+        if use_cpsat and best.makespan > bound and left() > 0:
+            bound = _polish(cp, best, bound, left(), seed)
+    return SearchResult(
+        best.plan[0], best.plan[1], best.makespan, best.stage, bound, greedy_makespan,
+        tabu_iterations, samples, time.perf_counter() - began,
+    )  # fmt: skip
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load (or compile) the search's kernels now, so the first request does not pay for it."""
+    global _warm  # noqa: PLW0603 - once per process
+    if _warm:
+        return
+    from jobshop_scheduler.instances.flexible import production_like  # noqa: PLC0415
+
+    for problem in (production_like(4, seed=0), taillard_like()):
+        cp = compile_problem(problem)
+        plan = dispatch_arrays(cp, "fifo")
+        improve(cp, (np.asarray(plan[0]), np.asarray(plan[1])), iterations=50)
+    _warm = True
+
+
+def taillard_like() -> Problem:
+    """A tiny classic shop (one machine per operation), to compile the classic code path."""
+    from jobshop_scheduler.instances.taillard import taillard  # noqa: PLC0415
+
+    return taillard(4, 3, 1, 2, "warm-up")
+
+
+def _sample(
+    cp: CompiledProblem,
+    *,
+    best: _Best,
+    scorer: FastScorer | None,
+    rng: np.random.Generator,
+    bound: int,
+    until: float,
+    iterations: int | None,
+) -> int:
+    """Policy rollouts until their share of the budget is spent; returns how many ran."""
+    if scorer is None or cp.n_ops == 0:
+        return 0
+    count = 0
+    while best.makespan > bound:
+        if iterations is not None:
+            if count >= FIXED_SAMPLES:
+                break
+        else:
+            started = time.perf_counter()
+            if started >= until:
+                break
+        best.offer(sampled_schedule(cp, scorer, rng), "sampling")
+        count += 1
+        if iterations is None and time.perf_counter() + (time.perf_counter() - started) > until:
+            break  # another rollout would overrun the share
+    return count
+
+
+def _cpsat_pays(cp: CompiledProblem, total: float) -> bool:
+    return cpsat.available() and cp.n_ops <= CPSAT_MAX_OPS and total >= CPSAT_MIN_SECONDS
+
+
+def _polish(cp: CompiledProblem, best: _Best, bound: int, seconds: float, seed: int) -> int:
+    """CP-SAT from the best plan; returns the lower bound, raised if the solver proved more."""
+    result = cpsat.solve(cp, seconds, hint=best.plan, workers=1, seed=seed)
+    if result is None:
+        return bound
+    best.offer((result.op_machine, result.op_start), "cpsat", result.makespan)
+    return max(bound, result.bound)
