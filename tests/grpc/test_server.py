@@ -71,6 +71,34 @@ def example() -> Problem:
     return load_problem(EXAMPLE)
 
 
+def test_time_budget_buys_a_shorter_plan(main_server: MainServer) -> None:
+    problem = production_like(40, seed=11)
+    request = problem_to_pb(problem, "ppo", time_budget_ms=300)
+    response = call(main_server.address, request, main_server.auth)
+    assert validate(problem, schedule_of(response)).ok
+    assert response.time_budget_ms == 300
+    assert response.search_stage in ("greedy", "portfolio", "sampling", "tabu", "cpsat")
+    assert response.lower_bound <= response.makespan <= response.greedy_makespan
+    assert response.makespan <= response.baseline_makespan
+    assert response.search_iterations > 0
+    greedy = call(main_server.address, problem_to_pb(problem, "ppo"), main_server.auth)
+    assert greedy.search_stage == "greedy" and greedy.time_budget_ms == 0  # the server default
+    assert greedy.makespan == greedy.greedy_makespan == response.greedy_makespan
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [(-1, "time_budget_ms: must be >= 0"), (10**9, "time_budget_ms: 1000000000 is over")],
+)
+def test_bad_time_budget_is_invalid_argument(
+    main_server: MainServer, budget: int, message: str
+) -> None:
+    request = problem_to_pb(example(), "auto", time_budget_ms=budget)
+    code, details = refused(main_server.address, request, main_server.auth)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in details
+
+
 def test_production_request_is_scheduled_by_ppo(main_server: MainServer) -> None:
     problem = production_like(170, seed=7)
     response = call(main_server.address, problem_to_pb(problem, "ppo"), main_server.auth)

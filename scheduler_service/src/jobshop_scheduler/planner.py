@@ -143,12 +143,14 @@ class Planner:
         deadline: float | None = None,
         iterations: int | None = None,
         seed: int = 0,
+        received: float | None = None,
     ) -> Plan:
         """Schedule `problem`; learned policies then search for `time_budget_ms`.
 
         `time_budget_ms` None takes the planner's default, 0 means the greedy pass alone;
-        `deadline` (time.monotonic) is the client's; `iterations` replaces the clock with a
-        fixed effort, for reproducible runs.
+        `deadline` (time.monotonic) is the client's; `received` (time.perf_counter), when the
+        request arrived, from which the budget counts (default: now); `iterations` replaces the
+        clock with a fixed effort, for reproducible runs.
         """
         if policy not in POLICY_CHOICES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICY_CHOICES)}")
@@ -163,13 +165,16 @@ class Planner:
         cp = compile_problem(problem)
         legacy = dispatch_arrays(cp, self.legacy_rule)
         baseline = makespan_of(cp, *legacy)
+        chosen_at = time.perf_counter()
         choice = self._choose(problem, cp, policy, legacy)
+        greedy_seconds = time.perf_counter() - chosen_at
         summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
         if policy in LEARNED and (budget_ms > 0 or iterations):
-            stop = _search_deadline(cp, started, budget_ms, deadline)
+            stop = _search_deadline(cp, received or started, budget_ms, deadline)
             found = self._search(
-                cp, choice=choice, legacy=legacy, deadline=stop, iterations=iterations, seed=seed
-            )
+                cp, choice=choice, legacy=legacy, deadline=stop, iterations=iterations, seed=seed,
+                greedy_seconds=greedy_seconds,
+            )  # fmt: skip
             if found.makespan < choice.schedule.makespan:
                 choice = dataclasses.replace(
                     choice, schedule=cp.to_schedule(found.op_machine, found.op_start)
@@ -206,6 +211,7 @@ class Planner:
         deadline: float,
         iterations: int | None,
         seed: int,
+        greedy_seconds: float,
     ) -> SearchResult:
         """The anytime search from the chosen plan, the legacy rule's plan in its portfolio."""
         greedy = cp.arrays_of(choice.schedule)
@@ -213,7 +219,7 @@ class Planner:
         return improve(
             cp, greedy, deadline=None if iterations else deadline, iterations=iterations,
             baselines={self.legacy_rule: (np.asarray(legacy[0]), np.asarray(legacy[1]))},
-            scorer=scorer, seed=seed,
+            scorer=scorer, seed=seed, greedy_seconds=greedy_seconds,
         )  # fmt: skip
 
     def _choose(

@@ -74,3 +74,35 @@ def test_unreadable_inputs_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["schedule", str(EXAMPLE)]) == 2
     assert "--local" in capsys.readouterr().err
+
+
+def test_fixed_iterations_search_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
+    first = run_json(capsys, "--iterations", "400", "--seed", "3")
+    again = run_json(capsys, "--iterations", "400", "--seed", "3")
+    assert first["assignments"] == again["assignments"]
+    assert isinstance(first["makespan"], int) and isinstance(first["greedy_makespan"], int)
+    assert isinstance(first["lower_bound"], int)
+    assert first["lower_bound"] <= first["makespan"] <= first["greedy_makespan"]
+    assert first["makespan"] <= dispatch(load_problem(EXAMPLE), "mwkr").makespan
+    assert first["search_stage"] in ("greedy", "portfolio", "sampling", "tabu")
+
+
+def test_budget_zero_is_the_greedy_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    response = run_json(capsys, "--time-budget-ms", "0")
+    assert response["search_stage"] == "greedy"
+    assert response["makespan"] == response["greedy_makespan"]
+    assert response["search_iterations"] == 0
+
+
+def test_bad_budget_in_the_request_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    doc = json.loads(EXAMPLE.read_text())
+    doc["time_budget_ms"] = -5
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["schedule", str(bad), "--local"]) == 2
+    assert "time_budget_ms" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["schedule", str(EXAMPLE), "--local", "--time-budget-ms", "-1"])
+    assert "--time-budget-ms: must be >= 0" in capsys.readouterr().err

@@ -11,9 +11,8 @@ is also checked by the domain validator; an invalid plan is an error (exit code 
 Outputs, under ``--out``: ``results.csv`` (one row per set, instance and method), ``summary.csv``
 (the table printed per set) and ``gaps.png`` (mean gap per method and set).
 
-OR-Tools is not a dependency, so there is no exact reference for the production-like set yet: a
-CP-SAT method (time-limited, as a near-optimal reference) can be added later as one more entry of
-``METHODS`` with its own runner in ``run_method``.
+With ``--budgets`` the command runs the anytime benchmark instead (`bench.search_quality`): our
+search against OR-Tools CP-SAT at equal time budgets, on Taillard sets and generated shapes.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from jobshop_scheduler.bench import search_quality
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
@@ -337,6 +337,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", type=Path, default=Path("out/benchmark"), help="default: %(default)s")
     add("--quiet", action="store_true", help="no progress bar")
     add("--record", action="store_true", help="write the results into the model card")
+    search_quality.add_arguments(parser)
 
 
 def _non_negative(text: str) -> int:
@@ -348,6 +349,8 @@ def _non_negative(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """The benchmark command: 0 ok, 1 an invalid PPO plan, 2 no usable model."""
+    if args.budgets is not None:
+        return search_quality.run(args)
     try:
         model = load_model(Path(args.model_dir))
     except ModelError as exc:

@@ -172,7 +172,11 @@ def dispatch(problem: Problem | CompiledProblem, rule: str) -> Schedule:
     return cp.to_schedule(op_machine, op_start)
 
 
-def makespan_of(cp: CompiledProblem, op_machine: Sequence[int], op_start: Sequence[int]) -> int:
+def makespan_of(
+    cp: CompiledProblem,
+    op_machine: Sequence[int] | np.ndarray,
+    op_start: Sequence[int] | np.ndarray,
+) -> int:
     """Makespan of an array-form schedule without building Assignments."""
     if cp.n_ops == 0:
         return 0

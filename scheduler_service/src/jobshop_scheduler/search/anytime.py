@@ -37,6 +37,7 @@ IntArray = NDArray[np.int64]
 Plan = tuple[IntArray, IntArray]  # machine and start per operation
 
 STAGES = ("greedy", "portfolio", "sampling", "tabu", "cpsat")
+PORTFOLIO_SHARE = 0.1  # of the budget, at most, for the rules the caller did not pass in
 SAMPLING_SHARE = 0.1  # of the budget, at most, for policy rollouts
 FIXED_SAMPLES = 4  # rollouts in fixed-iterations mode
 # CP-SAT after the tabu search only helped on small instances given seconds (docs/benchmark.md):
@@ -83,47 +84,76 @@ def improve(
     baselines: dict[str, Plan] | None = None,
     scorer: FastScorer | None = None,
     seed: int = 0,
+    greedy_seconds: float | None = None,
 ) -> SearchResult:
     """The best plan the stages find from `greedy` before `deadline` or within `iterations`.
 
-    `baselines` are rule plans the caller already computed (by rule name), reused for free.
+    `baselines` are rule plans the caller already computed (by rule name), reused for free;
+    `greedy_seconds`, what the greedy pass took, prices a policy rollout before one is started.
     """
     if deadline is None and iterations is None:
         raise ValueError("give the search a deadline or an iteration count")
-    began = time.perf_counter()
-    total = 0.0 if deadline is None else max(deadline - began, 0.0)
-
-    def left() -> float:
-        return float("inf") if deadline is None else deadline - time.perf_counter()
-
+    clock = _Clock(deadline)
     bound = lower_bound(cp)
     best = _Best(cp, greedy, "greedy")
     greedy_makespan = best.makespan
-    known = dict(baselines or {})
-    for rule in RULES:
-        if best.makespan <= bound or left() <= 0:
-            break
-        plan = known[rule] if rule in known else dispatch_arrays(cp, rule)
-        best.offer((np.asarray(plan[0]), np.asarray(plan[1])), "portfolio")
-    rng = np.random.default_rng(seed)
-    samples = _sample(
-        cp, best=best, scorer=scorer, rng=rng, bound=bound,
-        until=began + SAMPLING_SHARE * total, iterations=iterations,
-    )  # fmt: skip
+    _portfolio(cp, best, bound, baselines or {}, clock.share(PORTFOLIO_SHARE, iterations))
+    samples = 0
+    if scorer is not None:
+        until = clock.share(SAMPLING_SHARE, iterations)
+        samples = _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed)
     tabu_iterations = 0
-    if best.makespan > bound and left() > 0:
-        use_cpsat = iterations is None and _cpsat_pays(cp, total)
-        stop = None if deadline is None else deadline - (CPSAT_SHARE * left() if use_cpsat else 0)
+    if best.makespan > bound and clock.left() > 0:
+        use_cpsat = iterations is None and _cpsat_pays(cp, clock.total)
+        stop = deadline
+        if use_cpsat and deadline is not None:
+            stop = deadline - CPSAT_SHARE * clock.left()
         search = TabuSearch(cp, *best.plan, seed=seed)
         found = search.run(iterations=iterations, deadline=stop, lower_bound=bound)
         tabu_iterations = found.iterations
         best.offer((found.op_machine, found.op_start), "tabu", found.makespan)
-        if use_cpsat and best.makespan > bound and left() > 0:
-            bound = _polish(cp, best, bound, left(), seed)
+        if use_cpsat and best.makespan > bound and clock.left() > 0:
+            bound = _polish(cp, best, bound, clock.left(), seed)
     return SearchResult(
         best.plan[0], best.plan[1], best.makespan, best.stage, bound, greedy_makespan,
-        tabu_iterations, samples, time.perf_counter() - began,
+        tabu_iterations, samples, time.perf_counter() - clock.began,
     )  # fmt: skip
+
+
+class _Clock:
+    """The budget's deadline and the shares of it the cheap stages may take."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.began = time.perf_counter()
+        self.deadline = deadline
+        self.total = 0.0 if deadline is None else max(deadline - self.began, 0.0)
+
+    def left(self) -> float:
+        return float("inf") if self.deadline is None else self.deadline - time.perf_counter()
+
+    def share(self, fraction: float, iterations: int | None) -> float:
+        """Until when (perf_counter) a stage starting now may run: +inf with a fixed effort."""
+        if iterations is not None or self.deadline is None:
+            return float("inf")
+        return min(time.perf_counter() + fraction * self.total, self.deadline)
+
+
+def _portfolio(
+    cp: CompiledProblem, best: _Best, bound: int, known: dict[str, Plan], until: float
+) -> None:
+    """Every rule the caller has for free, then the others while the previous one's time fits."""
+    for plan in known.values():
+        best.offer((np.asarray(plan[0]), np.asarray(plan[1])), "portfolio")
+    cost = 0.0
+    for rule in RULES:
+        if rule in known or best.makespan <= bound:
+            continue
+        started = time.perf_counter()
+        if started + cost > until:
+            break
+        machines, starts = dispatch_arrays(cp, rule)
+        cost = time.perf_counter() - started
+        best.offer((np.asarray(machines), np.asarray(starts)), "portfolio")
 
 
 _warm = False
@@ -150,32 +180,28 @@ def taillard_like() -> Problem:
     return taillard(4, 3, 1, 2, "warm-up")
 
 
-def _sample(
+def _sample(  # noqa: PLR0917 - one private caller
     cp: CompiledProblem,
-    *,
     best: _Best,
-    scorer: FastScorer | None,
-    rng: np.random.Generator,
+    scorer: FastScorer,
     bound: int,
     until: float,
     iterations: int | None,
+    cost: float | None,
+    seed: int,
 ) -> int:
-    """Policy rollouts until their share of the budget is spent; returns how many ran."""
-    if scorer is None or cp.n_ops == 0:
+    """Policy rollouts while the next one fits before `until`; returns how many ran."""
+    if cp.n_ops == 0:
         return 0
+    rng = np.random.default_rng(seed)
     count = 0
-    while best.makespan > bound:
-        if iterations is not None:
-            if count >= FIXED_SAMPLES:
-                break
-        else:
-            started = time.perf_counter()
-            if started >= until:
-                break
+    while best.makespan > bound and (iterations is None or count < FIXED_SAMPLES):
+        started = time.perf_counter()
+        if started + (cost or 0.0) > until:
+            break
         best.offer(sampled_schedule(cp, scorer, rng), "sampling")
+        cost = time.perf_counter() - started
         count += 1
-        if iterations is None and time.perf_counter() + (time.perf_counter() - started) > until:
-            break  # another rollout would overrun the share
     return count
 
 

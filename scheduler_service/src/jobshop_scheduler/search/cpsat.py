@@ -39,38 +39,38 @@ class CpSatResult:
 def _build(cp: CompiledProblem, model: Any) -> tuple[Any, list[Any], list[list[tuple[int, Any]]]]:
     """Variables and constraints; returns (makespan, starts, [(machine, presence)] per op)."""
     horizon = cp.horizon()
-    makespan = model.NewIntVar(0, horizon, "makespan")
+    makespan = model.new_int_var(0, horizon, "makespan")
     starts: list[Any] = []
     choices: list[list[tuple[int, Any]]] = []
     per_machine: list[list[Any]] = [[] for _ in range(cp.n_machines)]
     for op, alternatives in enumerate(cp.alternatives):
         earliest = int(cp.release_time[cp.op_job[op]])
-        start = model.NewIntVar(earliest, horizon, f"s{op}")
-        end = model.NewIntVar(earliest, horizon, f"e{op}")
+        start = model.new_int_var(earliest, horizon, f"s{op}")
+        end = model.new_int_var(earliest, horizon, f"e{op}")
         options: list[tuple[int, Any]] = []
         if len(alternatives) == 1:
             k, p = alternatives[0]
-            per_machine[k].append(model.NewIntervalVar(start, p, end, f"i{op}"))
-            options.append((k, model.NewConstant(1)))
+            per_machine[k].append(model.new_interval_var(start, p, end, f"i{op}"))
+            options.append((k, model.new_constant(1)))
         else:
             for k, p in alternatives:
-                present = model.NewBoolVar(f"x{op}_{k}")
+                present = model.new_bool_var(f"x{op}_{k}")
                 per_machine[k].append(
-                    model.NewOptionalIntervalVar(start, p, end, present, f"i{op}_{k}")
+                    model.new_optional_interval_var(start, p, end, present, f"i{op}_{k}")
                 )
                 options.append((k, present))
-            model.AddExactlyOne(present for _, present in options)
+            model.add_exactly_one(present for _, present in options)
         starts.append((start, end))
         choices.append(options)
     for op in range(cp.n_ops):
         if cp.op_position[op] > 0:
-            model.Add(starts[op][0] >= starts[op - 1][1])
-        model.Add(makespan >= starts[op][1])
+            model.add(starts[op][0] >= starts[op - 1][1])
+        model.add(makespan >= starts[op][1])
     for k, intervals in enumerate(per_machine):
         ready = int(cp.machine_ready[k])
-        busy = [model.NewFixedSizeIntervalVar(0, ready, f"busy{k}")] if ready > 0 else []
-        model.AddNoOverlap([*intervals, *busy])
-    model.Minimize(makespan)
+        busy = [model.new_fixed_size_interval_var(0, ready, f"busy{k}")] if ready > 0 else []
+        model.add_no_overlap([*intervals, *busy])
+    model.minimize(makespan)
     return makespan, starts, choices
 
 
@@ -89,23 +89,23 @@ def solve(
     if hint is not None:
         machines, begins = hint
         for op, (start, _) in enumerate(starts):
-            model.AddHint(start, int(begins[op]))
+            model.add_hint(start, int(begins[op]))
             for k, present in choices[op]:
                 if len(choices[op]) > 1:
-                    model.AddHint(present, int(machines[op]) == k)
+                    model.add_hint(present, int(machines[op]) == k)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(seconds, 0.001)
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
-    status = solver.Solve(model)
+    status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
-    op_start = np.array([solver.Value(s) for s, _ in starts], dtype=np.int64)
+    op_start = np.array([solver.value(s) for s, _ in starts], dtype=np.int64)
     op_machine = np.array(
-        [next(k for k, present in options if solver.Value(present)) for options in choices],
+        [next(k for k, present in options if solver.value(present)) for options in choices],
         dtype=np.int64,
     )
     return CpSatResult(
-        op_machine, op_start, int(solver.Value(makespan)), int(solver.BestObjectiveBound()),
+        op_machine, op_start, int(solver.value(makespan)), int(solver.best_objective_bound),
         status == cp_model.OPTIMAL,
     )  # fmt: skip

@@ -155,7 +155,7 @@ def _apply(  # pragma: no cover - compiled
     old = machine[a]
     at = insert_position(a, b, seq, count, rank)
     apply_reassign(a, b, at, machine, duration, duration_matrix, seq, count, position)
-    return old
+    return int(old)
 
 
 @njit(cache=True, nogil=True)
@@ -218,19 +218,21 @@ def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
                     a, b, job_pred, job_succ, release, machine_ready, machine, duration, seq,
                     count, position, head, tail,
                 )  # fmt: skip
-                blocked = _is_tabu(a, b, tabu_a, tabu_b, tabu_until, iteration)
             else:
                 value = reassign_value(
                     a, b, job_pred, job_succ, release, machine_ready, duration_matrix, duration,
                     seq, count, head, tail, rank,
                 )  # fmt: skip
-                blocked = _is_tabu(a, -1 - b, tabu_a, tabu_b, tabu_until, iteration)
             move_value[i] = value
-            if blocked and value >= stats[BEST]:
+            if value > chosen_value:
+                continue  # the tabu list is only read for moves that could be chosen
+            if value >= stats[BEST] and _is_tabu(
+                a, b if move_kind[i] == SWAP else -1 - b, tabu_a, tabu_b, tabu_until, iteration
+            ):
                 continue
             if value < chosen_value:
                 chosen, chosen_value, ties = i, value, 1
-            elif value == chosen_value:
+            else:
                 ties += 1
                 if random_unit(rng) * ties < 1.0:
                     chosen = i

@@ -95,11 +95,12 @@ def drop_jobs(plan: Plan, fraction: float, seed: str) -> Plan:
 
 
 def _plan_unless_late(
-    planner: Planner, problem: Problem, policy: str, budget_ms: int | None, deadline: float | None
+    planner: Planner, problem: Problem, policy: str, budget_ms: int | None, call: _Call
 ) -> Plan:
-    if deadline is not None and time.monotonic() >= deadline:
+    if call.deadline is not None and time.monotonic() >= call.deadline:
         raise _TooLate  # do not start work nobody will receive
-    return planner.plan(problem, policy, budget_ms, deadline=deadline)
+    # The budget counts from the call's arrival: time queued for a planner thread is spent.
+    return planner.plan(problem, policy, budget_ms, deadline=call.deadline, received=call.received)
 
 
 def check_time_budget(budget_ms: int | None, limit_ms: int) -> list[ProblemError]:
@@ -126,6 +127,8 @@ class _Call:
 
     request: pb.ScheduleRequest
     client: str
+    received: float = 0.0  # time.perf_counter() at arrival
+    deadline: float | None = None  # the client's, on time.monotonic()
     policy: str = ""
     budget_ms: int | None = None
     jobs_requested: int = 0  # set once the request is valid
@@ -173,9 +176,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
 
     async def Schedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleResponse:
         started = time.perf_counter()
-        call = _Call(request, CLIENT_KEY_ID.get())
+        call = _Call(request, CLIENT_KEY_ID.get(), started, deadline_of(context))
         try:
-            plan = await self._answer(call, deadline_of(context))
+            plan = await self._answer(call)
         except Refusal as refusal:
             self._finish(call, started, refusal.code, refusal.details)
             await context.abort(refusal.code, refusal.details)
@@ -198,7 +201,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             self.mirror.offer(request)  # O(1), never blocks: the shadow is fed after we answer
         return response
 
-    async def _answer(self, call: _Call, deadline: float | None) -> Plan:
+    async def _answer(self, call: _Call) -> Plan:
         planner = self.planner
         if planner is None:
             raise Refusal(
@@ -223,7 +226,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         seed = call.request.request_id or uuid.uuid4().hex
         if faults is not None and should_fail(seed, faults.error_rate):
             raise Refusal(grpc.StatusCode.INTERNAL, "injected fault (test fault injection is on)")
-        plan = await self._plan(planner, problem, call.policy, call.budget_ms, deadline)
+        plan = await self._plan(planner, problem, call)
         if not plan.report.ok:  # the planner guarantees this; an invalid plan never leaves
             raise ScheduleInvalid(plan.report)
         if faults is not None:
@@ -231,20 +234,14 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         call.plan = plan
         return plan
 
-    async def _plan(
-        self,
-        planner: Planner,
-        problem: Problem,
-        policy: str,
-        budget_ms: int | None,
-        deadline: float | None,
-    ) -> Plan:
+    async def _plan(self, planner: Planner, problem: Problem, call: _Call) -> Plan:
+        deadline = call.deadline
         late = Refusal(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the answer")
         if deadline is not None and deadline - time.monotonic() <= 0:
             raise late
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(
-            self.executor, _plan_unless_late, planner, problem, policy, budget_ms, deadline
+            self.executor, _plan_unless_late, planner, problem, call.policy, call.budget_ms, call
         )
         try:
             if deadline is None:

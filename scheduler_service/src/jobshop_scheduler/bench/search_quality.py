@@ -1,0 +1,307 @@
+"""Anytime benchmark (``schedctl benchmark --budgets``): our search against CP-SAT, budget by
+budget.
+
+For every instance and budget, two methods get the same wall-clock budget in the same run:
+``search`` (the planner's path: greedy PPO, then `search.anytime.improve` until the budget ends,
+the greedy pass counted in the budget) and ``cpsat`` (OR-Tools CP-SAT alone, on every core).
+Budget 0 is the greedy pass. Gaps are ``makespan / reference - 1``:
+
+- Taillard sets: the best known makespan;
+- generated shapes (Taillard's generator, seeds from ``--seed``) and production-like shops: the
+  best plan of a long run (CP-SAT and our search, ``--reference-seconds`` each), or of any method
+  in this run if that is better. Long runs are cached on disk (``--cache``), keyed by the
+  instance, so a second benchmark does not repeat them.
+
+Prints one table per set (mean and max gap per budget and method, how often each found a plan,
+and who won) and writes ``search.csv`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.domain.validator import validate
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.instances import TAILLARD, load_taillard
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import taillard
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.model_store import ModelError, load_model
+from jobshop_scheduler.search import cpsat
+from jobshop_scheduler.search.anytime import improve, warm_up
+
+DEFAULT_SHAPES = ("15x15", "20x15", "20x20", "30x20", "50x20", "100x20")
+TAILLARD_SETS = {
+    "ta01-10": tuple(f"ta{i:02d}" for i in range(1, 11)),
+    "ta71-80": tuple(f"ta{i:02d}" for i in range(71, 81)),
+}
+METHODS = ("search", "cpsat")
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+DEFAULT_CACHE = DEFAULT_CACHE / "jobshop-rollout" / "references"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One instance: a Taillard name, a generated shape and seed, or a production-like shop."""
+
+    set_name: str
+    name: str
+    problem: Problem
+    best_known: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    set: str
+    instance: str
+    method: str
+    budget_ms: int
+    makespan: int  # 0: no plan found
+    reference: int
+    gap: float  # nan without a plan
+    seconds: float
+
+
+def parse_budget(text: str) -> int:
+    """'0', '100ms', '1s', '2.5s' or a bare number of milliseconds -> milliseconds."""
+    value = text.strip().lower()
+    try:
+        if value.endswith("ms"):
+            return int(value[:-2])
+        if value.endswith("s"):
+            return round(float(value[:-1]) * 1000)
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a budget: {text!r} (try 0, 100ms or 1s)") from None
+
+
+def parse_budgets(text: str) -> list[int]:
+    budgets = [parse_budget(part) for part in text.split(",") if part.strip()]
+    if not budgets or any(b < 0 for b in budgets):
+        raise argparse.ArgumentTypeError(f"need budgets >= 0, got {text!r}")
+    return sorted(set(budgets))
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    try:
+        jobs, machines = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is JOBSxMACHINES, got {text!r}") from None
+    if jobs < 1 or machines < 1:
+        raise argparse.ArgumentTypeError(f"a shape needs at least 1x1, got {text!r}")
+    return jobs, machines
+
+
+def select_cases(args: argparse.Namespace) -> list[Case]:
+    cases: list[Case] = []
+    for set_name in args.taillard:
+        cases += [
+            Case(set_name, n, load_taillard(n), TAILLARD[n].best_known)
+            for n in TAILLARD_SETS[set_name]
+        ]
+    for jobs, machines in args.shapes:
+        for k in range(args.count):
+            seed = args.seed + k
+            # Taillard's generator takes two seeds: time and machine orders.
+            problem = taillard(jobs, machines, 1_000_003 * seed + 17, 7_919 * seed + 29, "")
+            cases.append(Case(f"{jobs}x{machines}", f"{jobs}x{machines}-s{seed}", problem))
+    for jobs in args.production:
+        for k in range(args.count):
+            seed = args.seed + k
+            cases.append(Case(f"prod{jobs}", f"prod{jobs}-s{seed}", production_like(jobs, seed)))
+    return cases
+
+
+def run_search(
+    cp: CompiledProblem, scorer: FastScorer, budget_ms: int, iterations: int | None = None
+) -> tuple[int, float]:
+    """Our answer under the budget: the greedy pass, then the search until the budget ends
+    (or for a fixed number of iterations: reproducible, whatever the machine's speed)."""
+    started = time.perf_counter()
+    state = greedy_schedule(cp, scorer)
+    if budget_ms == 0:
+        return int(state.makespan), time.perf_counter() - started
+    found = improve(
+        cp, (state.op_machine, state.op_start), scorer=scorer, iterations=iterations,
+        deadline=None if iterations else started + budget_ms / 1000,
+        greedy_seconds=time.perf_counter() - started,
+    )  # fmt: skip
+    return found.makespan, time.perf_counter() - started
+
+
+def run_cpsat(cp: CompiledProblem, budget_ms: int, workers: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    result = cpsat.solve(cp, budget_ms / 1000, workers=workers)
+    return (result.makespan if result else 0), time.perf_counter() - started
+
+
+def reference(case: Case, cp: CompiledProblem, scorer: FastScorer, args: argparse.Namespace) -> int:
+    """Best known, else the cached (or now computed) long runs' best makespan."""
+    if case.best_known is not None:
+        return case.best_known
+    path = Path(args.cache) / f"{case.name}-{int(args.reference_seconds)}s.json"
+    if path.exists():
+        return int(json.loads(path.read_text())["makespan"])
+    budget = int(args.reference_seconds * 1000)
+    values = [run_search(cp, scorer, budget)[0]]
+    if cpsat.available():
+        values.append(run_cpsat(cp, budget, args.workers)[0])
+    best = min(v for v in values if v > 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"instance": case.name, "makespan": best, "runs": values}))
+    return best
+
+
+def evaluate(case: Case, scorer: FastScorer, args: argparse.Namespace) -> list[Row]:
+    cp = compile_problem(case.problem)
+    found: list[tuple[str, int, int, float]] = []
+    for budget in args.budgets:
+        iterations = args.iterations * budget // 1000 if args.iterations else None
+        found.append(("search", budget, *run_search(cp, scorer, budget, iterations)))
+        if budget > 0 and not args.no_cpsat:
+            found.append(("cpsat", budget, *run_cpsat(cp, budget, args.workers)))
+    ref = reference(case, cp, scorer, args)
+    if case.best_known is None:
+        ref = min([ref, *(m for _, _, m, _ in found if m > 0)])
+    return [
+        Row(case.set_name, case.name, method, budget, makespan, ref,
+            makespan / ref - 1 if makespan else float("nan"), seconds)
+        for method, budget, makespan, seconds in found
+    ]  # fmt: skip
+
+
+def table(set_name: str, rows: Sequence[Row], budgets: Sequence[int]) -> str:
+    mine = [r for r in rows if r.set == set_name]
+    count = len({r.instance for r in mine})
+    lines = [
+        f"{set_name}: {count} instances, gap % to "
+        + ("best known" if mine and set_name.startswith("ta") else "best plan found (long runs)"),
+        f"  {'budget':>8} {'search mean':>12} {'max':>7} {'cpsat mean':>11} {'max':>7}"
+        f" {'cpsat found':>12} {'search wins':>12}",
+    ]
+    for budget in budgets:
+        ours = [r for r in mine if r.budget_ms == budget and r.method == "search"]
+        theirs = {r.instance: r for r in mine if r.budget_ms == budget and r.method == "cpsat"}
+        found = [r for r in theirs.values() if r.makespan > 0]
+        wins = sum(
+            1 for r in ours if r.instance in theirs and
+            (theirs[r.instance].makespan == 0 or r.makespan < theirs[r.instance].makespan)
+        )  # fmt: skip
+        cp_mean = f"{100 * statistics.fmean(r.gap for r in found):.2f}" if found else "-"
+        cp_max = f"{100 * max(r.gap for r in found):.2f}" if found else "-"
+        lines.append(
+            f"  {_label(budget):>8} {100 * statistics.fmean(r.gap for r in ours):>12.2f}"
+            f" {100 * max(r.gap for r in ours):>7.2f} {cp_mean:>11} {cp_max:>7}"
+            f" {f'{len(found)}/{len(theirs)}' if theirs else '-':>12}"
+            f" {f'{wins}/{len(theirs)}' if theirs else '-':>12}"
+        )
+    return "\n".join(lines)
+
+
+def _label(budget_ms: int) -> str:
+    if budget_ms == 0:
+        return "greedy"
+    return f"{budget_ms / 1000:g}s" if budget_ms >= 1000 else f"{budget_ms}ms"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The anytime benchmark's options (used with ``schedctl benchmark --budgets``)."""
+    add = parser.add_argument
+    add(
+        "--budgets",
+        type=parse_budgets,
+        help="anytime mode: compare our search with CP-SAT at these budgets, e.g. 0,100ms,1s",
+    )
+    add(
+        "--shapes",
+        nargs="*",
+        type=parse_shape,
+        default=[parse_shape(s) for s in DEFAULT_SHAPES],
+        help="--budgets: generated Taillard shapes JOBSxMACHINES "
+        f"(default: {' '.join(DEFAULT_SHAPES)})",
+    )
+    add("--count", type=int, default=5, help="--budgets: instances per shape (default: 5)")
+    add("--seed", type=int, default=100, help="--budgets: first seed per shape (default: 100)")
+    add(
+        "--taillard",
+        nargs="*",
+        choices=list(TAILLARD_SETS),
+        default=list(TAILLARD_SETS),
+        help="--budgets: Taillard sets (default: both)",
+    )
+    add(
+        "--production",
+        nargs="*",
+        type=int,
+        default=[50, 170],
+        help="--budgets: production-like shops of these job counts (default: 50 170)",
+    )
+    add(
+        "--reference-seconds",
+        type=float,
+        default=60.0,
+        help="--budgets: long-run length for generated instances' references (default: 60)",
+    )
+    add("--cache", type=Path, default=DEFAULT_CACHE, help="--budgets: references cache")
+    add("--workers", type=int, default=os.cpu_count() or 1, help="--budgets: CP-SAT threads")
+    add("--no-cpsat", action="store_true", help="--budgets: our search only")
+    add(
+        "--iterations",
+        type=int,
+        metavar="N",
+        help="--budgets: reproducible mode: our search runs N tabu iterations per second of "
+        "budget instead of watching the clock (CP-SAT keeps its time limit)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The anytime benchmark: 0 ok, 1 an invalid plan, 2 no model or no OR-Tools."""
+    if not args.no_cpsat and not cpsat.available():
+        print("benchmark: CP-SAT needs OR-Tools (jobshop-scheduler[cpsat])", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(Path(args.model_dir))
+    except ModelError as exc:
+        print(f"benchmark: cannot load the model: {exc}", file=sys.stderr)
+        return 2
+    warm_up()
+    cases = select_cases(args)
+    rows: list[Row] = []
+    bar = tqdm(cases, desc="anytime", unit="instance", file=sys.stderr, disable=args.quiet)
+    for case in bar:
+        bar.set_postfix_str(case.name)
+        rows += evaluate(case, model.scorer, args)
+        _check(case, model.scorer)
+    print(f"model {model.card.version}; {os.cpu_count()} cores; CP-SAT workers {args.workers}")
+    for set_name in dict.fromkeys(c.set_name for c in cases):
+        print(table(set_name, rows, args.budgets) + "\n")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "search.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([f.name for f in fields(Row)])
+        writer.writerows(astuple(r) for r in rows)
+    print(f"wrote search.csv to {out}")
+    return 0
+
+
+def _check(case: Case, scorer: FastScorer) -> None:
+    """A short fixed-effort search must give a valid plan (the validator on our own answer)."""
+    cp = compile_problem(case.problem)
+    state = greedy_schedule(cp, scorer)
+    found = improve(cp, (state.op_machine, state.op_start), iterations=200)
+    report = validate(case.problem, cp.to_schedule(found.op_machine, found.op_start))
+    if not report.ok or found.makespan < found.lower_bound:
+        raise SystemExit(f"benchmark: invalid plan on {case.name}: {report.violations[:1]}")
