@@ -11,6 +11,7 @@ version by version; a permission the chart forgot would stop it with a 403.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,10 +126,17 @@ def test_a_rollout_succeeds_under_the_charts_rbac(
 
     weights = changes([route_weights(s.obj) for s in routes.of("scheduler")])
     assert weights == [(None, None), (100, 0), (75, 25), (0, 100), (100, 0)]
-    # The version without a status may be gone before the watch starts (the operator is fast).
-    seen = [(s.obj.get("status") or {}).get("phase") for s in rollouts.of(NAME)]
-    phases = changes([phase for phase in seen if phase is not None])
-    assert phases == ["Pending", "Shadow", "Canary", "Promoting", "Succeeded"]
+
+    # The version without a status may be gone before the watch starts (the operator is fast),
+    # and the watch may deliver the last version a moment after the poll above saw it.
+    def phases() -> list[str]:
+        seen = [(s.obj.get("status") or {}).get("phase") for s in rollouts.of(NAME)]
+        return changes([phase for phase in seen if phase is not None])
+
+    deadline = time.monotonic() + 10
+    while phases()[-1:] != ["Succeeded"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert phases() == ["Pending", "Shadow", "Canary", "Promoting", "Succeeded"]
     assert final["weight"] == 0
     stable = bed.deployment("scheduler")
     assert stable is not None

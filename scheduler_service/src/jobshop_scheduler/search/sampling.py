@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
+from jobshop_scheduler.rl.fast_policy import PASS_LOCK, Buffers, FastScorer
 from jobshop_scheduler.rl.features import FeatureScales
 from jobshop_scheduler.rl.state import ShopState
 
@@ -26,6 +26,13 @@ def sampled_schedule(
     temperature: float = TEMPERATURE,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(machine, start) per operation of one rollout with choices drawn at `temperature`."""
+    with PASS_LOCK:
+        return _rollout(cp, scorer, rng, temperature)
+
+
+def _rollout(
+    cp: CompiledProblem, scorer: FastScorer, rng: np.random.Generator, temperature: float
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     state = ShopState(cp)
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
