@@ -101,8 +101,7 @@ class TabuSearch:
         return int(
             kernel._refresh(
                 self.job_pred, self.job_succ, self.release, self.cp.machine_ready, self.machine,
-                self.duration, self.seq, self.count, self.position, self.work[0], self.work[1],
-                self.work[2], self.work[3], self.work[4],
+                self.duration, self.seq, self.count, self.position, self.work,
             )
         )  # fmt: skip
 

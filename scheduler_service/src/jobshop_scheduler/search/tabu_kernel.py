@@ -118,16 +118,14 @@ def _refresh(  # pragma: no cover - compiled
     seq: IntArray,
     count: IntArray,
     position: IntArray,
-    head: IntArray,
-    tail: IntArray,
-    order: IntArray,
-    indegree: IntArray,
-    rank: IntArray,
+    work: IntArray,
 ) -> int:
-    """Heads, tails and topological ranks of the current plan; its makespan or CYCLE."""
+    """Heads, tails and topological ranks (rows of ``work``) of the current plan; its makespan
+    or CYCLE."""
+    order, rank = work[2], work[4]
     makespan = heads_and_tails(
         job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position,
-        head, tail, order, indegree,
+        work[0], work[1], order, work[3],
     )  # fmt: skip
     if makespan != CYCLE:
         for i in range(order.shape[0]):
@@ -156,6 +154,72 @@ def _apply(  # pragma: no cover - compiled
     at = insert_position(a, b, seq, count, rank)
     apply_reassign(a, b, at, machine, duration, duration_matrix, seq, count, position)
     return int(old)
+
+
+@njit(cache=True)
+def _apply_and_refresh(  # pragma: no cover - compiled
+    kind: int,
+    a: int,
+    b: int,
+    job_pred: IntArray,
+    job_succ: IntArray,
+    release: IntArray,
+    machine_ready: IntArray,
+    duration_matrix: IntArray,
+    machine: IntArray,
+    duration: IntArray,
+    seq: IntArray,
+    count: IntArray,
+    position: IntArray,
+    work: IntArray,
+) -> tuple[int, int, bool]:
+    """Apply a move and recompute: (makespan, what undoes it, applied). A move that closes a
+    cycle (possible only with zero durations) is undone at once."""
+    rank = work[4]
+    undo = _apply(kind, a, b, machine, duration, duration_matrix, seq, count, position, rank)
+    makespan = _refresh(
+        job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position, work
+    )
+    if makespan != CYCLE:
+        return makespan, undo, True
+    if kind == SWAP:
+        apply_swap(b, a, machine, seq, position)
+    else:  # ranks are still those of the plan before the move
+        at = insert_position(a, undo, seq, count, rank)
+        apply_reassign(a, undo, at, machine, duration, duration_matrix, seq, count, position)
+    makespan = _refresh(
+        job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position, work
+    )
+    return makespan, undo, False
+
+
+@njit(cache=True)
+def _moves_on_path(  # pragma: no cover - compiled
+    job_pred: IntArray,
+    job_succ: IntArray,
+    alt_machine: IntArray,
+    machine: IntArray,
+    duration: IntArray,
+    seq: IntArray,
+    position: IntArray,
+    work: IntArray,
+    moves: IntArray,
+    makespan: int,
+    pick: float,
+) -> int:
+    """Write the moves of one critical path (``pick`` chooses among tied paths) into ``moves``."""
+    head, tail, path = work[0], work[1], work[5]
+    length = critical_path(
+        job_pred, machine, duration, seq, position, head, tail, makespan, path, pick
+    )
+    n_moves = collect_swaps(
+        path, length, job_succ, machine, position, head, moves[0], moves[1], moves[2]
+    )
+    if alt_machine.shape[1] > 1:
+        n_moves = _collect_reassigns(
+            path, length, n_moves, machine, alt_machine, moves[0], moves[1], moves[2]
+        )
+    return n_moves
 
 
 @njit(cache=True, nogil=True)
@@ -190,26 +254,18 @@ def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
     second operand, kind, value. ``tabu`` rows: first operand, second operand, until.
     The current plan's heads, tails and ranks must be up to date on entry; they are on exit.
     """
-    head, tail, order, indegree, rank, path = work[0], work[1], work[2], work[3], work[4], work[5]
+    head, tail, rank = work[0], work[1], work[4]
     move_a, move_b, move_kind, move_value = moves[0], moves[1], moves[2], moves[3]
     tabu_a, tabu_b, tabu_until = tabu[0], tabu[1], tabu[2]
-    flexible = alt_machine.shape[1] > 1
     for _ in range(iterations):
         if stats[BEST] <= lower_bound:
             return
         stats[ITERATION] += 1
         iteration = stats[ITERATION]
-        length = critical_path(
-            job_pred, machine, duration, seq, position, head, tail, stats[CURRENT], path,
-            random_unit(rng),
+        n_moves = _moves_on_path(
+            job_pred, job_succ, alt_machine, machine, duration, seq, position, work, moves,
+            stats[CURRENT], random_unit(rng),
         )  # fmt: skip
-        n_moves = collect_swaps(
-            path, length, job_succ, machine, position, head, move_a, move_b, move_kind
-        )
-        if flexible:
-            n_moves = _collect_reassigns(
-                path, length, n_moves, machine, alt_machine, move_a, move_b, move_kind
-            )
         chosen, chosen_value, ties = -1, _NO_VALUE, 0
         for i in range(n_moves):
             a, b = move_a[i], move_b[i]
@@ -242,24 +298,11 @@ def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
             chosen = int(random_unit(rng) * n_moves)  # every move tabu: take any
         if chosen >= 0:
             kind, a, b = move_kind[chosen], move_a[chosen], move_b[chosen]
-            undo = _apply(
-                kind, a, b, machine, duration, duration_matrix, seq, count, position, rank
-            )
-            makespan = _refresh(
-                job_pred, job_succ, release, machine_ready, machine, duration, seq, count,
-                position, head, tail, order, indegree, rank,
+            makespan, undo, applied = _apply_and_refresh(
+                kind, a, b, job_pred, job_succ, release, machine_ready, duration_matrix, machine,
+                duration, seq, count, position, work,
             )  # fmt: skip
-            if makespan == CYCLE:  # only with zero durations: undo, and do not try it again
-                if kind == SWAP:
-                    apply_swap(b, a, machine, seq, position)
-                else:
-                    at = insert_position(a, undo, seq, count, rank)
-                    apply_reassign(a, undo, at, machine, duration, duration_matrix, seq, count,
-                                   position)  # fmt: skip
-                makespan = _refresh(
-                    job_pred, job_succ, release, machine_ready, machine, duration, seq, count,
-                    position, head, tail, order, indegree, rank,
-                )  # fmt: skip
+            if not applied:  # do not try it again soon
                 _make_tabu(a, b if kind == SWAP else -1 - b, tabu_a, tabu_b, tabu_until, stats,
                            params, rng)  # fmt: skip
             elif kind == SWAP:
@@ -310,7 +353,6 @@ def _restart(  # pragma: no cover - compiled
     rng: UIntArray,
 ) -> None:
     """Back to the best plan, then a few random critical moves; the tabu list is cleared."""
-    head, tail, order, indegree, rank, path = work[0], work[1], work[2], work[3], work[4], work[5]
     machine[:] = best_machine
     seq[:, :] = best_seq
     count[:] = best_count
@@ -321,40 +363,18 @@ def _restart(  # pragma: no cover - compiled
     stats[SINCE_BEST] = 0
     stats[RESTARTS] += 1
     makespan = _refresh(
-        job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position,
-        head, tail, order, indegree, rank,
-    )  # fmt: skip
+        job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position, work
+    )
     for _ in range(params[PERTURB_MOVES]):
-        length = critical_path(
-            job_pred, machine, duration, seq, position, head, tail, makespan, path,
-            random_unit(rng),
+        n_moves = _moves_on_path(
+            job_pred, job_succ, alt_machine, machine, duration, seq, position, work, moves,
+            makespan, random_unit(rng),
         )  # fmt: skip
-        n_moves = collect_swaps(
-            path, length, job_succ, machine, position, head, moves[0], moves[1], moves[2]
-        )
-        if alt_machine.shape[1] > 1:
-            n_moves = _collect_reassigns(
-                path, length, n_moves, machine, alt_machine, moves[0], moves[1], moves[2]
-            )
         if n_moves == 0:
             break
         i = int(random_unit(rng) * n_moves)
-        kind, a, b = moves[2, i], moves[0, i], moves[1, i]
-        undo = _apply(kind, a, b, machine, duration, duration_matrix, seq, count, position, rank)
-        candidate = _refresh(
-            job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position,
-            head, tail, order, indegree, rank,
+        makespan, _, _ = _apply_and_refresh(
+            moves[2, i], moves[0, i], moves[1, i], job_pred, job_succ, release, machine_ready,
+            duration_matrix, machine, duration, seq, count, position, work,
         )  # fmt: skip
-        if candidate == CYCLE:
-            if kind == SWAP:
-                apply_swap(b, a, machine, seq, position)
-            else:
-                at = insert_position(a, undo, seq, count, rank)
-                apply_reassign(a, undo, at, machine, duration, duration_matrix, seq, count,
-                               position)  # fmt: skip
-            candidate = _refresh(
-                job_pred, job_succ, release, machine_ready, machine, duration, seq, count,
-                position, head, tail, order, indegree, rank,
-            )  # fmt: skip
-        makespan = candidate
     stats[CURRENT] = makespan
