@@ -12,8 +12,9 @@ Budget 0 is the greedy pass. Gaps are ``makespan / reference - 1``:
   in this run if that is better. Long runs are cached on disk (``--cache``), keyed by the
   instance, so a second benchmark does not repeat them.
 
-Prints one table per set (mean and max gap per budget and method, how often each found a plan,
-and who won) and writes ``search.csv`` under ``--out``.
+Prints one table per set (mean and max gap per budget and method, how often CP-SAT found a plan,
+and on how many instances our plan was shorter, equal or longer) and writes ``search.csv`` under
+``--out``.
 """
 
 from __future__ import annotations
@@ -189,25 +190,32 @@ def table(set_name: str, rows: Sequence[Row], budgets: Sequence[int]) -> str:
         f"{set_name}: {count} instances, gap % to "
         + ("best known" if mine and set_name.startswith("ta") else "best plan found (long runs)"),
         f"  {'budget':>8} {'search mean':>12} {'max':>7} {'cpsat mean':>11} {'max':>7}"
-        f" {'cpsat found':>12} {'search wins':>12}",
+        f" {'cpsat found':>12} {'search better/equal/worse':>26}",
     ]
     for budget in budgets:
         ours = [r for r in mine if r.budget_ms == budget and r.method == "search"]
         theirs = {r.instance: r for r in mine if r.budget_ms == budget and r.method == "cpsat"}
         found = [r for r in theirs.values() if r.makespan > 0]
-        wins = sum(
-            1 for r in ours if r.instance in theirs and
-            (theirs[r.instance].makespan == 0 or r.makespan < theirs[r.instance].makespan)
-        )  # fmt: skip
         cp_mean = f"{100 * statistics.fmean(r.gap for r in found):.2f}" if found else "-"
         cp_max = f"{100 * max(r.gap for r in found):.2f}" if found else "-"
         lines.append(
             f"  {_label(budget):>8} {100 * statistics.fmean(r.gap for r in ours):>12.2f}"
             f" {100 * max(r.gap for r in ours):>7.2f} {cp_mean:>11} {cp_max:>7}"
             f" {f'{len(found)}/{len(theirs)}' if theirs else '-':>12}"
-            f" {f'{wins}/{len(theirs)}' if theirs else '-':>12}"
+            f" {_versus(ours, theirs) if theirs else '-':>26}"
         )
     return "\n".join(lines)
+
+
+def _versus(ours: Sequence[Row], theirs: dict[str, Row]) -> str:
+    """better/equal/worse counts of our plans against CP-SAT's (no plan counts as worse)."""
+    better = equal = worse = 0
+    for r in ours:
+        other = theirs[r.instance].makespan or float("inf")
+        better += r.makespan < other
+        equal += r.makespan == other
+        worse += r.makespan > other
+    return f"{better}/{equal}/{worse}"
 
 
 def _label(budget_ms: int) -> str:
