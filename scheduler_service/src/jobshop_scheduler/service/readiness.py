@@ -32,6 +32,7 @@ from jobshop_scheduler.rl.model_store import (
     load_sb3,
 )
 from jobshop_scheduler.rl.parity import DEFAULT_MAX_STATES, check_parity
+from jobshop_scheduler.search.anytime import warm_up as warm_up_search
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def load_checked_model(directory: Path, parity_states: int = DEFAULT_MAX_STATES)
         extra={"fields": {"states": report.states, "model_version": card.version}},
     )
     warm_up(scorer)
+    warm_up_search()  # here, in the loading thread: Planner would do it on the event loop
     return LoadedModel(path, card, scorer)
 
 
