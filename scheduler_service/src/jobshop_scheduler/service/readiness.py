@@ -43,7 +43,9 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 CHECKING, READY, FAILED = "checking", "ready", "failed"
 
 
-def load_checked_model(directory: Path, parity_states: int = DEFAULT_MAX_STATES) -> LoadedModel:
+def load_checked_model(
+    directory: Path, parity_states: int = DEFAULT_MAX_STATES, warm_search: bool = False
+) -> LoadedModel:
     """``model_store.load_model`` plus the fast-path parity check; ModelError names the failure.
 
     Torch is limited to one thread first: serving never runs torch after this, but once SB3's
@@ -68,7 +70,8 @@ def load_checked_model(directory: Path, parity_states: int = DEFAULT_MAX_STATES)
         extra={"fields": {"states": report.states, "model_version": card.version}},
     )
     warm_up(scorer)
-    warm_up_search()  # here, in the loading thread: Planner would do it on the event loop
+    if warm_search:  # here, in the loading thread: the planner would do it on the event loop
+        warm_up_search()
     return LoadedModel(path, card, scorer)
 
 
@@ -98,9 +101,12 @@ class ModelGate:
         health_servicer: Any,
         on_ready: Callable[[LoadedModel], None],
         parity_states: int = DEFAULT_MAX_STATES,
+        *,
         services: Sequence[str] = ("", SERVICE_NAME),
+        warm_search: bool = False,
     ) -> None:
         self.model_dir = model_dir
+        self._warm_search = warm_search  # compile the search's kernels before SERVING
         self.state = CHECKING
         self.reason = "model checks have not finished"
         self._health = health_servicer
@@ -123,8 +129,9 @@ class ModelGate:
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(
-                executor, load_checked_model, self.model_dir, self._parity_states
-            )
+                executor, load_checked_model, self.model_dir, self._parity_states,
+                self._warm_search,
+            )  # fmt: skip
             self._on_ready(model)
         except ModelError as exc:
             self._fail(str(exc))
