@@ -215,7 +215,7 @@ class Planner:
         greedy_seconds: float,
     ) -> SearchResult:
         """The anytime search from the chosen plan, the legacy rule's plan in its portfolio."""
-        greedy = cp.arrays_of(choice.schedule)
+        greedy = choice.arrays if choice.arrays is not None else cp.arrays_of(choice.schedule)
         scorer = self.model.scorer if self.model is not None else None
         return improve(
             cp, greedy, deadline=None if iterations else deadline, iterations=iterations,
@@ -251,7 +251,8 @@ class Planner:
         """PPO greedy; requests over `batch_size` jobs go batch after batch on shared machines."""
         if cp.n_jobs <= self.batch_size:
             state = greedy_schedule(cp, model.scorer)
-            return _Choice(cp.to_schedule(state.op_machine, state.op_start), "ppo")
+            arrays = (state.op_machine, state.op_start)
+            return _Choice(cp.to_schedule(*arrays), "ppo", arrays=arrays)
         ready: dict[str, int] = {}
         assignments: list[Assignment] = []
         batches = split_batches(problem, self.batch_size)
@@ -271,6 +272,9 @@ class _Choice:
     kind: str = ""
     reason: str = ""
     batches: int = 1
+    # The plan as machine and start per operation, where the policy made it in that form (the
+    # search starts from it; a batched plan is converted back from its schedule instead).
+    arrays: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _search_deadline(

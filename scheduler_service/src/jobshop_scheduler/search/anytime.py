@@ -57,8 +57,6 @@ class SearchResult:
     lower_bound: int
     greedy_makespan: int
     iterations: int  # tabu iterations
-    samples: int  # policy rollouts
-    seconds: float
 
 
 class _Best:
@@ -100,10 +98,9 @@ def improve(
     best = _Best(cp, greedy, "greedy")
     greedy_makespan = best.makespan
     _portfolio(cp, best, bound, baselines or {}, clock.share(PORTFOLIO_SHARE, iterations))
-    samples = 0
     if scorer is not None:
         until = clock.share(SAMPLING_SHARE, iterations)
-        samples = _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed)
+        _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed)
     tabu_iterations = 0
     if best.makespan > bound and clock.left() > 0:
         use_cpsat = iterations is None and _cpsat_pays(cp, clock.total)
@@ -118,7 +115,7 @@ def improve(
             bound = _polish(cp, best, bound, clock.left(), seed)
     return SearchResult(
         best.plan[0], best.plan[1], best.makespan, best.stage, bound, greedy_makespan,
-        tabu_iterations, samples, time.perf_counter() - clock.began,
+        tabu_iterations,
     )  # fmt: skip
 
 
@@ -191,10 +188,10 @@ def _sample(  # noqa: PLR0917 - one private caller
     iterations: int | None,
     cost: float | None,
     seed: int,
-) -> int:
-    """Policy rollouts while the next one fits before `until`; returns how many ran."""
+) -> None:
+    """Policy rollouts while the next one fits before `until`."""
     if cp.n_ops == 0:
-        return 0
+        return
     rng = np.random.default_rng(seed)
     count = 0
     while best.makespan > bound and (iterations is None or count < FIXED_SAMPLES):
@@ -204,7 +201,6 @@ def _sample(  # noqa: PLR0917 - one private caller
         best.offer(sampled_schedule(cp, scorer, rng), "sampling")
         cost = time.perf_counter() - started
         count += 1
-    return count
 
 
 def _cpsat_pays(cp: CompiledProblem, total: float) -> bool:

@@ -30,7 +30,6 @@ class TabuResult:
     op_start: IntArray
     makespan: int
     iterations: int
-    restarts: int
 
 
 def job_links(cp: CompiledProblem) -> tuple[IntArray, IntArray, IntArray]:
@@ -82,7 +81,7 @@ class TabuSearch:
         self.seq, self.count, self.position = sequences_from_starts(self.machine, starts, m)
         self.work = np.zeros((6, max(n, 1)), dtype=np.int64)
         path_moves = max(n, 1) * (1 + self.alt_machine.shape[1])
-        self.moves = np.zeros((4, path_moves), dtype=np.int64)
+        self.moves = np.zeros((3, path_moves), dtype=np.int64)
         self.tabu = np.zeros((3, kernel.TABU_CAPACITY), dtype=np.int64)
         self.tabu[:2] = -(2**40)
         self.stats = np.zeros(kernel.N_STATS, dtype=np.int64)
@@ -164,6 +163,5 @@ class TabuSearch:
             seq, count, position, head, scratch[0], scratch[1], scratch[2],
         )  # fmt: skip
         return TabuResult(
-            machine.copy(), head[: self.cp.n_ops].copy(), int(makespan), self.iterations,
-            int(self.stats[kernel.RESTARTS]),
+            machine.copy(), head[: self.cp.n_ops].copy(), int(makespan), self.iterations
         )  # fmt: skip

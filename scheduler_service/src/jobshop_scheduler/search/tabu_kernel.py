@@ -37,8 +37,8 @@ UIntArray = NDArray[np.uint64]
 
 TABU_CAPACITY = 64
 # Positions in the `stats` array.
-ITERATION, SINCE_BEST, CURRENT, BEST, TABU_NEXT, RESTARTS, IMPROVEMENTS = range(7)
-N_STATS = 7
+ITERATION, SINCE_BEST, CURRENT, BEST, TABU_NEXT = range(5)
+N_STATS = 5
 # Positions in the `params` array.
 TENURE_MIN, TENURE_SPAN, MAX_STALL, PERTURB_MOVES = range(4)
 _NO_VALUE = 2**62
@@ -223,7 +223,7 @@ def _moves_on_path(  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
+def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912
     iterations: int,
     lower_bound: int,
     job_pred: IntArray,
@@ -251,11 +251,11 @@ def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
     """Run `iterations` iterations (fewer once the best reaches the lower bound), in place.
 
     ``work`` rows: head, tail, order, indegree, rank, path. ``moves`` rows: first operand,
-    second operand, kind, value. ``tabu`` rows: first operand, second operand, until.
+    second operand, kind. ``tabu`` rows: first operand, second operand, until.
     The current plan's heads, tails and ranks must be up to date on entry; they are on exit.
     """
     head, tail, rank = work[0], work[1], work[4]
-    move_a, move_b, move_kind, move_value = moves[0], moves[1], moves[2], moves[3]
+    move_a, move_b, move_kind = moves[0], moves[1], moves[2]
     tabu_a, tabu_b, tabu_until = tabu[0], tabu[1], tabu[2]
     for _ in range(iterations):
         if stats[BEST] <= lower_bound:
@@ -279,7 +279,6 @@ def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
                     a, b, job_pred, job_succ, release, machine_ready, duration_matrix, duration,
                     seq, count, head, tail, rank,
                 )  # fmt: skip
-            move_value[i] = value
             if value > chosen_value:
                 continue  # the tabu list is only read for moves that could be chosen
             if value >= stats[BEST] and _is_tabu(
@@ -313,7 +312,6 @@ def tabu_run(  # pragma: no cover - compiled  # noqa: C901, PLR0912, PLR0915
             if makespan < stats[BEST]:
                 stats[BEST] = makespan
                 stats[SINCE_BEST] = 0
-                stats[IMPROVEMENTS] += 1
                 best_machine[:] = machine
                 best_seq[:, :] = seq
                 best_count[:] = count
@@ -361,7 +359,6 @@ def _restart(  # pragma: no cover - compiled
         duration[i] = duration_matrix[i, machine[i]]
     tabu[2, :] = 0
     stats[SINCE_BEST] = 0
-    stats[RESTARTS] += 1
     makespan = _refresh(
         job_pred, job_succ, release, machine_ready, machine, duration, seq, count, position, work
     )
