@@ -24,7 +24,11 @@ class Seen:
 
 class Recorder:
     """Watches one kind of object in a namespace on a thread and keeps every version announced
-    (re-watching from the last resourceVersion, so nothing is lost between watch calls)."""
+    (re-watching from the last resourceVersion, so nothing is lost between watch calls).
+
+    ``start`` lists the objects before it returns and the watch begins at that list's
+    resourceVersion: a change made after ``start`` is never missed because the thread's first
+    watch call reached the API server late."""
 
     def __init__(self, list_fn: Callable[..., Any], *args: Any, sanitize: Any = None) -> None:
         self._list_fn, self._args, self._sanitize = list_fn, args, sanitize
@@ -32,8 +36,15 @@ class Recorder:
         self._lock = threading.Lock()
         self._seen: list[Seen] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._version: str | None = None
 
     def start(self) -> Recorder:
+        listed = self._list_fn(*self._args)
+        if self._sanitize is not None:
+            listed = self._sanitize(listed)
+        now = time.time()
+        self._seen.extend(Seen(now, "ADDED", obj) for obj in listed.get("items") or [])
+        self._version = listed["metadata"]["resourceVersion"]
         self._thread.start()
         return self
 
@@ -50,7 +61,7 @@ class Recorder:
         return [s for s in self.seen if s.obj.get("metadata", {}).get("name") == name]
 
     def _run(self) -> None:
-        version: str | None = None
+        version = self._version
         while not self._stop.is_set():
             w = watch.Watch()  # type: ignore[no-untyped-call]
             kwargs: Obj = {"timeout_seconds": 1, "_request_timeout": 5}
