@@ -29,7 +29,6 @@ from jobshop_scheduler.service.server import RunningServer, serve
 from testbed.pki import CertificateAuthority, CertPair
 
 TRACK = "canary"  # not the default, so a hard-coded "stable" label would show
-PARITY_STATES = 60
 READY_TIMEOUT = 120.0
 
 # The metric contract of shared DESIGN.md: every series the service must export.
@@ -141,7 +140,7 @@ class ServerThread:
 
 
 def base_config(model_dir: Path, **overrides: Any) -> ServerConfig:
-    """Loopback, any free ports, no auth unless overridden, a quick parity check."""
+    """Loopback, any free ports, no auth unless overridden."""
     config = ServerConfig(
         host="127.0.0.1",
         port=0,
@@ -149,7 +148,6 @@ def base_config(model_dir: Path, **overrides: Any) -> ServerConfig:
         model_dir=model_dir,
         track=TRACK,
         no_auth=True,
-        parity_states=PARITY_STATES,
         grace_s=0.5,
         time_budget_ms=0,  # greedy answers unless a test asks for the search
     )

@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import grpc
 import pytest
@@ -16,9 +16,9 @@ from jobshop_scheduler.api import pb_grpc
 from jobshop_scheduler.cli import main
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelCard
-from jobshop_scheduler.rl.parity import Mismatch, ParityReport
-from jobshop_scheduler.service import readiness
+from jobshop_scheduler.rl.weights import REFERENCE_NAME, WEIGHTS_NAME
 from jobshop_scheduler.service.convert import problem_to_pb
+from tests.tamper import tamper_reference, tamper_weights
 
 from .conftest import ServerFactory, base_config
 
@@ -46,7 +46,14 @@ BREAKAGES: dict[str, tuple[Callable[[Path], None], str]] = {
     "missing model dir": (shutil.rmtree, "model file missing"),
     "sha256 in the card tampered": (tamper_card, "checksum mismatch"),
     "model bytes tampered": (tamper_zip, "checksum mismatch"),
-}
+    "weights file missing": (lambda d: (d / WEIGHTS_NAME).unlink(), f"{WEIGHTS_NAME} missing"),
+    "weights tampered, card unchanged": (
+        lambda d: tamper_weights(d, resign_card=False), "checksum mismatch"),
+    "weights tampered, card re-signed": (
+        tamper_weights, "the fast path disagrees with SB3's recorded outputs"),
+    "recorded outputs tampered, card re-signed": (
+        tamper_reference, f"disagrees with SB3's recorded outputs in {REFERENCE_NAME}"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("breakage", BREAKAGES, ids=list(BREAKAGES))
@@ -74,19 +81,6 @@ def test_bad_model_keeps_the_server_not_serving(
         assert "not ready" in str(failed.details())
         assert main(["health", "--target", server.address]) == 1
         assert "NOT_SERVING" in capsys.readouterr().err
-
-
-def test_fast_path_disagreeing_with_sb3_keeps_the_server_not_serving(
-    tiny_model_dir: Path, server_thread: ServerFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def disagreeing(*_args: Any, **_kwargs: Any) -> ParityReport:
-        return ParityReport(10, (Mismatch("instance 0", 3, 1, 2),))
-
-    monkeypatch.setattr(readiness, "check_parity", disagreeing)  # a real mismatch on demand
-    with server_thread(base_config(tiny_model_dir), ready=False) as server:
-        assert server.wait_ready() is False
-        assert "fast path disagrees" in server.running.gate.reason
-        assert health(server.address, "") == health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def test_health_turns_serving_only_after_the_checks(

@@ -13,6 +13,8 @@ from jobshop_scheduler import __version__
 from jobshop_scheduler.cli import main
 from jobshop_scheduler.ops.backup import SUMS_NAME
 from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelCard, sha256_of
+from jobshop_scheduler.rl.weights import WEIGHTS_NAME
+from tests.tamper import tamper_reference, tamper_weights
 
 pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("clean_settings")]
 
@@ -37,7 +39,8 @@ def test_shipped_model_passes_then_backup_is_found(
     assert code == 0
     assert {n: c["status"] for n, c in checks.items()} == {
         "model-file": "PASS", "model-card": "PASS", "checksum": "PASS", "feature-schema": "PASS",
-        "code-version": "PASS", "loads": "PASS", "sample-schedule": "PASS", "backup": "WARN",
+        "code-version": "PASS", "loads": "PASS", "sb3-agrees": "PASS", "sample-schedule": "PASS",
+        "backup": "WARN",
     }  # fmt: skip
     assert "170 jobs scheduled validly" in checks["sample-schedule"]["message"]
     assert verify(capsys, model_copy, "--require-backup")[0] == 1
@@ -73,8 +76,39 @@ def test_checksum_mismatch_fails(model_copy: Path, capsys: pytest.CaptureFixture
     code, checks = verify(capsys, model_copy)
     assert code == 1
     assert checks["checksum"]["status"] == "FAIL"
-    assert checks["checksum"]["message"].startswith("checksum mismatch: file ")
+    assert checks["checksum"]["message"].startswith(f"checksum mismatch for {model_copy}")
     assert checks["loads"]["status"] == "SKIP"
+
+
+def test_tampered_weights_fail_the_serving_load_and_sb3s_check(
+    model_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tamper_weights(model_copy)  # the card re-signed: only the content checks can tell
+    code, checks = verify(capsys, model_copy)
+    assert code == 1
+    assert checks["checksum"]["status"] == "PASS"
+    assert checks["loads"]["status"] == "FAIL"
+    assert "disagrees with SB3's recorded outputs" in checks["loads"]["message"]
+    assert checks["sb3-agrees"]["status"] == "FAIL"
+    assert (
+        "mlp_extractor.score.2.weight differs from the zip's tensor"
+        in (checks["sb3-agrees"]["message"])
+    )
+    assert checks["sample-schedule"]["status"] == "SKIP"
+
+
+def test_tampered_record_fails_and_unsigned_weights_fail_the_checksum(
+    model_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tamper_reference(model_copy)
+    code, checks = verify(capsys, model_copy)
+    assert code == 1
+    assert checks["loads"]["status"] == checks["sb3-agrees"]["status"] == "FAIL"
+    assert "is not SB3's output" in checks["sb3-agrees"]["message"]
+    tamper_weights(model_copy, resign_card=False)
+    code, checks = verify(capsys, model_copy)
+    assert checks["checksum"]["status"] == "FAIL"
+    assert f"checksum mismatch for {model_copy / WEIGHTS_NAME}" in checks["checksum"]["message"]
 
 
 def test_incompatible_code_version_fails(

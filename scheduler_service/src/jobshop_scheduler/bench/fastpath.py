@@ -26,8 +26,9 @@ from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
-from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelError, load_model, load_sb3
+from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelError, load_model
 from jobshop_scheduler.rl.parity import model_rows
+from jobshop_scheduler.rl.ship import load_sb3
 
 
 @dataclass(frozen=True)

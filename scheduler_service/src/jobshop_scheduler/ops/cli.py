@@ -18,9 +18,11 @@ from jobshop_scheduler.ops.model_checks import ModelCheckOptions, verify_model
 from jobshop_scheduler.ops.preflight import PreflightOptions, run_preflight
 
 VERIFY_MODEL_HELP = (
-    "Check the model in --model-dir: file present, sha256 equal to its card's, feature schema "
-    "and code version compatible, loads with stable-baselines3, schedules a sample request "
-    "validly by itself, and a verified backup exists (a warning unless --require-backup)."
+    "Check the model in --model-dir: files present, sha256 equal to the card's, feature schema "
+    "and code version compatible, the serving arrays load and reproduce SB3's recorded "
+    "outputs, stable-baselines3 agrees with both (a warning when the train extra is not "
+    "installed), schedules a sample request validly by itself, and a verified backup exists "
+    "(a warning unless --require-backup)."
 )
 BACKUP_MODEL_HELP = (
     "Copy the model folder to BACKUP_DIR/<version>-<UTC time>/ with a SHA256SUMS, re-hashing "
@@ -57,6 +59,7 @@ def _backup_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_verify_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = VERIFY_MODEL_HELP, checklist.EXIT_CODES_HELP
     _model_dir(p)
     _backup_dir(p)
     _env_file(p)
@@ -67,12 +70,14 @@ def add_verify_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_backup_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = BACKUP_MODEL_HELP, checklist.EXIT_CODES_HELP
     _model_dir(p)
     _backup_dir(p)
     _env_file(p)
 
 
 def add_preflight_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = PREFLIGHT_HELP, checklist.EXIT_CODES_HELP
     _env_file(p)
     _model_dir(p)
     p.add_argument("--min-cores", type=int, help="CPU cores required (default: 4)")
@@ -139,21 +144,3 @@ def run_preflight_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     checks = run_preflight(settings, PreflightOptions(args.disk_path, args.skip_db))
     return _report("preflight", checks, args.json)
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``verify-model``, ``backup-model`` and ``preflight`` to schedctl's subcommands."""
-    commands = (
-        ("verify-model", "check the shipped model before a rollout", VERIFY_MODEL_HELP,
-         add_verify_model_arguments, run_verify_model),
-        ("backup-model", "keep a timestamped, checksum-verified copy of the model",
-         BACKUP_MODEL_HELP, add_backup_model_arguments, run_backup_model),
-        ("preflight", "check this host's prerequisites (table or --json)", PREFLIGHT_HELP,
-         add_preflight_arguments, run_preflight_command),
-    )  # fmt: skip
-    for name, summary, description, add_arguments, handler in commands:
-        p = sub.add_parser(
-            name, help=summary, description=description, epilog=checklist.EXIT_CODES_HELP
-        )
-        add_arguments(p)
-        p.set_defaults(handler=handler)

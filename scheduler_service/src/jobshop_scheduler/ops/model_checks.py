@@ -1,9 +1,11 @@
 """``verify-model``: every reason a shipped model could not be served, one verdict each.
 
 ``model_store.load_model`` stops at the first failed check (right for a server); before a
-rollout the operator wants all of them: the file, the card, the checksum, feature and code
-compatibility, that stable-baselines3 loads it, that it schedules a sample request validly
-*by itself* (a fallback to the heuristic does not count), and that a verified backup exists.
+rollout the operator wants all of them: the file, the card, the checksums, feature and code
+compatibility, that the serving files load and reproduce SB3's recorded outputs, that SB3
+itself agrees with those files (where the train extra is installed), that it schedules a sample
+request validly *by itself* (a fallback to the heuristic does not count), and that a verified
+backup exists.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from jobshop_scheduler.rl.model_store import (
     LoadedModel,
     ModelCard,
     ModelError,
+    checksum_problem,
     code_series,
     feature_schema,
     load_model,
-    sha256_of,
 )
 
 MODEL_FILE = "model-file"
@@ -34,6 +36,7 @@ CHECKSUM = "checksum"
 FEATURES = "feature-schema"
 CODE_VERSION = "code-version"
 LOADS = "loads"
+SB3 = "sb3-agrees"
 SAMPLE = "sample-schedule"
 BACKUP = "backup"
 
@@ -69,10 +72,30 @@ def _static(directory: Path) -> tuple[list[Check], ModelCard | None]:
 def _checksum(model: Path, card: ModelCard) -> Check:
     if not model.is_file():
         return skipped(CHECKSUM, "no model file")
-    actual = sha256_of(model)
-    if actual != card.sha256:
-        return failed(CHECKSUM, f"checksum mismatch: file {actual[:12]}…, card {card.sha256[:12]}…")
-    return passed(CHECKSUM, f"sha256 {actual[:12]}… matches the card")
+    files = card.serving_files()
+    problems = [
+        p for name, sha in files.items() if (p := checksum_problem(model.parent / name, sha))
+    ]
+    if problems:
+        return failed(CHECKSUM, "; ".join(problems))
+    return passed(CHECKSUM, f"sha256 of {', '.join(files)} match the card")
+
+
+def _sb3_agrees(directory: Path) -> Check:
+    """The deep check: SB3 loads the zip and agrees with the arrays and the recorded outputs."""
+    try:
+        from jobshop_scheduler.rl.ship import prove_serving_files  # noqa: PLC0415 - SB3
+    except ModuleNotFoundError as exc:
+        return warned(SB3, f"not checked: {exc.name} is not installed (the train extra)")
+    try:
+        problems = prove_serving_files(directory)
+    except ModelError as exc:
+        return failed(SB3, str(exc))
+    if problems:
+        return failed(SB3, "; ".join(problems[:3]))
+    return passed(
+        SB3, "stable-baselines3 loads the zip; the arrays and recorded outputs are its own"
+    )
 
 
 def _features(card: ModelCard) -> Check:
@@ -127,14 +150,16 @@ def verify_model(
 ) -> list[Check]:
     checks, card = _static(directory)
     if any(c.status is Status.FAIL for c in checks) or card is None:
-        checks += [skipped(n, "an earlier check failed") for n in (LOADS, SAMPLE)]
+        checks += [skipped(n, "an earlier check failed") for n in (LOADS, SB3, SAMPLE)]
     else:
         try:
             loaded = load_model(directory)
         except ModelError as exc:
-            checks += [failed(LOADS, str(exc)), skipped(SAMPLE, "the model did not load")]
+            checks.append(failed(LOADS, str(exc)))
+            checks += [_sb3_agrees(directory), skipped(SAMPLE, "the model did not load")]
         else:
-            checks.append(passed(LOADS, f"stable-baselines3 loads {loaded.path.name}"))
+            checks.append(passed(LOADS, "the arrays load and reproduce SB3's recorded outputs"))
+            checks.append(_sb3_agrees(directory))
             problem = sample or production_like(options.sample_jobs, seed=0)
             checks.append(_sample(loaded, options, problem))
     checks.append(_backup(card, options) if card else skipped(BACKUP, "no model card"))

@@ -30,11 +30,12 @@ from jobshop_scheduler.service.keys import KeyFileError, KeyStore
 
 GB = 1e9
 MIN_PYTHON = (3, 11)
+# The serving set (the scheduler image); torch and SB3 are the train extra, not a host's duty.
 MODULES = (
-    "numpy", "torch", "stable_baselines3", "sb3_contrib", "gymnasium", "numba", "grpc",
-    "grpc_health", "google.protobuf", "aiomysql", "prometheus_client", "tqdm",
+    "numpy", "numba", "grpc", "grpc_health", "google.protobuf", "aiomysql", "prometheus_client",
+    "tqdm",
 )  # fmt: skip
-SHOWN_VERSIONS = ("torch", "stable_baselines3", "grpc", "aiomysql")
+SHOWN_VERSIONS = ("numpy", "numba", "grpc", "aiomysql")
 CGROUP = Path("/sys/fs/cgroup")
 
 

@@ -1,9 +1,11 @@
-"""Shipped models: a zip written by stable-baselines3 plus a model card that vouches for it.
+"""Shipped models: a zip written by stable-baselines3, its serving files, and a card for both.
 
-The card (model_card.json beside the zip) records the version, the sha256 of the zip, the feature
-schema the policy was trained on and the code versions it works with, the training recipe and
-budget, and the evaluation table. Loading refuses a model whose bytes, features or code version
-disagree with its card: a scheduler must never serve a policy it cannot vouch for.
+The card (model_card.json beside the zip) records the version, the sha256 of the zip and of the
+serving files (`rl.weights`: the actor's arrays and SB3's recorded outputs), the feature schema
+the policy was trained on and the code versions it works with, the training recipe and budget,
+and the evaluation table. Loading refuses a model whose bytes, features or code version disagree
+with its card, or whose arrays do not reproduce SB3's recorded outputs: a scheduler must never
+serve a policy it cannot vouch for. Loading needs NumPy only; SB3 proves the files (`rl.ship`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import Any
 import jobshop_scheduler
 from jobshop_scheduler.rl.fast_policy import FastScorer, warm_up
 from jobshop_scheduler.rl.features import FEATURES
+from jobshop_scheduler.rl.weights import (
+    REFERENCE_NAME,
+    WEIGHTS_NAME,
+    ServingFileError,
+    check_reference,
+    load_scorer,
+)
 
 CARD_NAME = "model_card.json"
 MODEL_NAME = "final_model.zip"
@@ -55,6 +64,8 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    weights_sha256: str = ""  # of WEIGHTS_NAME; empty on cards older than the serving files
+    reference_sha256: str = ""  # of REFERENCE_NAME
 
     def write(self, directory: Path) -> Path:
         path = directory / CARD_NAME
@@ -72,6 +83,11 @@ class ModelCard:
         except (json.JSONDecodeError, TypeError) as exc:
             raise ModelError(f"model card {path} is malformed: {exc}") from exc
 
+    def serving_files(self) -> dict[str, str]:
+        """File name -> the sha256 the card vouches for, for every file serving reads."""
+        return {MODEL_NAME: self.sha256, WEIGHTS_NAME: self.weights_sha256,
+                REFERENCE_NAME: self.reference_sha256}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -80,17 +96,29 @@ class LoadedModel:
     scorer: FastScorer
 
 
+def checksum_problem(path: Path, expected: str) -> str | None:
+    """Why ``path`` is not the file the card vouches for, or None."""
+    if not path.is_file():
+        return f"model file missing: {path}" if path.name == MODEL_NAME else \
+            f"{path.name} missing: {path} (write it with schedctl export-model)"  # fmt: skip
+    if not expected:
+        return f"the model card has no checksum for {path.name} (run schedctl export-model)"
+    actual = sha256_of(path)
+    if actual != expected:
+        return f"checksum mismatch for {path}: file {actual[:12]}…, card {expected[:12]}…"
+    return None
+
+
 def check_model(directory: Path) -> ModelCard:
-    """Every check short of loading the weights: file, checksum, features, code version."""
+    """Every check short of loading the weights: files, checksums, features, code version."""
     model = directory / MODEL_NAME
     if not model.is_file():
         raise ModelError(f"model file missing: {model}")
     card = ModelCard.read(directory)
-    actual = sha256_of(model)
-    if actual != card.sha256:
-        raise ModelError(
-            f"checksum mismatch for {model}: file {actual[:12]}…, card {card.sha256[:12]}…"
-        )
+    for name, expected in card.serving_files().items():
+        problem = checksum_problem(directory / name, expected)
+        if problem:
+            raise ModelError(problem)
     if card.feature_schema != feature_schema():
         raise ModelError(
             f"model {card.version} was trained on feature schema {card.feature_schema}; "
@@ -104,19 +132,13 @@ def check_model(directory: Path) -> ModelCard:
     return card
 
 
-def load_sb3(path: Path) -> Any:
-    """The model as stable-baselines3 loads it (the source of truth for the weights)."""
-    from sb3_contrib import MaskablePPO  # noqa: PLC0415 - torch only when a model is loaded
-
-    return MaskablePPO.load(path, device="cpu")
-
-
 def load_model(directory: Path = DEFAULT_MODEL_DIR) -> LoadedModel:
+    """The checked model, its scorer replaying SB3's recorded outputs; no torch, no SB3."""
     card = check_model(directory)
     try:
-        sb3_model = load_sb3(directory / MODEL_NAME)
-    except Exception as exc:
-        raise ModelError(f"stable-baselines3 cannot load {directory / MODEL_NAME}: {exc}") from exc
-    scorer = FastScorer.from_state_dict(sb3_model.policy.state_dict())
+        scorer = load_scorer(directory / WEIGHTS_NAME)
+        check_reference(scorer, directory / REFERENCE_NAME)
+    except ServingFileError as exc:
+        raise ModelError(str(exc)) from exc
     warm_up(scorer)
     return LoadedModel(directory / MODEL_NAME, card, scorer)

@@ -1,13 +1,14 @@
-"""Does the NumPy fast path pick the actions stable-baselines3 would? A check, not a test.
+"""Does the NumPy fast path score and pick as stable-baselines3 does? Recorded with SB3 itself.
 
 The server answers with `fast_policy.FastScorer`, a re-implementation of the SB3 policy's
 forward pass. If the two ever disagree (a layer renamed in `policy.JobScorer`, a changed feature
-column, a weight transposed), the server would serve a policy nobody trained. So the same check
-runs in the unit tests and at server start-up, where a failure keeps the server from becoming
-ready: walk a few generated instances along SB3's own deterministic choices, and at every
-sampled state compare its action with the fast path's argmax. Float32 and torch may order two
-candidates with (near-)equal scores differently; such a tie, where the fast path scores SB3's
-choice within `TIE_TOLERANCE` of its own, is not a disagreement about the policy.
+column, a weight transposed), the server would serve a policy nobody trained. So: walk a few
+generated instances along SB3's own deterministic choices and record, at every state, the table
+the fast path would score (its own compact features, so the feature code is covered too), SB3's
+actor score for each candidate and SB3's chosen job (`record_reference`). The ship step stores
+that record beside the model (`rl.weights`) and every server start replays it without torch;
+the tests and `verify-model` compare a fresh walk with the fast path (`check_parity`).
+Needs the train extra (torch, SB3, gymnasium).
 """
 
 from __future__ import annotations
@@ -17,37 +18,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch as th
 
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.env import JobShopEnv
-from jobshop_scheduler.rl.fast_policy import FastScorer
-from jobshop_scheduler.rl.features import FeatureScales
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
+from jobshop_scheduler.rl.features import FeatureScales, fill_features
+from jobshop_scheduler.rl.weights import RecordedState, ReferenceOutputs, disagreements
 
 DEFAULT_SEEDS = (11, 12, 13)
 DEFAULT_JOBS = 20
 DEFAULT_MAX_STATES = 300
-TIE_TOLERANCE = 1e-4  # logits; the two forward passes differ by ~1e-6 in float32
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    instance: str
-    step: int
-    sb3_action: int
-    fast_action: int
-
-    def __str__(self) -> str:
-        return (
-            f"{self.instance} step {self.step}: sb3 chose job {self.sb3_action}, "
-            f"fast path job {self.fast_action}"
-        )
 
 
 @dataclass(frozen=True)
 class ParityReport:
     states: int
-    mismatches: tuple[Mismatch, ...]
+    mismatches: tuple[str, ...]
 
     @property
     def ok(self) -> bool:
@@ -69,35 +57,61 @@ def parity_instances(rows: int, seeds: Sequence[int] = DEFAULT_SEEDS) -> list[Pr
     return [production_like(jobs, seed=seed) for seed in seeds]
 
 
-def _tie(scorer: FastScorer, env: JobShopEnv, scales: FeatureScales, a: int, b: int) -> bool:
-    """True when the fast path scores candidate jobs `a` and `b` within `TIE_TOLERANCE`."""
-    assert env.state is not None
-    candidates = np.flatnonzero(env.state.candidates)
-    if a not in candidates or b not in candidates:
-        return False
-    scores = scorer.candidate_scores(env.state, scales)
-    index = {int(job): i for i, job in enumerate(candidates)}
-    return bool(abs(float(scores[index[a]]) - float(scores[index[b]])) <= TIE_TOLERANCE)
+def actor_scores(sb3_model: Any, obs: np.ndarray) -> np.ndarray:
+    """SB3's actor output for every row of one observation (the logits before masking)."""
+    policy = sb3_model.policy
+    with th.no_grad():
+        tensor, _ = policy.obs_to_tensor(obs)
+        features = policy.extract_features(tensor)
+        if isinstance(features, tuple):  # separate actor and critic extractors
+            features = features[0]
+        scores: np.ndarray = policy.mlp_extractor.forward_actor(features)[0].cpu().numpy()
+    return scores
 
 
-def _walk(
-    sb3_model: Any, scorer: FastScorer, problem: Problem, *, rows: int, budget: int, name: str
-) -> tuple[int, list[Mismatch]]:
-    """Follow SB3's deterministic choices on one instance; compare at each state."""
-    env = JobShopEnv(problem=problem, max_jobs=rows)
+def _walk(sb3_model: Any, problem: Problem, *, budget: int, name: str) -> list[RecordedState]:
+    """Follow SB3's deterministic choices on one instance, recording each state."""
+    env = JobShopEnv(problem=problem, max_jobs=model_rows(sb3_model))
     obs, _ = env.reset(seed=0)
     assert env.state is not None
     scales = FeatureScales(env.state)  # what the env computes at reset, without reaching in
-    mismatches: list[Mismatch] = []
-    steps, done = 0, False
-    while not done and steps < budget:
-        action, _ = sb3_model.predict(obs, action_masks=env.action_masks(), deterministic=True)
-        sb3_action, fast_action = int(action), scorer.choose(env.state, scales)
-        if sb3_action != fast_action and not _tie(scorer, env, scales, sb3_action, fast_action):
-            mismatches.append(Mismatch(name, steps, sb3_action, fast_action))
-        obs, _, done, _, _ = env.step(sb3_action)
-        steps += 1
-    return steps, mismatches
+    table, rows = Buffers.for_jobs(env.state.cp.n_jobs)
+    recorded: list[RecordedState] = []
+    done = False
+    while not done and len(recorded) < budget:
+        mask = env.action_masks()
+        action, _ = sb3_model.predict(obs, action_masks=mask, deterministic=True)
+        jobs = np.flatnonzero(env.state.candidates)
+        n = fill_features(env.state, scales, table, rows)
+        recorded.append(
+            RecordedState(
+                table=table[:n].copy(), candidates=rows[: len(jobs)].copy(),
+                scores=actor_scores(sb3_model, obs)[jobs].astype(np.float32),
+                choice=int(np.flatnonzero(jobs == int(action))[0]), instance=name,
+                step=len(recorded),
+            )
+        )  # fmt: skip
+        obs, _, done, _, _ = env.step(int(action))
+    return recorded
+
+
+def record_reference(
+    sb3_model: Any, problems: Sequence[Problem] | None = None, max_states: int = DEFAULT_MAX_STATES
+) -> ReferenceOutputs:
+    """SB3's outputs on up to ``max_states`` states, shared evenly over ``problems``.
+
+    ``problems`` default to `parity_instances` sized for the model; each must have no more jobs
+    than the model's observation rows.
+    """
+    problems = list(problems) if problems is not None else parity_instances(model_rows(sb3_model))
+    if max_states < 1 or not problems:
+        raise ValueError("parity needs at least one problem and one state")
+    states: list[RecordedState] = []
+    for i, problem in enumerate(problems):
+        budget = (max_states - len(states)) // (len(problems) - i)
+        name = problem.request_id or f"instance {i}"
+        states += _walk(sb3_model, problem, budget=budget, name=name)
+    return ReferenceOutputs(tuple(states), max_states)
 
 
 def check_parity(
@@ -106,20 +120,6 @@ def check_parity(
     problems: Sequence[Problem] | None = None,
     max_states: int = DEFAULT_MAX_STATES,
 ) -> ParityReport:
-    """Compare fast-path and SB3 actions on up to ``max_states`` states over ``problems``.
-
-    ``problems`` default to `parity_instances` sized for the model; each must have no more jobs
-    than the model's observation rows. The budget is shared evenly so every instance is visited.
-    """
-    rows = model_rows(sb3_model)
-    problems = list(problems) if problems is not None else parity_instances(rows)
-    if max_states < 1 or not problems:
-        raise ValueError("parity needs at least one problem and one state")
-    states, mismatches = 0, []
-    for i, problem in enumerate(problems):
-        budget = (max_states - states) // (len(problems) - i)
-        name = problem.request_id or f"instance {i}"
-        seen, found = _walk(sb3_model, scorer, problem, rows=rows, budget=budget, name=name)
-        states += seen
-        mismatches.extend(found)
-    return ParityReport(states, tuple(mismatches))
+    """Compare the fast path with a fresh SB3 walk (`record_reference`'s arguments)."""
+    reference = record_reference(sb3_model, problems, max_states)
+    return ParityReport(len(reference.states), tuple(disagreements(scorer, reference)))

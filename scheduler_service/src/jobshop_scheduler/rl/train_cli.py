@@ -15,6 +15,7 @@ from jobshop_scheduler.rl.model_store import (
     DEFAULT_MODEL_DIR,
     MODEL_NAME,
     ModelCard,
+    ModelError,
     code_series,
     feature_schema,
     sha256_of,
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_card(out: Path, summary: dict[str, object], version: str | None) -> ModelCard:
+    """The card for ``out/final_model.zip``, then the serving files it also vouches for."""
+    from jobshop_scheduler.rl.ship import export_serving_files  # noqa: PLC0415 - SB3
+
     digest = sha256_of(out / MODEL_NAME)
     now = dt.datetime.now(dt.UTC)
     card = ModelCard(
@@ -88,4 +92,34 @@ def write_card(out: Path, summary: dict[str, object], version: str | None) -> Mo
         training={**summary, "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only"},
     )
     card.write(out)
-    return card
+    return export_serving_files(out)
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Write policy_weights.npz (the actor's tensors as plain arrays) and "
+        "reference_outputs.npz (SB3's scores and choices on fixed states) beside "
+        "final_model.zip, and their sha256 into the model card: the files a server loads "
+        "without torch. Training does this itself; use it for a zip that lacks them."
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=DEFAULT_MODEL_DIR,
+        help="folder with final_model.zip and model_card.json (default: %(default)s)",
+    )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from jobshop_scheduler.rl.ship import export_serving_files  # noqa: PLC0415 - SB3
+
+    try:
+        card = export_serving_files(args.model_dir)
+    except ModelError as exc:
+        print(f"schedctl export-model: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"serving files of model {card.version} written to {args.model_dir}: weights "
+        f"{card.weights_sha256[:12]}…, recorded outputs {card.reference_sha256[:12]}…"
+    )
+    return 0

@@ -81,7 +81,6 @@ class ServerConfig:
     grace_s: float = DEFAULT_GRACE_S
     workers: int = 2  # planner threads: requests are CPU-bound
     keys_reload_s: float | None = 10.0
-    parity_states: int = 300
 
     def __post_init__(self) -> None:
         resolve_track(self.track)
@@ -123,8 +122,6 @@ class ServerConfig:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.audit_max_bytes < 1 or self.audit_backups < 1:
             raise ConfigError("audit rotation size and backup count must be positive")
-        if self.parity_states < 1:
-            raise ConfigError("parity states must be at least 1")
 
     @property
     def tls(self) -> bool:

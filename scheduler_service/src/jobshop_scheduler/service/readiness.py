@@ -2,12 +2,12 @@
 
 A scheduler pod that answers with the heuristic because its model file is missing looks healthy
 to Kubernetes and to the rollout, and silently measures the wrong thing. So the health service
-starts NOT_SERVING and turns SERVING only after the model's file, checksum, feature schema and
-code version check out against its card, SB3 loads it, and the fast path picks SB3's actions
-(`rl.parity`). Any failure is logged with its reason and the server stays NOT_SERVING: the
-readiness probe keeps traffic away and the rollout sees a candidate that never became ready.
-Loading runs in a worker thread (torch import and weights take seconds) so the health service
-answers meanwhile.
+starts NOT_SERVING and turns SERVING only after the model's files, checksums, feature schema and
+code version check out against its card and the fast path reproduces the outputs SB3 recorded
+when the model was shipped (`rl.weights`; no torch). Any failure is logged with its reason and
+the server stays NOT_SERVING: the readiness probe keeps traffic away and the rollout sees a
+candidate that never became ready. Loading runs in a worker thread (loading or compiling the
+numba kernels takes from a fraction of a second to many) so the health service answers meanwhile.
 """
 
 from __future__ import annotations
@@ -23,15 +23,7 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
-from jobshop_scheduler.rl.fast_policy import FastScorer, warm_up
-from jobshop_scheduler.rl.model_store import (
-    MODEL_NAME,
-    LoadedModel,
-    ModelError,
-    check_model,
-    load_sb3,
-)
-from jobshop_scheduler.rl.parity import DEFAULT_MAX_STATES, check_parity
+from jobshop_scheduler.rl.model_store import LoadedModel, ModelError, load_model
 from jobshop_scheduler.search.anytime import warm_up as warm_up_search
 
 log = logging.getLogger(__name__)
@@ -43,45 +35,25 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 CHECKING, READY, FAILED = "checking", "ready", "failed"
 
 
-def load_checked_model(
-    directory: Path, parity_states: int = DEFAULT_MAX_STATES, warm_search: bool = False
-) -> LoadedModel:
-    """``model_store.load_model`` plus the fast-path parity check; ModelError names the failure.
-
-    Torch is limited to one thread first: serving never runs torch after this, but once SB3's
-    predict has started torch's OpenMP pool, its spinning threads starve NumPy's BLAS threads
-    and the fast path runs tens of times slower on a small pod.
-    """
-    import torch  # noqa: PLC0415 - only a process that loads a model pays for torch
-
-    torch.set_num_threads(1)
-    card = check_model(directory)
-    path = directory / MODEL_NAME
-    try:
-        sb3_model = load_sb3(path)
-    except Exception as exc:
-        raise ModelError(f"stable-baselines3 cannot load {path}: {exc}") from exc
-    scorer = FastScorer.from_state_dict(sb3_model.policy.state_dict())
-    report = check_parity(sb3_model, scorer, max_states=parity_states)
-    if not report.ok:
-        raise ModelError(f"fast path disagrees with stable-baselines3: {report}")
+def load_checked_model(directory: Path, warm_search: bool = False) -> LoadedModel:
+    """``model_store.load_model``, and the search's kernels when the server will search."""
+    model = load_model(directory)
     log.info(
-        "fast path matches stable-baselines3",
-        extra={"fields": {"states": report.states, "model_version": card.version}},
+        "fast path reproduces stable-baselines3's recorded outputs",
+        extra={"fields": {"model_version": model.card.version}},
     )
-    warm_up(scorer)
     if warm_search:  # here, in the loading thread: the planner would do it on the event loop
         warm_up_search()
-    return LoadedModel(path, card, scorer)
+    return model
 
 
 def freeze_startup_objects() -> None:
-    """Keep the garbage collector off what start-up built (torch, SB3, the model, ~400k objects).
+    """Keep the garbage collector off what start-up built (numba, grpc, the model).
 
-    A full collection walks every tracked object; with torch and SB3 loaded that took ~200 ms
-    and landed in whichever request triggered it: p99 of a 170-job plan went from 85 to 190 ms
-    in-process. Frozen objects are skipped by every later collection; requests' own garbage is
-    collected as before.
+    A full collection walks every tracked object; with torch and SB3 loaded (before the
+    serving files) that took ~200 ms and landed in whichever request triggered it: p99 of a
+    170-job plan went from 85 to 190 ms in-process. Frozen objects are skipped by every later
+    collection; requests' own garbage is collected as before.
     """
     gc.collect()
     gc.freeze()
@@ -100,7 +72,6 @@ class ModelGate:
         model_dir: Path,
         health_servicer: Any,
         on_ready: Callable[[LoadedModel], None],
-        parity_states: int = DEFAULT_MAX_STATES,
         *,
         services: Sequence[str] = ("", SERVICE_NAME),
         warm_search: bool = False,
@@ -111,7 +82,6 @@ class ModelGate:
         self.reason = "model checks have not finished"
         self._health = health_servicer
         self._on_ready = on_ready
-        self._parity_states = parity_states
         self._services = tuple(services)
 
     @property
@@ -129,9 +99,8 @@ class ModelGate:
         loop = asyncio.get_running_loop()
         try:
             model = await loop.run_in_executor(
-                executor, load_checked_model, self.model_dir, self._parity_states,
-                self._warm_search,
-            )  # fmt: skip
+                executor, load_checked_model, self.model_dir, self._warm_search
+            )
             self._on_ready(model)
         except ModelError as exc:
             self._fail(str(exc))

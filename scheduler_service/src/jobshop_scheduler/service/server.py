@@ -177,9 +177,8 @@ async def serve(config: ServerConfig, environ: Mapping[str, str] | None = None) 
         )  # fmt: skip
         health = new_health_servicer()
         gate = ModelGate(
-            config.model_dir, health, servicer.use_model, config.parity_states,
-            warm_search=config.time_budget_ms > 0,
-        )  # fmt: skip
+            config.model_dir, health, servicer.use_model, warm_search=config.time_budget_ms > 0
+        )
         await gate.start_not_serving()
         server = _grpc_server(config, metrics, store)
         pb_grpc.add_SchedulerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
