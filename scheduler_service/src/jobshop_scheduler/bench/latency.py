@@ -254,6 +254,12 @@ def _positive_ints(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        (__doc__ or "").split("\n\n")[0] + " Starts its own servers (schedctl serve "
+        "subprocesses on loopback) and prints one table: p50/p95/p99 client latency, the "
+        "server's own p50, throughput and errors per cell, then the fast path's speed-up over "
+        "SB3 predict and the latency cost of mirroring to a shadow server."
+    )
     add = parser.add_argument
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add(

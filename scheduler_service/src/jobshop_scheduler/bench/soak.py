@@ -131,6 +131,9 @@ def _positive_float(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (__doc__ or "").split("\n\n")[
+        0
+    ] + " Exit 1 (FAIL) on any failed call or memory growth past --max-growth after warm-up."
     add = parser.add_argument
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add("--duration", type=_positive_float, default=600.0, help="seconds (default: %(default)s)")

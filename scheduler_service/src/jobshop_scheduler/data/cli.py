@@ -45,6 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = INGEST_HELP, checklist.EXIT_CODES_HELP
     _common(p)
     p.add_argument(
         "--snapshot",
@@ -67,6 +68,7 @@ def add_ingest_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_verify_data_arguments(p: argparse.ArgumentParser) -> None:
+    p.description, p.epilog = VERIFY_DATA_HELP, checklist.EXIT_CODES_HELP
     p.add_argument(
         "snapshot",
         nargs="?",
@@ -153,23 +155,3 @@ def run_verify_data(args: argparse.Namespace) -> int:
     else:
         print(checklist.render_table("verify-data", checks))
     return checklist.exit_code(checks)
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``ingest`` and ``verify-data`` to schedctl's subcommands."""
-    p = sub.add_parser(
-        "ingest",
-        help="read production data from MariaDB into a validated snapshot",
-        description=INGEST_HELP,
-        epilog=checklist.EXIT_CODES_HELP,
-    )
-    add_ingest_arguments(p)
-    p.set_defaults(handler=run_ingest)
-    p = sub.add_parser(
-        "verify-data",
-        help="check a snapshot's integrity rule by rule (table or --json)",
-        description=VERIFY_DATA_HELP,
-        epilog=checklist.EXIT_CODES_HELP,
-    )
-    add_verify_data_arguments(p)
-    p.set_defaults(handler=run_verify_data)

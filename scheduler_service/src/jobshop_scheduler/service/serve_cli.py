@@ -31,12 +31,18 @@ from jobshop_scheduler.service.config import (
     TIME_BUDGET_ENV,
     TRACK_ENV,
     TRACKS,
+    ConfigError,
     ServerConfig,
     resolve_track,
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Serve the Scheduler gRPC API with health, reflection and Prometheus metrics. Health "
+        "stays NOT_SERVING until the model passes its checks. Refuses to start without API "
+        "keys unless --no-auth. SIGTERM drains calls in flight."
+    )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="gRPC port (default: %(default)s)"
@@ -144,11 +150,18 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> None:
-    """Configure logging, then serve until a signal; start-up errors propagate to the CLI."""
+def run(args: argparse.Namespace) -> int:
+    """Configure logging, then serve until a signal; a start-up error is one line, exit 2."""
+    from jobshop_scheduler.cli import CliError  # noqa: PLC0415
+    from jobshop_scheduler.service.keys import KeyFileError  # noqa: PLC0415
     from jobshop_scheduler.service.logs import configure_logging  # noqa: PLC0415
+    from jobshop_scheduler.service.server import StartError  # noqa: PLC0415
     from jobshop_scheduler.service.server import run as run_server  # noqa: PLC0415
 
-    config = config_from_args(args)
-    configure_logging(args.log_level, json=args.log_format == "json")
-    asyncio.run(run_server(config))
+    try:
+        config = config_from_args(args)
+        configure_logging(args.log_level, json=args.log_format == "json")
+        asyncio.run(run_server(config))
+    except (ConfigError, KeyFileError, StartError, OSError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    return 0
