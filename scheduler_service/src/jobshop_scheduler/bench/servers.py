@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobshop_scheduler.service import client
 
-START_TIMEOUT_S = 300.0  # loading torch, the model and the parity check, on a busy machine
+START_TIMEOUT_S = 300.0  # compiling the numba kernels on a first start, on a busy machine
 STOP_TIMEOUT_S = 30.0
 
 
@@ -133,7 +133,7 @@ class ServerProcess:
                 self.argv(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
             )
 
-    def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
+    def wait_serving(self, timeout: float = START_TIMEOUT_S, poll_s: float = 0.3) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
@@ -144,7 +144,7 @@ class ServerProcess:
                     return
             except grpc.RpcError:
                 pass
-            time.sleep(0.3)
+            time.sleep(poll_s)
         raise BenchError(
             f"server {self.name} not SERVING after {timeout:.0f} s:\n{log_tail(self.log_path)}"
         )
