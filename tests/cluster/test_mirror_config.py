@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobshop_scheduler.service.mirror import parse_mirror_config
+from jobshop_scheduler.service.mirror_config import parse_mirror_config
 from rollout_operator.mirror_config import MIRROR_KEY, get_mirror, set_mirror
 from tests.cluster.conftest import Cluster
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import urllib.request
@@ -142,3 +143,33 @@ def test_audit_trail_records_calls_by_key_id_rotates_and_holds_no_key(
     refused = lines["audit-invalid"]
     assert refused["status"] == "INVALID_ARGUMENT"
     assert "jobs[0].operations[0].alternatives[0].duration" in str(refused["detail"])
+
+
+def test_a_payload_that_does_not_decode_is_refused_counted_and_audited(
+    main_server: MainServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are no ScheduleRequest: INVALID_ARGUMENT naming the request, like any bad
+    field, not grpc's UNKNOWN with a Python exception class and a traceback in the log."""
+    url = main_server.metrics_url
+    refused = 'code="INVALID_ARGUMENT"'
+    before = value(scrape(url), "scheduler_requests_total", refused)
+    raw = b"\xff\xff\xff\xff"  # field 0x1fffff.., wire type 7: not a protobuf message at all
+    with grpc.insecure_channel(main_server.address) as channel:
+        schedule = channel.unary_unary(
+            "/scheduler.v1.Scheduler/Schedule",
+            request_serializer=lambda payload: payload,
+            response_deserializer=lambda payload: payload,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            schedule(raw, metadata=main_server.auth, timeout=30)
+    failed = err.value
+    assert isinstance(failed, grpc.Call)
+    assert failed.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert failed.details() == (
+        "request: 4 bytes that do not decode as a scheduler.v1.ScheduleRequest"
+    )
+    samples = settled(url, lambda s: value(s, "scheduler_requests_total", refused) > before)
+    assert value(samples, "scheduler_requests_total", refused) == before + 1
+    audit = read_audit(main_server.audit_dir)
+    assert any("do not decode" in str(line["detail"]) for line in audit)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

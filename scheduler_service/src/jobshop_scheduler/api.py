@@ -3,4 +3,8 @@
 from jobshop_scheduler._generated.scheduler.v1 import scheduler_pb2 as pb
 from jobshop_scheduler._generated.scheduler.v1 import scheduler_pb2_grpc as pb_grpc
 
-__all__ = ["pb", "pb_grpc"]
+# "scheduler.v1.Scheduler": the name health, reflection and routes know the service by.
+SCHEDULER_SERVICE: str = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
+SCHEDULE_METHOD = f"/{SCHEDULER_SERVICE}/Schedule"
+
+__all__ = ["SCHEDULER_SERVICE", "SCHEDULE_METHOD", "pb", "pb_grpc"]

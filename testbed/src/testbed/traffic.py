@@ -31,8 +31,8 @@ from kubernetes.client.exceptions import ApiException
 
 from jobshop_scheduler.api import pb, pb_grpc
 from jobshop_scheduler.instances.taillard import taillard
+from jobshop_scheduler.service.auth import API_KEY_HEADER
 from jobshop_scheduler.service.convert import problem_to_pb
-from jobshop_scheduler.service.mirror import API_KEY_HEADER
 from testbed.kubelet import Endpoint
 
 Obj = dict[str, Any]

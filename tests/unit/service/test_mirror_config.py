@@ -24,16 +24,16 @@ from jobshop_scheduler.service.faults import (
     pick_dropped_jobs,
     should_fail,
 )
-from jobshop_scheduler.service.mirror import (
-    ConfigWatcher,
-    Mirror,
+from jobshop_scheduler.service.mirror import Mirror
+from jobshop_scheduler.service.mirror_config import (
     MirrorConfig,
     MirrorConfigError,
     load_mirror_config,
     parse_mirror_config,
     read_api_key,
-    sampled,
 )
+from jobshop_scheduler.service.sampling import sampled
+from jobshop_scheduler.service.watched_file import ConfigWatcher
 from testbed.process import free_port
 
 pytestmark = pytest.mark.unit

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from jobshop_scheduler.api import pb
+from jobshop_scheduler.api import SCHEDULE_METHOD, pb
 from jobshop_scheduler.domain.model import Alternative, Job, Operation, Problem
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard_arrays
+from jobshop_scheduler.service.auth import API_KEY_HEADER
 from jobshop_scheduler.service.convert import problem_to_pb
-from jobshop_scheduler.service.mirror import API_KEY_HEADER, SCHEDULE_METHOD
 
 CLASSIC_MACHINES = 20
 CLASSIC_OPERATIONS = 10

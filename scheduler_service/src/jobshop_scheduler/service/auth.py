@@ -30,6 +30,7 @@ else:
 log = logging.getLogger(__name__)
 
 ANONYMOUS = "anonymous"
+API_KEY_HEADER = "x-api-key"
 CLIENT_KEY_ID: ContextVar[str] = ContextVar("client_key_id", default=ANONYMOUS)
 
 DEFAULT_EXEMPT = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -62,7 +63,7 @@ def presented_key(metadata: Metadata | None) -> str | None:
     for name, value in metadata or ():
         if isinstance(value, bytes):
             continue  # keys are ASCII text; binary (-bin) headers cannot carry one
-        if name == "x-api-key":
+        if name == API_KEY_HEADER:
             return value.strip()
         scheme, _, token = value.strip().partition(" ")
         if name == "authorization" and scheme.lower() == "bearer" and bearer is None:

@@ -13,11 +13,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from jobshop_scheduler.api import pb, pb_grpc
+from jobshop_scheduler.api import SCHEDULER_SERVICE, pb, pb_grpc
 from jobshop_scheduler.service import tls
-from jobshop_scheduler.service.mirror import API_KEY_HEADER
-
-SCHEDULER_SERVICE = "scheduler.v1.Scheduler"
+from jobshop_scheduler.service.auth import API_KEY_HEADER
 
 
 class ClientError(ValueError):

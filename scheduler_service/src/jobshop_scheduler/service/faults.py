@@ -11,7 +11,6 @@ rewrite the file to flip faults at runtime; the injector watches it like the mir
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -20,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobshop_scheduler.service.mirror import ConfigWatcher, stable_unit
+from jobshop_scheduler.service.sampling import stable_unit
+from jobshop_scheduler.service.watched_file import (
+    ConfigFileError,
+    ConfigWatcher,
+    parse_json_object,
+    read_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +34,8 @@ MAX_LATENCY_MS = 60_000
 _FIELDS = ("latency_ms", "drop_job_fraction", "error_rate")
 
 
-class FaultConfigError(ValueError):
+class FaultConfigError(ConfigFileError):
     """A faults file that cannot be used; names the file and the field."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def _check_fraction(field: str, value: float) -> None:
@@ -73,19 +74,9 @@ def _typed(data: dict[str, Any], field: str, source: str) -> Any:
 
 def parse_faults(text: str, source: str = "faults config") -> FaultConfig:
     """The faults in ``text``; empty text means none."""
-    if not text.strip():
+    data = parse_json_object(text, source, _FIELDS, FaultConfigError)
+    if data is None:
         return FaultConfig()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        msg = f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        raise FaultConfigError(msg) from None
-    if not isinstance(data, dict):
-        raise FaultConfigError(f"{source}: must be a JSON object")
-    unknown = sorted(set(data) - set(_FIELDS))
-    if unknown:
-        msg = f"{source}: field '{unknown[0]}' is not known (expected one of {list(_FIELDS)})"
-        raise FaultConfigError(msg, unknown[0])
     values = [_typed(data, field, source) for field in _FIELDS]
     try:
         return FaultConfig(values[0], float(values[1]), float(values[2]))
@@ -105,13 +96,8 @@ def load_faults(
     if path is None or not faults_enabled(environ):
         return None
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return FaultConfig()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FaultConfigError(f"{path}: cannot read ({type(exc).__name__})") from None
-    return parse_faults(text, str(path))
+    text = read_text(path, FaultConfigError)
+    return FaultConfig() if text is None else parse_faults(text, str(path))
 
 
 class FaultInjector:

@@ -1,11 +1,6 @@
 """Application-level traffic mirroring, so a shadow rollout works on clusters without a mesh.
 
-The operator writes a JSON config into a ConfigMap mounted into the serving pods::
-
-    {"target": "scheduler-shadow:50051", "percent": 10, "timeout_ms": 2000,
-     "tls_ca_file": "/etc/mirror-tls/ca.crt", "api_key_file": "/etc/mirror-key/key"}
-
-A missing file, an empty file or ``"percent": 0`` means mirroring is off. ``Mirror.offer`` is
+The config (`mirror_config`) names the shadow and the share of traffic. ``Mirror.offer`` is
 called on the serving path, so it is synchronous, O(1), and never blocks or raises: a sampled
 request goes into a bounded queue, and when the queue is full it is dropped and counted. Worker
 tasks send queued requests to the shadow; their failures are counted and logged (rate limited),
@@ -16,249 +11,34 @@ a typo in a ConfigMap must not take the serving pods down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from jobshop_scheduler.api import pb
+from jobshop_scheduler.api import SCHEDULE_METHOD, pb
 from jobshop_scheduler.service import tls
+from jobshop_scheduler.service.auth import API_KEY_HEADER
+from jobshop_scheduler.service.mirror_config import (
+    MirrorConfig,
+    MirrorConfigError,
+    bad_field,
+    load_mirror_config,
+    read_api_key,
+)
+from jobshop_scheduler.service.sampling import sampled
+from jobshop_scheduler.service.watched_file import ConfigWatcher
 
 log = logging.getLogger(__name__)
 
 MIRRORED_FROM_HEADER = "x-mirrored-from"
-API_KEY_HEADER = "x-api-key"
-SCHEDULE_METHOD = "/scheduler.v1.Scheduler/Schedule"
 OUTCOMES = ("sent", "failed", "dropped")
-DEFAULT_TIMEOUT_MS = 2000
-MAX_TIMEOUT_MS = 600_000
-_FIELDS = frozenset({"target", "percent", "timeout_ms", "tls_ca_file", "api_key_file"})
 _WARN_EVERY_S = 30.0
-
-
-class MirrorConfigError(ValueError):
-    """A mirror config that cannot be used; names the file and field, never a secret's value."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-def _bad(field: str, problem: str, source: str | None = None) -> MirrorConfigError:
-    prefix = f"{source}: " if source else ""
-    return MirrorConfigError(f"{prefix}field '{field}' {problem}", field)
-
-
-def _check_target(target: str) -> None:
-    host, sep, port = target.rpartition(":")
-    if not sep or not host or host in ("[", "[]"):
-        raise _bad("target", "must be 'host:port'")
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise _bad("target", "must end in a port number 1-65535")
-
-
-@dataclass(frozen=True)
-class MirrorConfig:
-    """Where to mirror, how much, and how; ranges are checked here, JSON types by the parser."""
-
-    target: str
-    percent: float
-    timeout_ms: int = DEFAULT_TIMEOUT_MS
-    tls_ca_file: Path | None = None
-    api_key_file: Path | None = None
-
-    def __post_init__(self) -> None:
-        _check_target(self.target)
-        _check_ranges(self.percent, self.timeout_ms)
-
-
-def _check_ranges(percent: float, timeout_ms: int, source: str | None = None) -> None:
-    if not math.isfinite(percent) or not 0 <= percent <= 100:
-        raise _bad("percent", "must be a number from 0 to 100", source)
-    if not 1 <= timeout_ms <= MAX_TIMEOUT_MS:
-        raise _bad("timeout_ms", f"must be an integer from 1 to {MAX_TIMEOUT_MS}", source)
-
-
-def _number(data: dict[str, Any], field: str, source: str) -> float:
-    value = data[field]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _bad(field, "must be a number", source)
-    return float(value)
-
-
-def _optional_path(data: dict[str, Any], field: str, source: str) -> Path | None:
-    value = data.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(field, "must be a non-empty path string or null", source)
-    return Path(value)
-
-
-def parse_mirror_config(text: str, source: str = "mirror config") -> MirrorConfig | None:
-    """The config in ``text``; None when it turns mirroring off (empty, or percent 0)."""
-    if not text.strip():
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        msg = f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        raise MirrorConfigError(msg) from None
-    if not isinstance(data, dict):
-        raise MirrorConfigError(f"{source}: must be a JSON object")
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        raise _bad(unknown[0], f"is not known (expected one of {sorted(_FIELDS)})", source)
-    if "percent" not in data:
-        raise _bad("percent", "is required", source)
-    percent = _number(data, "percent", source)
-    timeout = data.get("timeout_ms", DEFAULT_TIMEOUT_MS)
-    if isinstance(timeout, bool) or not isinstance(timeout, int):
-        raise _bad("timeout_ms", "must be an integer", source)
-    _check_ranges(percent, timeout, source)
-    tls_ca_file = _optional_path(data, "tls_ca_file", source)
-    api_key_file = _optional_path(data, "api_key_file", source)
-    if percent == 0:
-        return None
-    target = data.get("target")
-    if not isinstance(target, str):
-        raise _bad("target", "is required, a string 'host:port'", source)
-    try:
-        return MirrorConfig(target, percent, timeout, tls_ca_file, api_key_file)
-    except MirrorConfigError as exc:
-        raise MirrorConfigError(f"{source}: {exc}", exc.field) from None
-
-
-def load_mirror_config(path: Path) -> MirrorConfig | None:
-    """The config in ``path``; None (mirroring off) when the file is missing or says off."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MirrorConfigError(
-            f"mirror config {path}: cannot read ({type(exc).__name__})"
-        ) from None
-    return parse_mirror_config(text, str(path))
-
-
-def read_api_key(path: Path) -> str:
-    """The key in ``path``, stripped; errors name the file but never repeat its content."""
-    try:
-        key = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise _bad("api_key_file", f"names a missing file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _bad("api_key_file", f"cannot be read ({type(exc).__name__}): {path}") from None
-    if not key:
-        raise _bad("api_key_file", f"names an empty file: {path}")
-    if not key.isprintable() or any(c.isspace() for c in key):
-        raise _bad("api_key_file", f"must hold one key on one line: {path}")
-    return key
-
-
-def stable_unit(key: str) -> float:
-    """A number in [0, 1) fixed by ``key``: the same key lands on the same side of any cut."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
-
-
-def sampled(request_id: str, percent: float) -> bool:
-    """Whether ``request_id`` is mirrored at ``percent``: always or never for a given id."""
-    return stable_unit(request_id) * 100 < percent
-
-
-Signature = tuple[object, ...]
-
-
-def _file_signature(path: Path) -> object:
-    """What identifies a file's version; ConfigMaps swap symlinks, so resolve, then hash."""
-    try:
-        real = path.resolve()
-        stat = real.stat()
-        digest = hashlib.sha256(real.read_bytes()).hexdigest()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        return ("unreadable", type(exc).__name__)
-    return (str(real), stat.st_mtime_ns, stat.st_size, digest)
-
-
-class ConfigWatcher:
-    """Polls a file (and optionally the files it names) and calls ``on_change`` when any moves.
-
-    Polling rather than inotify: a ConfigMap update replaces a symlink target, which inotify on
-    the visible path misses. ``on_change`` runs on the event loop; its exceptions are logged.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        interval_s: float = 2.0,
-        *,
-        on_change: Callable[[], None],
-        extra_paths: Callable[[], Iterable[Path]] | None = None,
-    ) -> None:
-        if interval_s <= 0:
-            raise ValueError("interval_s must be positive")
-        self.path = path
-        self.interval_s = interval_s
-        self._on_change = on_change
-        self._extra_paths = extra_paths
-        self._seen: Signature | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def _paths(self) -> tuple[Path, ...]:
-        return (self.path, *(self._extra_paths() if self._extra_paths else ()))
-
-    def check(self) -> bool:
-        """Poll once; call ``on_change`` (and return True) if anything changed since last time."""
-        paths = self._paths()
-        signature: Signature = (paths, *(_file_signature(p) for p in paths))
-        if signature == self._seen:
-            return False
-        self._seen = signature
-        try:
-            self._on_change()
-        except Exception:
-            log.exception("config watcher callback failed for %s", self.path)
-        if self._paths() != paths:
-            # The callback changed which files matter: take the new ones as they are now.
-            paths = self._paths()
-            self._seen = (paths, *(_file_signature(p) for p in paths))
-        return True
-
-    async def start(self) -> None:
-        """Load the current state at once (``on_change`` fires), then poll in the background."""
-        if self._task is not None:
-            return
-        self.check()
-        self._task = asyncio.create_task(self._run(), name=f"watch {self.path}")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        self._seen = None  # a restart loads the file again
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                self.check()
-            except Exception:  # a watcher that dies would freeze the config silently
-                log.exception("config watcher poll failed for %s", self.path)
 
 
 @dataclass(frozen=True)
@@ -278,7 +58,7 @@ def _channel_key(config: MirrorConfig) -> tuple[str, str | None, str | None]:
     try:
         ca = config.tls_ca_file.read_bytes()
     except OSError as exc:
-        raise _bad("tls_ca_file", f"cannot be read ({type(exc).__name__})") from None
+        raise bad_field("tls_ca_file", f"cannot be read ({type(exc).__name__})") from None
     return (config.target, str(config.tls_ca_file), hashlib.sha256(ca).hexdigest())
 
 

@@ -23,12 +23,12 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
+from jobshop_scheduler.api import SCHEDULER_SERVICE
 from jobshop_scheduler.rl.model_store import LoadedModel, ModelError, load_model
 from jobshop_scheduler.search.anytime import warm_up as warm_up_search
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "scheduler.v1.Scheduler"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -73,7 +73,7 @@ class ModelGate:
         health_servicer: Any,
         on_ready: Callable[[LoadedModel], None],
         *,
-        services: Sequence[str] = ("", SERVICE_NAME),
+        services: Sequence[str] = ("", SCHEDULER_SERVICE),
         warm_search: bool = False,
     ) -> None:
         self.model_dir = model_dir

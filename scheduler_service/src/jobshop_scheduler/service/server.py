@@ -25,7 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from jobshop_scheduler.api import pb, pb_grpc
+from jobshop_scheduler.api import SCHEDULER_SERVICE
 from jobshop_scheduler.service import tls
 from jobshop_scheduler.service.audit import AuditTrail
 from jobshop_scheduler.service.auth import ApiKeyInterceptor
@@ -36,11 +36,10 @@ from jobshop_scheduler.service.keys import KeyStore
 from jobshop_scheduler.service.metrics import SchedulerMetrics, start_metrics_endpoint
 from jobshop_scheduler.service.mirror import Mirror
 from jobshop_scheduler.service.readiness import ModelGate, new_health_servicer
-from jobshop_scheduler.service.servicer import SchedulerServicer
+from jobshop_scheduler.service.servicer import SchedulerServicer, add_scheduler
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_SERVICE = pb.DESCRIPTOR.services_by_name["Scheduler"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a max_jobs request with many alternatives fits
 _ANY_HOST = ("", "0.0.0.0", "::", "[::]")
@@ -181,7 +180,7 @@ async def serve(config: ServerConfig, environ: Mapping[str, str] | None = None) 
         )
         await gate.start_not_serving()
         server = _grpc_server(config, metrics, store)
-        pb_grpc.add_SchedulerServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        add_scheduler(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         names = (SCHEDULER_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from jobshop_scheduler.api import pb, pb_grpc
+from jobshop_scheduler.api import SCHEDULER_SERVICE, pb, pb_grpc
+from jobshop_scheduler.defaults import DEFAULT_TIME_BUDGET_MS, MAX_TIME_BUDGET_MS
 from jobshop_scheduler.domain.model import Problem, Schedule
 from jobshop_scheduler.domain.validator import (
     ProblemError,
@@ -30,7 +32,7 @@ from jobshop_scheduler.domain.validator import (
     validate,
     validate_problem,
 )
-from jobshop_scheduler.planner import DEFAULT_TIME_BUDGET_MS, MAX_TIME_BUDGET_MS, Plan, Planner
+from jobshop_scheduler.planner import Plan, Planner
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.service.audit import AuditTrail
 from jobshop_scheduler.service.auth import CLIENT_KEY_ID
@@ -70,6 +72,40 @@ class Refusal(Exception):
         super().__init__(details)
         self.code = code
         self.details = details
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A Schedule payload that is not a ScheduleRequest: refused like any other bad field.
+
+    grpc's own handling of a deserializer that raises answers UNKNOWN with the exception's
+    class in the details, before any interceptor or audit sees the call; any key holder could
+    fill the log with tracebacks that way."""
+
+    size: int
+
+    @property
+    def details(self) -> str:
+        return f"request: {self.size} bytes that do not decode as a scheduler.v1.ScheduleRequest"
+
+
+def decode_request(payload: bytes) -> pb.ScheduleRequest | Undecodable:
+    """The Schedule RPC's request deserializer (``server.add_scheduler``)."""
+    try:
+        return pb.ScheduleRequest.FromString(payload)
+    except DecodeError:
+        return Undecodable(len(payload))
+
+
+def add_scheduler(servicer: SchedulerServicer, server: grpc.aio.Server) -> None:
+    """Register Schedule as the generated code would, with `decode_request` as deserializer."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.Schedule,
+        request_deserializer=decode_request,
+        response_serializer=pb.ScheduleResponse.SerializeToString,
+    )
+    service = grpc.method_handlers_generic_handler(SCHEDULER_SERVICE, {"Schedule": handler})
+    server.add_generic_rpc_handlers((service,))
 
 
 class _TooLate(Exception):
@@ -174,10 +210,16 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         )
         self.metrics.set_model(model.card.version, model.card.sha256)
 
-    async def Schedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleResponse:
+    async def Schedule(
+        self, payload: pb.ScheduleRequest | Undecodable, context: Context
+    ) -> pb.ScheduleResponse:
         started = time.perf_counter()
+        undecodable = payload if isinstance(payload, Undecodable) else None
+        request = payload if isinstance(payload, pb.ScheduleRequest) else pb.ScheduleRequest()
         call = _Call(request, CLIENT_KEY_ID.get(), started, deadline_of(context))
         try:
+            if undecodable is not None:
+                raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, undecodable.details)
             plan = await self._answer(call)
         except Refusal as refusal:
             self._finish(call, started, refusal.code, refusal.details)
