@@ -97,7 +97,7 @@ def mariadb(
 @pytest.fixture()
 def model_copy(tmp_path: Path) -> Path:
     """A writable copy of the shipped model folder, for tests that tamper with it."""
-    from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR  # noqa: PLC0415
+    from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR  # noqa: PLC0415
 
     target = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, target)

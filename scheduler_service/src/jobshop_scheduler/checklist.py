@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from jobshop_scheduler import table
+
 # Exit codes of the data and deployment commands (documented in their --help).
 EXIT_OK = 0  # every check passed (warnings allowed)
 EXIT_FAILED = 1  # at least one check failed, or the data is invalid
@@ -77,11 +79,8 @@ def summary(title: str, checks: Sequence[Check]) -> str:
 
 def render_table(title: str, checks: Sequence[Check]) -> str:
     """Aligned columns CHECK / STATUS / MESSAGE, then the one-line verdict."""
-    width = max([len("CHECK"), *(len(c.name) for c in checks)])
-    lines = [f"{'CHECK':<{width}}  STATUS  MESSAGE"]
-    lines += [f"{c.name:<{width}}  {c.status.value:<6}  {c.message}" for c in checks]
-    lines.append(summary(title, checks))
-    return "\n".join(lines)
+    rows = [(c.name, c.status.value, c.message) for c in checks]
+    return table.render(("CHECK", "STATUS", "MESSAGE"), rows) + "\n" + summary(title, checks)
 
 
 def render_json(checks: Sequence[Check], **extra: Any) -> str:

@@ -17,17 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jobshop_scheduler import __version__
+from jobshop_scheduler.command_error import CliError
 from jobshop_scheduler.kernel_cache import seed_kernel_cache
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """A message for stderr and an exit code."""
-
-    def __init__(self, message: str, code: int = 2) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from jobshop_scheduler.defaults import DEFAULT_BATCH_SIZE
 from jobshop_scheduler.domain.codec import schedule_to_dict
 from jobshop_scheduler.domain.model import Assignment, Problem, Schedule
 from jobshop_scheduler.domain.validator import (
@@ -37,12 +38,6 @@ from jobshop_scheduler.search.bounds import lower_bound
 LEARNED = ("auto", "ppo")
 POLICY_CHOICES = (*LEARNED, "heuristic", *RULES)
 DEFAULT_POLICIES = ("ppo", *RULES)  # what "auto" means on a server
-DEFAULT_BATCH_SIZE = 170  # jobs per PPO pass; the size the policy is benchmarked at
-# The server's default search budget: a 170-job call answers in about 0.5 s with it (p99 510 ms
-# over gRPC: greedy pass, search and checks), well inside the 1 s the plant expects
-# (docs/benchmark.md).
-DEFAULT_TIME_BUDGET_MS = 500
-MAX_TIME_BUDGET_MS = 60_000  # the server's default cap on what a request may ask for
 DEADLINE_MARGIN_S = 0.05  # left between the search's end and the client's deadline
 # Kept back from the budget for what follows the search: validating and converting its plan.
 FINISH_RESERVE_S = 0.005

@@ -10,7 +10,10 @@ from typing import Any
 
 import grpc
 
-from jobshop_scheduler.cli import CliError
+from jobshop_scheduler.api import SCHEDULER_SERVICE
+from jobshop_scheduler.arg_types import non_negative
+from jobshop_scheduler.command_error import CliError
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR, DEFAULT_TIME_BUDGET_MS
 from jobshop_scheduler.domain.codec import (
     POLICIES,
     ProblemFormatError,
@@ -23,8 +26,8 @@ from jobshop_scheduler.domain.codec import (
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import ValidationReport, validate, validate_problem
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import DEFAULT_TIME_BUDGET_MS, Planner, PolicyUnavailable
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, ModelError, load_model
+from jobshop_scheduler.planner import Planner, PolicyUnavailable
+from jobshop_scheduler.rl.model_store import ModelError, load_model
 
 
 def _read_problem(path: Path) -> tuple[Problem, str, int | None]:
@@ -174,27 +177,17 @@ def run_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def _budget(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--time-budget-ms",
-        type=_budget,
+        type=non_negative,
         metavar="MS",
         help="search for a shorter plan this long; 0: the greedy pass alone (default: the "
         f"request's time_budget_ms, else the server's default; --local: {DEFAULT_TIME_BUDGET_MS})",
     )
     p.add_argument(
         "--iterations",
-        type=_budget,
+        type=non_negative,
         metavar="N",
         help="--local: a fixed search effort instead of the clock (reproducible answers)",
     )
@@ -238,6 +231,6 @@ def add_health_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=5.0, help="seconds (default: %(default)s)")
     p.add_argument(
         "--service",
-        default="scheduler.v1.Scheduler",
+        default=SCHEDULER_SERVICE,
         help='health service name; "" for the whole server (default: %(default)s)',
     )

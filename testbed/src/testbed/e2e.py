@@ -26,7 +26,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service.keys import add_key
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.workloads import candidate_name
@@ -304,12 +304,6 @@ class E2EPlatform:
                 return
             time.sleep(0.2)
         raise TimeoutError(f"Service {namespace}/{service} has no SERVING pod after {timeout}s")
-
-    def restart_prometheus(self, down_s: float) -> None:
-        """Prometheus down for ``down_s`` seconds, then back with its data (a crash)."""
-        self.prometheus.kill()
-        time.sleep(down_s)
-        self.prometheus.start()
 
 
 def _plant_objects() -> Iterator[Obj]:

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from jobshop_scheduler.bench.servers import free_port, log_tail
+
+__all__ = ["ManagedProcess", "ServerStartError", "free_port", "log_tail"]
+
 
 class ServerStartError(RuntimeError):
     """A server did not become ready; the message carries the tail of its log."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log written)"
 
 
 class ManagedProcess:
@@ -73,7 +62,7 @@ class ManagedProcess:
                 code = self._proc.returncode if self._proc else None
                 raise ServerStartError(
                     f"{self.name} exited with code {code} before it was ready; "
-                    f"log {self.log_path}:\n{log_tail(self.log_path)}"
+                    f"log {self.log_path}:\n{log_tail(self.log_path, 40)}"
                 )
             try:
                 if probe():
@@ -85,7 +74,7 @@ class ManagedProcess:
         raise ServerStartError(
             f"{self.name} not ready after {timeout:.0f}s "
             f"(last probe error: {last_error or 'none'}); "
-            f"log {self.log_path}:\n{log_tail(self.log_path)}"
+            f"log {self.log_path}:\n{log_tail(self.log_path, 40)}"
         )
 
     def stop(self, grace: float = 10.0) -> None:

@@ -12,11 +12,12 @@ import pytest
 
 from jobshop_scheduler.bench import quality
 from jobshop_scheduler.bench.quality import METHODS, PPO, Instance, Row, Summary
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.domain.validator import ValidationReport, Violation
 from jobshop_scheduler.heuristics.dispatch import RULES
 from jobshop_scheduler.instances import best_known, load_taillard
 from jobshop_scheduler.rl.fast_policy import FastScorer
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, LoadedModel, ModelCard
+from jobshop_scheduler.rl.model_store import LoadedModel, ModelCard
 
 pytestmark = pytest.mark.unit
 

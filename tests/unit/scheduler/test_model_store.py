@@ -102,7 +102,7 @@ SERVING_PATH = """
 import sys
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.planner import Planner
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service import server
 from jobshop_scheduler.service.readiness import load_checked_model
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from jobshop_scheduler.arg_types import positive
 from jobshop_scheduler.bench import report
 from jobshop_scheduler.bench.load import KINDS, drive, payloads
 from jobshop_scheduler.bench.report import Cell, CellResult, MirrorResult, cell_result
@@ -43,7 +44,7 @@ from jobshop_scheduler.bench.servers import (
     split_cpus,
     start_all,
 )
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service.keys import generate_key
 
 POLICIES = ("ppo", "heuristic")
@@ -246,13 +247,6 @@ def print_report(measured: dict[str, Any], args: argparse.Namespace) -> None:
     print(report.describe_mirror(measured["mirror"]))
 
 
-def _positive_ints(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         (__doc__ or "").split("\n\n")[0] + " Starts its own servers (schedctl serve "
@@ -264,20 +258,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add(
         "--sizes",
-        type=_positive_ints,
+        type=positive,
         nargs="+",
         metavar="JOBS",
         help=f"jobs per request (default: {' '.join(map(str, DEFAULT_SIZES))})",
     )
     add(
         "--requests",
-        type=_positive_ints,
+        type=positive,
         metavar="N",
         help=f"measured calls per cell (default: {DEFAULT_REQUESTS})",
     )
     add(
         "--concurrency",
-        type=_positive_ints,
+        type=positive,
         nargs="+",
         metavar="C",
         help="calls in flight (default: 1 8)",

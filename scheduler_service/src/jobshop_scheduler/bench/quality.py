@@ -36,7 +36,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from jobshop_scheduler import table
+from jobshop_scheduler.arg_types import non_negative
 from jobshop_scheduler.bench import search_quality
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
@@ -44,7 +47,7 @@ from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makesp
 from jobshop_scheduler.instances import TAILLARD, load_taillard
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR, ModelError, load_model
+from jobshop_scheduler.rl.model_store import ModelError, load_model
 from jobshop_scheduler.rl.sampling import random_taillard
 
 PPO = "ppo"
@@ -236,15 +239,14 @@ def format_table(set_name: str, summaries: Sequence[Summary]) -> str:
     mine = [s for s in summaries if s.set == set_name]
     reference = "best rule per instance" if set_name in GENERATED else "best known"
     count = mine[0].instances if mine else 0
-    lines = [
-        f"{set_name}: {count} instance{'' if count == 1 else 's'}, gap vs {reference}",
-        f"  {'method':<8}{'mean gap %':>12}{'max gap %':>12}{'mean ms':>12}{'wins':>6}",
-    ]
-    lines += [
-        f"  {s.method:<8}{s.mean_gap_pct:>12.2f}{s.max_gap_pct:>12.2f}{s.mean_ms:>12.1f}{s.wins:>6}"
+    rows = [
+        (s.method, f"{s.mean_gap_pct:.2f}", f"{s.max_gap_pct:.2f}", f"{s.mean_ms:.1f}", s.wins)
         for s in mine
     ]
-    return "\n".join(lines)
+    headers = ("method", "mean gap %", "max gap %", "mean ms", "wins")
+    return f"{set_name}: {count} instance{'' if count == 1 else 's'}, gap vs {reference}\n" + (
+        table.render(headers, rows, right=range(1, 5), indent="  ")
+    )
 
 
 def verdict(summaries: Sequence[Summary]) -> str:
@@ -328,7 +330,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quick", action="store_true", help="smoke subset: ta01-03, ta71, 3 of each generated set")
     add(
         "--production-count",
-        type=_non_negative,
+        type=non_negative,
         default=20,
         help="instances per generated set (production, classic170x10; default: %(default)s)",
     )
@@ -338,13 +340,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress bar")
     add("--record", action="store_true", help="write the results into the model card")
     search_quality.add_arguments(parser)
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from jobshop_scheduler import table
 from jobshop_scheduler.bench.load import KIND_NOTES, LoadResult, percentile
 
 MIRROR_TARGET = 0.10  # mirroring may cost at most 10% of client latency
@@ -86,10 +87,8 @@ def _x(value: float | None) -> str:
     return f"{value:.2f}x" if value is not None else "-"
 
 
-HEADER = (
-    f"{'kind':<11}{'jobs':>5} {'policy':<10}{'conc':>4}{'n':>5}{'p50':>9}{'p95':>9}{'p99':>9}"
-    f"{'srv p50':>9}{'req/s':>8}{'err':>5}{'p50/heur':>10}{'req/s/c1':>10}"
-)
+HEADER = ("kind", "jobs", "policy", "conc", "n", "p50", "p95", "p99", "srv p50", "req/s", "err",
+          "p50/heur", "req/s/c1")  # fmt: skip
 
 
 def format_table(results: Sequence[CellResult], requests: int) -> str:
@@ -98,16 +97,15 @@ def format_table(results: Sequence[CellResult], requests: int) -> str:
         f"Schedule over gRPC on loopback: {requests} measured calls per cell, latencies in ms "
         "(client side; srv = the server's latency_ms)",
         *(f"  {kind}: {note}" for kind, note in KIND_NOTES.items()),
-        HEADER,
     ]
-    for r in results:
-        lines.append(
-            f"{r.kind:<11}{r.jobs:>5} {r.policy:<10}{r.concurrency:>4}{r.requests:>5}"
-            f"{r.p50_ms:>9.1f}{r.p95_ms:>9.1f}{r.p99_ms:>9.1f}{r.server_p50_ms:>9.1f}"
-            f"{r.throughput_rps:>8.1f}{r.errors:>5}{_x(r.ppo_vs_heuristic_p50):>10}"
-            f"{_x(r.throughput_vs_c1):>10}"
-        )
-    return "\n".join(lines)
+    rows = [
+        (r.kind, r.jobs, r.policy, r.concurrency, r.requests, f"{r.p50_ms:.1f}",
+         f"{r.p95_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.server_p50_ms:.1f}",
+         f"{r.throughput_rps:.1f}", r.errors, _x(r.ppo_vs_heuristic_p50), _x(r.throughput_vs_c1))
+        for r in results
+    ]  # fmt: skip
+    numbers = {i for i, name in enumerate(HEADER) if name not in ("kind", "policy")}
+    return "\n".join(lines) + "\n" + table.render(HEADER, rows, right=numbers)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from jobshop_scheduler import table
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
@@ -183,15 +184,15 @@ def evaluate(case: Case, scorer: FastScorer, args: argparse.Namespace) -> list[R
     ]  # fmt: skip
 
 
-def table(set_name: str, rows: Sequence[Row], budgets: Sequence[int]) -> str:
+def format_table(set_name: str, rows: Sequence[Row], budgets: Sequence[int]) -> str:
     mine = [r for r in rows if r.set == set_name]
     count = len({r.instance for r in mine})
-    lines = [
-        f"{set_name}: {count} instances, gap % to "
-        + ("best known" if mine and set_name.startswith("ta") else "best plan found (long runs)"),
-        f"  {'budget':>8} {'search mean':>12} {'max':>7} {'cpsat mean':>11} {'max':>7}"
-        f" {'cpsat found':>12} {'search better/equal/worse':>26}",
-    ]
+    title = f"{set_name}: {count} instances, gap % to " + (
+        "best known" if mine and set_name.startswith("ta") else "best plan found (long runs)"
+    )
+    headers = ("budget", "search mean", "max", "cpsat mean", "max", "cpsat found",
+               "search better/equal/worse")  # fmt: skip
+    lines = []
     for budget in budgets:
         ours = [r for r in mine if r.budget_ms == budget and r.method == "search"]
         theirs = {r.instance: r for r in mine if r.budget_ms == budget and r.method == "cpsat"}
@@ -199,12 +200,12 @@ def table(set_name: str, rows: Sequence[Row], budgets: Sequence[int]) -> str:
         cp_mean = f"{100 * statistics.fmean(r.gap for r in found):.2f}" if found else "-"
         cp_max = f"{100 * max(r.gap for r in found):.2f}" if found else "-"
         lines.append(
-            f"  {_label(budget):>8} {100 * statistics.fmean(r.gap for r in ours):>12.2f}"
-            f" {100 * max(r.gap for r in ours):>7.2f} {cp_mean:>11} {cp_max:>7}"
-            f" {f'{len(found)}/{len(theirs)}' if theirs else '-':>12}"
-            f" {_versus(ours, theirs) if theirs else '-':>26}"
-        )
-    return "\n".join(lines)
+            (_label(budget), f"{100 * statistics.fmean(r.gap for r in ours):.2f}",
+             f"{100 * max(r.gap for r in ours):.2f}", cp_mean, cp_max,
+             f"{len(found)}/{len(theirs)}" if theirs else "-",
+             _versus(ours, theirs) if theirs else "-")
+        )  # fmt: skip
+    return title + "\n" + table.render(headers, lines, right=range(7), indent="  ")
 
 
 def _versus(ours: Sequence[Row], theirs: dict[str, Row]) -> str:
@@ -294,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         _check(case, model.scorer)
     print(f"model {model.card.version}; {os.cpu_count()} cores; CP-SAT workers {args.workers}")
     for set_name in dict.fromkeys(c.set_name for c in cases):
-        print(table(set_name, rows, args.budgets) + "\n")
+        print(format_table(set_name, rows, args.budgets) + "\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "search.csv").open("w", newline="") as fh:

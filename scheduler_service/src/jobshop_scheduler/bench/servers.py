@@ -26,6 +26,7 @@ from types import TracebackType
 import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobshop_scheduler.arg_types import positive
 from jobshop_scheduler.service import client
 
 START_TIMEOUT_S = 300.0  # compiling the numba kernels on a first start, on a busy machine
@@ -197,13 +198,6 @@ class ServerProcess:
         self.stop()
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def parse_env(text: str) -> tuple[str, str]:
     """``NAME=VALUE`` (an argparse type) for ``--server-env``."""
     name, sep, value = text.partition("=")
@@ -216,7 +210,7 @@ def add_server_options(add: Callable[..., object]) -> None:
     """Options both load commands pass to their ``schedctl serve`` processes."""
     add(
         "--server-workers",
-        type=_positive_int,
+        type=positive,
         default=2,
         help="planner threads of the server (schedctl serve --workers; default: %(default)s)",
     )

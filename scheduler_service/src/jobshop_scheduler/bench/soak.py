@@ -23,10 +23,12 @@ from typing import NoReturn
 
 from tqdm import tqdm
 
+from jobshop_scheduler import table
+from jobshop_scheduler.arg_types import positive, positive_number
 from jobshop_scheduler.bench.load import drive, payloads, percentile
 from jobshop_scheduler.bench.report import jsonable, machine
 from jobshop_scheduler.bench.servers import BenchError, ServerProcess, add_server_options
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 
 MIB = 1024 * 1024
 POOL = 8
@@ -75,7 +77,7 @@ def format_table(r: SoakResult) -> str:
         f"soak: production-like {r.jobs} jobs, {r.policy}, concurrency {r.concurrency}, "
         f"{r.duration_s:.0f} s ({machine()})"
     )
-    return "\n".join([head, *(f"  {name:<18}{value}" for name, value in rows)])
+    return head + "\n" + table.render(None, rows, indent="  ")
 
 
 def soak(server: ServerProcess, args: argparse.Namespace) -> SoakResult:
@@ -116,48 +118,34 @@ def soak(server: ServerProcess, args: argparse.Namespace) -> SoakResult:
     )  # fmt: skip
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (__doc__ or "").split("\n\n")[
         0
     ] + " Exit 1 (FAIL) on any failed call or memory growth past --max-growth after warm-up."
     add = parser.add_argument
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
-    add("--duration", type=_positive_float, default=600.0, help="seconds (default: %(default)s)")
-    add("--concurrency", type=_positive_int, default=8, help="calls in flight (default: 8)")
-    add("--jobs", type=_positive_int, default=170, help="jobs per request (default: 170)")
+    add("--duration", type=positive_number, default=600.0, help="seconds (default: %(default)s)")
+    add("--concurrency", type=positive, default=8, help="calls in flight (default: 8)")
+    add("--jobs", type=positive, default=170, help="jobs per request (default: 170)")
     add(
         "--policy", choices=("ppo", "heuristic", "auto"), default="ppo", help="default: %(default)s"
     )
     add(
         "--warmup",
-        type=_positive_float,
+        type=positive_number,
         default=30.0,
         help="seconds before the memory baseline; at most a fifth of the duration "
         "(default: %(default)s)",
     )
     add(
         "--sample-every",
-        type=_positive_float,
+        type=positive_number,
         default=5.0,
         help="seconds between memory samples (default: %(default)s)",
     )
     add(
         "--max-growth",
-        type=_positive_float,
+        type=positive_number,
         default=5.0,
         help="memory growth after warm-up that fails the run, in %% (default: %(default)s)",
     )

@@ -22,9 +22,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from jobshop_scheduler import table
+from jobshop_scheduler.arg_types import positive
 from jobshop_scheduler.bench.report import machine
 from jobshop_scheduler.bench.servers import BenchError, ServerProcess
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 
 WORKSPACE = DEFAULT_MODEL_DIR.parents[1]
 DEFAULT_REQUEST = WORKSPACE / "examples" / "requests" / "small.json"
@@ -163,22 +165,14 @@ def install_sizes() -> list[Figure]:
 
 def format_table(figures: Sequence[Figure], runs: int) -> str:
     head = f"start-up: median of {runs} fresh processes, PYTHONDONTWRITEBYTECODE=1 ({machine()})"
-    width = max(len(f.name) for f in figures)
-    lines = [head, f"  {'':<{width}}  {'median':>9}  {'min':>9}  {'max':>9}  {'target':>7}"]
-    for f in figures:
-        target = f"{f.target:g}" if f.target is not None else "-"
-        lines.append(
-            f"  {f.name:<{width}}  {f.median:>7.2f} {f.unit:<1}  {min(f.samples):>7.2f} "
-            f"{f.unit:<1}  {max(f.samples):>7.2f} {f.unit:<1}  {target:>7}  {f.verdict}"
-        )
-    return "\n".join(lines)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+    rows = [
+        (f.name, f"{f.median:.2f} {f.unit}", f"{min(f.samples):.2f} {f.unit}",
+         f"{max(f.samples):.2f} {f.unit}", f"{f.target:g} {f.unit}" if f.target else "-",
+         f.verdict)
+        for f in figures
+    ]  # fmt: skip
+    headers = ("", "median", "min", "max", "target", "")
+    return head + "\n" + table.render(headers, rows, right=range(1, 5), indent="  ")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -188,7 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add("--request", type=Path, default=DEFAULT_REQUEST, help="default: %(default)s")
-    add("--runs", type=_positive_int, default=5, help="processes per figure (default: 5)")
+    add("--runs", type=positive, default=5, help="processes per figure (default: 5)")
     add(
         "--install-size",
         action="store_true",

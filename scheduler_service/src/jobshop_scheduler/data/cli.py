@@ -32,10 +32,15 @@ VERIFY_DATA_HELP = (
 )
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def add_env_file(p: argparse.ArgumentParser) -> None:
+    """``--env-file``, the flag every command reading the settings has."""
     p.add_argument(
         "--env-file", type=Path, help="settings file (default: $SCHEDULER_ENV_FILE, else ./.env)"
     )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    add_env_file(p)
     p.add_argument(
         "--expect-jobs",
         type=int,

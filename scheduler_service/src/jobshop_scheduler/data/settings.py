@@ -15,15 +15,14 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from jobshop_scheduler.data import queries
 from jobshop_scheduler.data.envfile import EnvFileError, read_env_file
 from jobshop_scheduler.data.secret import Secret
-from jobshop_scheduler.planner import DEFAULT_BATCH_SIZE
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MODEL_DIR
 
 ENV_FILE_ENV = "SCHEDULER_ENV_FILE"
 PASSWORD_ENV = "SCHEDULER_DB_PASSWORD"
@@ -166,12 +165,6 @@ SPECS: tuple[Spec, ...] = (
     Spec("SCHEDULER_PREFLIGHT_MIN_DISK_GB", "min_disk_gb", _number, "preflight: free disk, GB"),
 )
 KNOWN = frozenset({s.env for s in SPECS} | {ENV_FILE_ENV})
-
-
-def default_of(spec: Spec) -> object:
-    """The default of a setting, for the docs and ``.env.example``."""
-    (f,) = (f for f in fields(Settings) if f.name == spec.field)
-    return f.default_factory() if callable(f.default_factory) else f.default
 
 
 def _check_names(env_file: Mapping[str, str], environ: Mapping[str, str]) -> None:

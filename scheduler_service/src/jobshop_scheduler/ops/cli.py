@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jobshop_scheduler import checklist
 from jobshop_scheduler.checklist import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from jobshop_scheduler.data.cli import add_env_file
 from jobshop_scheduler.data.settings import Settings, SettingsError, load_settings, with_overrides
 from jobshop_scheduler.ops.backup import BackupError, backup_model
 from jobshop_scheduler.ops.model_checks import ModelCheckOptions, verify_model
@@ -35,12 +36,6 @@ PREFLIGHT_HELP = (
 )
 
 
-def _env_file(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--env-file", type=Path, help="settings file (default: $SCHEDULER_ENV_FILE, else ./.env)"
-    )
-
-
 def _model_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-dir",
@@ -62,7 +57,7 @@ def add_verify_model_arguments(p: argparse.ArgumentParser) -> None:
     p.description, p.epilog = VERIFY_MODEL_HELP, checklist.EXIT_CODES_HELP
     _model_dir(p)
     _backup_dir(p)
-    _env_file(p)
+    add_env_file(p)
     p.add_argument(
         "--require-backup", action="store_true", help="a missing backup is a failure, not a warning"
     )
@@ -73,12 +68,12 @@ def add_backup_model_arguments(p: argparse.ArgumentParser) -> None:
     p.description, p.epilog = BACKUP_MODEL_HELP, checklist.EXIT_CODES_HELP
     _model_dir(p)
     _backup_dir(p)
-    _env_file(p)
+    add_env_file(p)
 
 
 def add_preflight_arguments(p: argparse.ArgumentParser) -> None:
     p.description, p.epilog = PREFLIGHT_HELP, checklist.EXIT_CODES_HELP
-    _env_file(p)
+    add_env_file(p)
     _model_dir(p)
     p.add_argument("--min-cores", type=int, help="CPU cores required (default: 4)")
     p.add_argument("--min-ram-gb", type=float, help="RAM required, GB (default: 16)")

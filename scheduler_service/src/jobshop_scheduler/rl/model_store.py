@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import jobshop_scheduler
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.rl.fast_policy import FastScorer, warm_up
 from jobshop_scheduler.rl.features import FEATURES
 from jobshop_scheduler.rl.weights import (
@@ -29,7 +30,6 @@ from jobshop_scheduler.rl.weights import (
 
 CARD_NAME = "model_card.json"
 MODEL_NAME = "final_model.zip"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[4] / "models" / "full_production"
 
 
 class ModelError(RuntimeError):

@@ -10,9 +10,9 @@ import platform
 import sys
 from pathlib import Path
 
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.rl.config import ConfigError, load_config
 from jobshop_scheduler.rl.model_store import (
-    DEFAULT_MODEL_DIR,
     MODEL_NAME,
     ModelCard,
     ModelError,

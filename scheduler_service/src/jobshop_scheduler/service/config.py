@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import (
+from jobshop_scheduler.defaults import (
     DEFAULT_BATCH_SIZE,
-    DEFAULT_POLICIES,
+    DEFAULT_MODEL_DIR,
     DEFAULT_TIME_BUDGET_MS,
     MAX_TIME_BUDGET_MS,
 )
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
+from jobshop_scheduler.planner import DEFAULT_POLICIES
 
 TRACK_ENV = "SCHEDULER_TRACK"
 KEYS_ENV = "SCHEDULER_API_KEYS_FILE"

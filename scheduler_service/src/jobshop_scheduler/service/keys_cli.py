@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobshop_scheduler.cli import CliError
+from jobshop_scheduler.command_error import CliError
 from jobshop_scheduler.service import keys
 
 

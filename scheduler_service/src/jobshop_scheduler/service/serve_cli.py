@@ -13,14 +13,14 @@ import asyncio
 import os
 from pathlib import Path
 
-from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
-from jobshop_scheduler.planner import (
+from jobshop_scheduler.defaults import (
     DEFAULT_BATCH_SIZE,
-    DEFAULT_POLICIES,
+    DEFAULT_MODEL_DIR,
     DEFAULT_TIME_BUDGET_MS,
     MAX_TIME_BUDGET_MS,
 )
-from jobshop_scheduler.rl.model_store import DEFAULT_MODEL_DIR
+from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
+from jobshop_scheduler.planner import DEFAULT_POLICIES
 from jobshop_scheduler.service.config import (
     DEFAULT_GRACE_S,
     DEFAULT_MAX_JOBS,
@@ -152,7 +152,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Configure logging, then serve until a signal; a start-up error is one line, exit 2."""
-    from jobshop_scheduler.cli import CliError  # noqa: PLC0415
+    from jobshop_scheduler.command_error import CliError  # noqa: PLC0415
     from jobshop_scheduler.service.keys import KeyFileError  # noqa: PLC0415
     from jobshop_scheduler.service.logs import configure_logging  # noqa: PLC0415
     from jobshop_scheduler.service.server import StartError  # noqa: PLC0415
