@@ -27,7 +27,7 @@ def test_bench_latency_quick_fills_every_cell_without_errors(
 
     cells = latency.grid(latency.QUICK_SIZES, latency.QUICK_CONCURRENCY)
     for cell in cells:
-        row = rf"^{cell.kind}\s+{cell.jobs} {cell.policy}\s+{cell.concurrency}\s+"
+        row = rf"^{cell.kind}\s+{cell.jobs}\s+{cell.policy}\s+{cell.concurrency}\s+"
         row += rf"{latency.QUICK_REQUESTS}\s.*\s0\s+\S+\s+\S+$"  # n ... errors 0, two ratios
         assert re.search(row, out, re.MULTILINE), f"no row for {cell} in:\n{out}"
     assert "fast path vs SB3 predict" in out and "speed-up" in out
