@@ -251,3 +251,29 @@ def test_record_writes_the_evaluation_into_the_card(
     assert ppo["instances"] == 3 and ppo["mean_gap_pct"] > 0
     assert set(evaluation["sets"]["ta01-10"]) == set(METHODS)
     assert "recorded the evaluation" in capsys.readouterr().out
+
+
+def test_grid_reports_every_cell_writes_its_files_and_caches_references(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobshop_scheduler.cli import main  # noqa: PLC0415
+
+    argv = ["benchmark", "--grid", "6x4", "12x4", "--production", "10", "--count", "2",
+            "--reference-seconds", "0.2", "--cache", str(tmp_path / "refs"),
+            "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    for cell in ("6x4", "12x4", "prod10"):
+        row = lines[cell]
+        assert row[1] == "2"  # instances in the cell
+        gaps = [float(x) for x in row[2 : 2 + len(METHODS)]]
+        assert all(g >= 0 for g in gaps)  # a reference is never worse than a plan of this run
+        assert row[-3] in RULES and row[-1] in ("yes", "NO")
+    assert "PPO beats the best rule in" in out
+    with (tmp_path / "out" / "grid.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 * 2 * len(METHODS)
+    assert (tmp_path / "out" / "grid.png").stat().st_size > 0
+    cached = sorted(p.name for p in (tmp_path / "refs").iterdir())
+    assert len(cached) == 6 and "6x4-s100-200ms.json" in cached

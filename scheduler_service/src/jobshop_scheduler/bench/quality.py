@@ -162,7 +162,13 @@ def run_method(
 def evaluate_instance(instance: Instance, scorer: FastScorer) -> tuple[list[Run], list[str]]:
     """Every method on one instance; errors name each invalid PPO plan."""
     problem = instance.problem()
-    cp = compile_problem(problem)
+    return run_methods(instance, problem, compile_problem(problem), scorer)
+
+
+def run_methods(
+    instance: Instance, problem: Problem, cp: CompiledProblem, scorer: FastScorer
+) -> tuple[list[Run], list[str]]:
+    """PPO and every rule on ``problem``; errors name each invalid PPO plan."""
     runs: list[Run] = []
     errors: list[str] = []
     for method in METHODS:
@@ -339,6 +345,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", type=Path, default=Path("out/benchmark"), help="default: %(default)s")
     add("--quiet", action="store_true", help="no progress bar")
     add("--record", action="store_true", help="write the results into the model card")
+    add(
+        "--grid",
+        nargs="*",
+        type=search_quality.parse_shape,
+        metavar="SHAPE",
+        help="quality by shop shape: greedy PPO and every rule on generated shapes (default "
+        "grid 15x15 ... 200x20, plus --production shops), gaps to long-run references "
+        "(--count, --seed, --reference-seconds, --cache); writes grid.csv and grid.png",
+    )
     search_quality.add_arguments(parser)
 
 
@@ -351,6 +366,10 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"benchmark: cannot load the model: {exc}", file=sys.stderr)
         return 2
+    if args.grid is not None:
+        from jobshop_scheduler.bench import grid  # noqa: PLC0415 - its own mode
+
+        return grid.run(args, model.scorer, f"model {model.card.version} ({model.path})")
     instances = select_instances(args.sets, args.production_count, args.production_seed, args.quick)
     rows, errors = benchmark(instances, model.scorer, progress=not args.quiet)
     summaries = summarise(rows)

@@ -113,16 +113,26 @@ def select_cases(args: argparse.Namespace) -> list[Case]:
             Case(set_name, n, load_taillard(n), TAILLARD[n].best_known)
             for n in TAILLARD_SETS[set_name]
         ]
-    for jobs, machines in args.shapes:
-        for k in range(args.count):
-            seed = args.seed + k
+    return cases + generated_cases(args.shapes, args.production, args.count, args.seed)
+
+
+def generated_cases(
+    shapes: Sequence[tuple[int, int]], production: Sequence[int], count: int, seed: int
+) -> list[Case]:
+    """``count`` instances per shape (Taillard's generator) and per production-like size, the
+    k-th of each drawn from ``seed + k``."""
+    cases: list[Case] = []
+    for jobs, machines in shapes:
+        for k in range(count):
             # Taillard's generator takes two seeds: time and machine orders.
-            problem = taillard(jobs, machines, 1_000_003 * seed + 17, 7_919 * seed + 29, "")
-            cases.append(Case(f"{jobs}x{machines}", f"{jobs}x{machines}-s{seed}", problem))
-    for jobs in args.production:
-        for k in range(args.count):
-            seed = args.seed + k
-            cases.append(Case(f"prod{jobs}", f"prod{jobs}-s{seed}", production_like(jobs, seed)))
+            s = seed + k
+            problem = taillard(jobs, machines, 1_000_003 * s + 17, 7_919 * s + 29, "")
+            cases.append(Case(f"{jobs}x{machines}", f"{jobs}x{machines}-s{s}", problem))
+    for jobs in production:
+        cases += [
+            Case(f"prod{jobs}", f"prod{jobs}-s{seed + k}", production_like(jobs, seed + k))
+            for k in range(count)
+        ]
     return cases
 
 
@@ -153,7 +163,9 @@ def reference(case: Case, cp: CompiledProblem, scorer: FastScorer, args: argpars
     """Best known, else the cached (or now computed) long runs' best makespan."""
     if case.best_known is not None:
         return case.best_known
-    path = Path(args.cache) / f"{case.name}-{int(args.reference_seconds)}s.json"
+    length = float(args.reference_seconds)
+    label = f"{int(length)}s" if length.is_integer() else f"{round(length * 1000)}ms"
+    path = Path(args.cache) / f"{case.name}-{label}.json"
     if path.exists():
         return int(json.loads(path.read_text())["makespan"])
     budget = int(args.reference_seconds * 1000)
@@ -241,8 +253,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--budgets: generated Taillard shapes JOBSxMACHINES "
         f"(default: {' '.join(DEFAULT_SHAPES)})",
     )
-    add("--count", type=int, default=5, help="--budgets: instances per shape (default: 5)")
-    add("--seed", type=int, default=100, help="--budgets: first seed per shape (default: 100)")
+    add("--count", type=int, default=5, help="--budgets, --grid: instances per shape (default: 5)")
+    add(
+        "--seed",
+        type=int,
+        default=100,
+        help="--budgets, --grid: first seed per shape (default: 100)",
+    )
     add(
         "--taillard",
         nargs="*",
@@ -255,15 +272,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         type=int,
         default=[50, 170],
-        help="--budgets: production-like shops of these job counts (default: 50 170)",
+        help="--budgets, --grid: production-like shops of these job counts (default: 50 170)",
     )
     add(
         "--reference-seconds",
         type=float,
         default=60.0,
-        help="--budgets: long-run length for generated instances' references (default: 60)",
+        help="--budgets, --grid: long-run length for generated instances' references (default: 60)",
     )
-    add("--cache", type=Path, default=DEFAULT_CACHE, help="--budgets: references cache")
+    add("--cache", type=Path, default=DEFAULT_CACHE, help="--budgets, --grid: references cache")
     add("--workers", type=int, default=os.cpu_count() or 1, help="--budgets: CP-SAT threads")
     add("--no-cpsat", action="store_true", help="--budgets: our search only")
     add(

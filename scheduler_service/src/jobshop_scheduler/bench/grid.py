@@ -1,0 +1,119 @@
+"""Quality by shop shape (``schedctl benchmark --grid``): greedy PPO and every rule, cell by cell.
+
+A policy tuned on two sizes can look good on them and lose to the rule it replaces elsewhere,
+so quality is measured over a grid of shapes: classic shops of Taillard's generator from 15x15
+to 200x20 (jobs per machine from 1 to 10) and the production-like flexible shops at 50 and 170
+jobs, ``--count`` instances per cell from our own seeds (``--seed``). The reference of an
+instance is the best plan of a long run (our anytime search and CP-SAT, ``--reference-seconds``
+each), cached on disk like the anytime benchmark's (``--cache``), or the best plan of this run
+if that is shorter; so a gap here is a gap to the best plan we know, not to a proven optimum.
+
+Prints one row per cell: the mean gap of PPO and of every rule, the best rule, and whether PPO
+beats it; writes ``grid.csv`` (one row per instance and method) and ``grid.png`` (a heat map of
+the mean gaps) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from jobshop_scheduler import table
+from jobshop_scheduler.bench import quality, search_quality
+from jobshop_scheduler.heuristics.compiled import compile_problem
+from jobshop_scheduler.heuristics.dispatch import RULES
+from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.search.anytime import warm_up
+
+GRID_SHAPES = ("15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20", "200x20")
+CSV_NAME, PNG_NAME = "grid.csv", "grid.png"
+
+
+def evaluate(
+    case: search_quality.Case, scorer: FastScorer, args: argparse.Namespace
+) -> tuple[list[quality.Row], list[str]]:
+    """Every method on one instance, against its long-run reference; invalid PPO plans."""
+    instance = quality.Instance(case.set_name, case.name)
+    cp = compile_problem(case.problem)
+    runs, errors = quality.run_methods(instance, case.problem, cp, scorer)
+    reference = search_quality.reference(case, cp, scorer, args)
+    reference = min([reference, *(r.makespan for r in runs)])
+    return [r.row(reference) for r in runs], errors
+
+
+def cell_table(summaries: Sequence[quality.Summary]) -> str:
+    """One row per cell: mean gap % of each method, the best rule, and PPO's verdict."""
+    cells = list(dict.fromkeys(s.set for s in summaries))
+    mean = {(s.set, s.method): s.mean_gap_pct for s in summaries}
+    rows = []
+    for cell in cells:
+        best = min(RULES, key=lambda rule: mean[(cell, rule)])
+        ppo, rule = mean[(cell, quality.PPO)], mean[(cell, best)]
+        verdict = "yes" if ppo < rule else "NO"
+        count = next(s.instances for s in summaries if s.set == cell)
+        gaps = [f"{mean[(cell, m)]:.2f}" for m in quality.METHODS]
+        rows.append((cell, count, *gaps, best, f"{ppo - rule:+.2f}", verdict))
+    headers = ("cell", "n", *quality.METHODS, "best rule", "ppo - best", "ppo wins")
+    numbers = range(1, len(quality.METHODS) + 2)
+    return table.render(headers, rows, right=[*numbers, len(headers) - 2])
+
+
+def plot_heat_map(path: Path, summaries: Sequence[quality.Summary]) -> None:
+    """Cells down, methods across, colour and label the mean gap %."""
+    cells = list(dict.fromkeys(s.set for s in summaries))
+    mean = {(s.set, s.method): s.mean_gap_pct for s in summaries}
+    values = [[mean[(c, m)] for m in quality.METHODS] for c in cells]
+    fig = Figure(figsize=(1.1 * len(quality.METHODS) + 2.5, 0.45 * len(cells) + 1.8))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="RdYlGn_r", aspect="auto")
+    for i, row in enumerate(values):
+        for j, value in enumerate(row):
+            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(quality.METHODS)), quality.METHODS)
+    ax.set_yticks(range(len(cells)), cells)
+    ax.set_title("Mean gap % to the best plan found, by shop shape (greedy, one pass)")
+    fig.colorbar(image, ax=ax, label="mean gap %")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def run(args: argparse.Namespace, scorer: FastScorer, model_line: str) -> int:
+    """The grid benchmark: 0 ok, 1 an invalid PPO plan."""
+    warm_up()
+    shapes = args.grid or [search_quality.parse_shape(s) for s in GRID_SHAPES]
+    cases = search_quality.generated_cases(shapes, args.production, args.count, args.seed)
+    rows: list[quality.Row] = []
+    errors: list[str] = []
+    bar = tqdm(cases, desc="grid", unit="instance", file=sys.stderr, disable=args.quiet)
+    for case in bar:
+        bar.set_postfix_str(case.name)
+        found, invalid = evaluate(case, scorer, args)
+        rows += found
+        errors += invalid
+    summaries = quality.summarise(rows)
+    print(f"{model_line}; references: best of {args.reference_seconds:g} s runs (cached)")
+    print(cell_table(summaries))
+    wins = [s.set for s in summaries if s.method == quality.PPO]
+    lost = [c for c in wins if _loses(c, summaries)]
+    print(f"PPO beats the best rule in {len(wins) - len(lost)} of {len(wins)} cells"
+          + (f"; not in {', '.join(lost)}" if lost else ""))  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    quality.write_csv(out / CSV_NAME, rows, quality.Row)
+    plot_heat_map(out / PNG_NAME, summaries)
+    print(f"wrote {CSV_NAME} and {PNG_NAME} to {out}")
+    for error in errors:
+        print(f"ERROR {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _loses(cell: str, summaries: Sequence[quality.Summary]) -> bool:
+    mean = {s.method: s.mean_gap_pct for s in summaries if s.set == cell}
+    return mean[quality.PPO] >= min(mean[rule] for rule in RULES)
