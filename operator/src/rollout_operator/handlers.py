@@ -21,6 +21,7 @@ from typing import Any, cast
 import kopf
 from kubernetes import client
 
+from rollout_operator.kube import none_if_missing
 from rollout_operator.model import TERMINAL_PHASES
 from rollout_operator.reconcile import Reconciler, Rollout
 from rollout_operator.resource import FINALIZER, GROUP, PLURAL, VERSION
@@ -49,18 +50,12 @@ class RolloutLocks:
 
 def fresh(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any] | None:
     """The rollout as the API server has it now; None once it is gone."""
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
-    try:
-        body = cast(
+    return none_if_missing(
+        lambda: cast(
             dict[str, Any],
             custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
         )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return body
+    )
 
 
 def connection_info(configuration: client.Configuration) -> kopf.ConnectionInfo:

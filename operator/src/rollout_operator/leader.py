@@ -34,6 +34,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.kube import none_if_missing
+
 log = logging.getLogger(__name__)
 
 
@@ -164,12 +166,10 @@ class LeaderElector:
         }
 
     def _read(self) -> dict[str, Any] | None:
-        try:
-            lease = self.api.read_namespaced_lease(self.config.name, self.config.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        cfg = self.config
+        lease = none_if_missing(lambda: self.api.read_namespaced_lease(cfg.name, cfg.namespace))
+        if lease is None:
+            return None
         data: dict[str, Any] = self.api.api_client.sanitize_for_serialization(lease)
         return data
 

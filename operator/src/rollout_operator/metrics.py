@@ -18,8 +18,8 @@ What a dashboard or an alert on the operator needs, each series labelled ``rollo
   that triggered it (or e.g. ``noData``/``abort`` for rollbacks not caused by a rule);
 - ``rollout_operator_analysis_no_data_total{metric,kind}``: measurements that had no data.
 
-The registry is the object's own (not the process-wide default), so tests and two operators in
-one process never share series; ``forget`` drops a deleted rollout's series.
+The registry is the object's own (not the process-wide default), so two operators in one
+process never share series; ``forget`` drops a deleted rollout's series.
 """
 
 from __future__ import annotations

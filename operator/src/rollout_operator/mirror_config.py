@@ -24,12 +24,13 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.kube import none_if_missing
 from rollout_operator.model import RoutingSpec
+from rollout_operator.resource import MANAGED_BY
 
 MIRROR_KEY = "mirror.json"
 DEFAULT_TIMEOUT_MS = 2000
 MAX_TIMEOUT_MS = 600_000
-MANAGED_BY = {"app.kubernetes.io/managed-by": "rollout-operator"}
 
 
 def config_map_name(routing: RoutingSpec, target: str) -> str:
@@ -95,11 +96,8 @@ def set_mirror(
         tls_ca_file=tls_ca_file,
         api_key_file=api_key_file,
     )
-    try:
-        current = core_api.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    current = none_if_missing(lambda: core_api.read_namespaced_config_map(name, namespace))
+    if current is None:
         body = {"metadata": {"name": name, "labels": MANAGED_BY}, "data": {MIRROR_KEY: text}}
         try:
             core_api.create_namespaced_config_map(
@@ -109,20 +107,16 @@ def set_mirror(
         except ApiException as race:
             if race.status != 409:  # created meanwhile: patch it below
                 raise
-    else:
-        if (current.data or {}).get(MIRROR_KEY) == text:
-            return
+    elif (current.data or {}).get(MIRROR_KEY) == text:
+        return
     core_api.patch_namespaced_config_map(name, namespace, {"data": {MIRROR_KEY: text}})
 
 
 def get_mirror(core_api: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any] | None:
     """The parsed ``mirror.json``; None when the ConfigMap or the key is missing."""
-    try:
-        current = core_api.read_namespaced_config_map(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    current = none_if_missing(lambda: core_api.read_namespaced_config_map(name, namespace))
+    if current is None:
+        return None
     text = (current.data or {}).get(MIRROR_KEY)
     if not text:
         return None

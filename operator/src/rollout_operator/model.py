@@ -2,8 +2,8 @@
 
 Frozen dataclasses, no Kubernetes or Prometheus imports: the spec parser (`spec.py`) builds them
 from a custom resource, the analysis (`analysis/`) fills `MetricResult`s, the state machine
-(`state_machine.py`) reads both and decides. Keeping the vocabulary apart lets each of those be
-tested on its own.
+(`state_machine.py`) reads both and decides. Keeping the vocabulary apart lets each of those
+run without the others' clients.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The kopf handlers (`handlers.py`) call `Reconciler.reconcile` on every timer tick and on every
 change of the object; everything that decides lives in `state_machine.advance`. The order is the
 one `actions.py` explains: effects (idempotent) first, then one status write, then events and
-notifications, so a crash at any point leaves a state the next reconcile repairs, never a
-half-written status or an announcement of a change that did not happen.
+webhook notifications (`notify.py`), so a crash at any point leaves a state the next reconcile
+repairs, never a half-written status or an announcement of a change that did not happen.
 
 Errors: a spec or a cluster object that cannot work as written (`SpecError`, and the routers' and
 workloads' errors that name a spec field) puts the rollout in phase Invalid with the field named;
@@ -13,17 +13,15 @@ the operator keeps running. Anything else is transient: it propagates, and kopf 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from kubernetes import client
 
-from rollout_operator import commands, services, workloads
+from rollout_operator import commands, notify, services, workloads
 from rollout_operator.actions import (
     Action,
     EmitEvent,
@@ -35,14 +33,12 @@ from rollout_operator.actions import (
     SetTraffic,
     split,
 )
-from rollout_operator.analysis.provider import MetricsProvider
 from rollout_operator.analysis.runner import analyse
 from rollout_operator.metrics import OperatorMetrics
-from rollout_operator.model import TERMINAL_PHASES, Commands, Phase, Provider, RolloutSpec
-from rollout_operator.resource import GROUP, PLURAL, VERSION
+from rollout_operator.model import TERMINAL_PHASES, Commands, Phase, RolloutSpec
+from rollout_operator.resource import GROUP, KIND, PLURAL, VERSION
 from rollout_operator.routers.base import Router, RouterError
 from rollout_operator.routers.registry import make_router
-from rollout_operator.routers.replicas import ReplicaRatioRouter
 from rollout_operator.services import ServiceError
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import (
@@ -50,7 +46,6 @@ from rollout_operator.state_machine import (
     advance,
     analysis_due,
     invalid_status,
-    next_check_in,
     track_at,
 )
 from rollout_operator.status import RolloutStatus
@@ -58,7 +53,6 @@ from rollout_operator.workloads import WorkloadError
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_TIMEOUT_S = 5.0
 FIELD_ERRORS = (RouterError, WorkloadError, ServiceError)
 
 
@@ -114,7 +108,7 @@ class Rollout:
     def owner_ref(self) -> dict[str, Any]:
         return {
             "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "SchedulerRollout",
+            "kind": KIND,
             "name": self.name,
             "uid": self.uid,
             "controller": True,
@@ -131,8 +125,6 @@ class Reconciler:
         metrics: OperatorMetrics,
         emit: EventSink,
         *,
-        provider_factory: Callable[[str], MetricsProvider] | None = None,
-        clock: Callable[[], float] = time.time,
         progress_deadline_s: float | None = None,
     ) -> None:
         self.api_client = api_client
@@ -141,44 +133,41 @@ class Reconciler:
         self.custom = client.CustomObjectsApi(api_client)
         self.metrics = metrics
         self.emit = emit
-        self.provider_factory = provider_factory
-        self.clock = clock
         self.deadline_kw = (
             {} if progress_deadline_s is None else {"progress_deadline_s": progress_deadline_s}
         )
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def reconcile(self, rollout: Rollout) -> float | None:
-        """Bring one rollout one step forward; seconds until it wants the next look (or None)."""
-        now = self.clock()
+    def reconcile(self, rollout: Rollout) -> None:
+        """Bring one rollout one step forward."""
+        now = time.time()
         status = RolloutStatus.from_dict(rollout.status)
         pending = commands.pending(rollout.annotations, rollout.status)
         if status.phase in TERMINAL_PHASES and not (
             _is_retry(pending) and status.phase in RETRYABLE_PHASES
         ):
             self._finished(rollout, status, pending)
-            return None
+            return
         try:
             spec = parse_spec(rollout.spec)
             wanted = commands.to_commands(pending)
         except (SpecError, commands.CommandError) as exc:
             self._invalid(rollout, status, exc, now, pending)
-            return None
+            return
         try:
             router = self._router(spec, rollout)
-            new, actions = self._advance(spec, rollout, status, now, wanted)
+            new, actions = self._advance(spec, rollout, status, now, wanted, router=router)
             new = self._apply(spec, rollout, router, new, actions)
         except FIELD_ERRORS as exc:
             self._invalid(rollout, status, SpecError(exc.field, str(exc)), now, pending)
-            return None
+            return
         new = replace(
             new,
             last_command=pending or new.last_command,
             observed_generation=rollout.generation,
         )
         self._write(rollout, status, new, actions, webhook_url=spec.webhook_url)
-        return next_check_in(spec, new, now, **self.deadline_kw)
 
     def finalize(self, rollout: Rollout) -> None:
         """The rollout is being deleted: all traffic to stable, no mirror, no candidate."""
@@ -213,14 +202,11 @@ class Reconciler:
         status: RolloutStatus,
         now: float,
         wanted: Commands,
+        *,
+        router: Router,
     ) -> tuple[RolloutStatus, list[Action]]:
         report = None
         if analysis_due(spec, status, now):
-            provider = (
-                self.provider_factory(spec.analysis.prometheus_url)
-                if self.provider_factory
-                else None
-            )
             report = analyse(
                 spec.analysis,
                 track=track_at(spec.steps, status.step),
@@ -228,7 +214,6 @@ class Reconciler:
                 rollout=rollout.name,
                 shadow=status.phase is Phase.SHADOW,
                 now=now,
-                provider=provider,
             )
             self.metrics.record_analysis(rollout.name, rollout.namespace, report)
         ns, target = rollout.namespace, spec.target
@@ -240,6 +225,7 @@ class Reconciler:
             wanted,
             candidate_available=workloads.candidate_available(self.apps, ns, target),
             stable_available=workloads.stable_available(self.apps, ns, target),
+            router_sizes_candidate=router.sizes_candidate,
             **self.deadline_kw,
         )
 
@@ -260,14 +246,15 @@ class Reconciler:
                     self.core, ns, spec.routing, target, rollout.owner_ref
                 )
                 hide = services.service_selector(self.core, ns, spec.routing.stable_service)
+                replicas = self._candidate_replicas(router, ns, target)
                 revision = workloads.ensure_candidate(
                     self.apps, ns, target, spec.candidate, effect.track, rollout.name,
-                    rollout.owner_ref, hide_from=hide, replicas=self._candidate_replicas(spec, ns),
+                    rollout.owner_ref, hide_from=hide, replicas=replicas,
                 )  # fmt: skip
                 status = replace(status, candidate_revision=revision)
             elif isinstance(effect, SetTraffic):
-                if status.phase is Phase.PROMOTING and isinstance(router, ReplicaRatioRouter):
-                    router.hold_for_promotion()  # the stable needs its pods back to roll out
+                if status.phase is Phase.PROMOTING:
+                    router.set_promotion_traffic(effect.weight, effect.mirror_percent)
                 else:
                     router.set_traffic(effect.weight, effect.mirror_percent)
             elif isinstance(effect, PromoteStable):
@@ -283,13 +270,12 @@ class Reconciler:
             )
         return status
 
-    def _candidate_replicas(self, spec: RolloutSpec, namespace: str) -> int | None:
-        """Mesh routers leave sizing to us: as many pods as stable (mirrored or weighted traffic
-        can reach the full load). The replica router sizes the candidate itself."""
-        if spec.routing.provider is Provider.REPLICAS:
+    def _candidate_replicas(self, router: Router, namespace: str, target: str) -> int | None:
+        """As many pods as stable (mirrored or weighted traffic can reach the full load), unless
+        the router sizes the candidate itself (None: keep its count)."""
+        if router.sizes_candidate:
             return None
-        stable = self.apps.read_namespaced_deployment(spec.target, namespace)
-        return max(1, int(stable.spec.replicas or 1))
+        return max(1, workloads.stable_replicas(self.apps, namespace, target))
 
     def _finished(self, rollout: Rollout, status: RolloutStatus, pending: str | None) -> None:
         """A finished rollout changes only by ``retry``: nothing is read or checked (a target
@@ -340,21 +326,13 @@ class Reconciler:
                     rollout.body, announcement.type, announcement.reason, announcement.message
                 )
             elif isinstance(announcement, Notify) and webhook_url:
-                self._notify(webhook_url, rollout, announcement, new)
+                notify.send(
+                    webhook_url,
+                    announcement,
+                    namespace=rollout.namespace,
+                    rollout=rollout.name,
+                    status=new,
+                )
         self.metrics.record_state(rollout.name, rollout.namespace, new.phase, new.weight)
         if new.phase is Phase.ROLLED_BACK and old.phase is not Phase.ROLLED_BACK:
             self.metrics.record_rollback(rollout.name, rollout.namespace, rollback_cause(new))
-
-    def _notify(self, url: str, rollout: Rollout, note: Notify, status: RolloutStatus) -> None:
-        payload = {
-            "event": note.event, "message": note.message, "namespace": rollout.namespace,
-            "rollout": rollout.name, "phase": status.phase.value, "weight": status.weight,
-        }  # fmt: skip
-        request = urllib.request.Request(
-            url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S):
-                pass
-        except OSError as exc:  # a webhook that is down never stops a rollout
-            log.warning("webhook %s failed: %s", url, exc)

@@ -15,8 +15,10 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.kube import none_if_missing
 from rollout_operator.model import RoutingSpec
-from rollout_operator.workloads import CANDIDATE_LABEL, MANAGED_BY
+from rollout_operator.resource import MANAGED_BY
+from rollout_operator.workloads import CANDIDATE_LABEL
 
 STABLE_FIELD = "spec.routing.stableService"
 _PORT_FIELDS = ("name", "port", "targetPort", "protocol", "appProtocol")
@@ -31,12 +33,9 @@ class ServiceError(RuntimeError):
 
 
 def _read_stable(core_api: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any]:
-    try:
-        svc = core_api.read_namespaced_service(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise ServiceError(f"Service {namespace}/{name} not found ({STABLE_FIELD})") from None
-        raise
+    svc = none_if_missing(lambda: core_api.read_namespaced_service(name, namespace))
+    if svc is None:
+        raise ServiceError(f"Service {namespace}/{name} not found ({STABLE_FIELD})")
     data: dict[str, Any] = core_api.api_client.sanitize_for_serialization(svc)
     return data
 
@@ -54,12 +53,11 @@ def ensure_canary_service(
     owner_ref: Mapping[str, Any] | None,
 ) -> bool:
     """Create the canary Service when it is missing (True); an existing one is left alone."""
-    try:
-        core_api.read_namespaced_service(routing.canary_service, namespace)
+    canary = none_if_missing(
+        lambda: core_api.read_namespaced_service(routing.canary_service, namespace)
+    )
+    if canary is not None:
         return False
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
     stable = _read_stable(core_api, namespace, routing.stable_service)
     ports = [{k: p[k] for k in _PORT_FIELDS if k in p} for p in stable["spec"].get("ports") or []]
     meta: dict[str, Any] = {

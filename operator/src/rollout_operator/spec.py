@@ -2,7 +2,7 @@
 
 The CRD's schema (crds/schedulerrollouts.yaml) already refuses most nonsense at ``kubectl apply``
 and fills the defaults. This parser repeats the defaults, so a spec that never went through the
-API server's defaulting (a test's plain dict, an object stored before a default was added) means
+API server's defaulting (a dict built in code, an object stored before a default was added) means
 the same thing, and it checks what a schema cannot: durations it cannot parse, rules whose query
 is empty but whose name has no built-in query, placeholders in queries, duplicate names, an
 analysis interval under a second. Every problem is a `SpecError` naming the field, which the
@@ -30,8 +30,9 @@ from rollout_operator.model import (
     Step,
     WeightStep,
 )
+from rollout_operator.routers.registry import has_route
 
-# The defaults, as the CRD's schema writes them (a unit test checks the two agree).
+# The defaults, as the CRD's schema writes them: the two must agree.
 DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
     {"shadow": {"duration": "5d", "percent": 100}},
     {"weight": 10, "duration": "2d"},
@@ -118,8 +119,7 @@ def _routing(data: Mapping[str, Any]) -> RoutingSpec:
         raise SpecError(
             "spec.routing.provider", f"unknown provider {provider_text!r} (one of {known})"
         ) from None
-    needs_route = provider is not Provider.REPLICAS
-    route = _text(_opt(data, "route", ""), "spec.routing.route", required=needs_route)
+    route = _text(_opt(data, "route", ""), "spec.routing.route", required=has_route(provider))
     stable = _text(data.get("stableService"), "spec.routing.stableService")
     canary = _text(data.get("canaryService"), "spec.routing.canaryService")
     if stable == canary:
@@ -135,9 +135,9 @@ def _routing(data: Mapping[str, Any]) -> RoutingSpec:
         raise SpecError(
             "spec.routing.mirror", f"{mirror!r} is not one of {', '.join(MIRROR_MODES)}"
         )
-    if mirror == "route" and provider is Provider.REPLICAS:
+    if mirror == "route" and not has_route(provider):
         raise SpecError(
-            "spec.routing.mirror", "provider replicas has no route to mirror on; use mirror: app"
+            "spec.routing.mirror", f"provider {provider} has no route to mirror on; use mirror: app"
         )
     return RoutingSpec(provider, route, stable, canary, port, config_map, mirror)
 

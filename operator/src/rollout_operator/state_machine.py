@@ -1,9 +1,10 @@
 """The whole rollout logic as one pure function: ``advance(spec, status, now, ...)``.
 
 Inputs: the typed spec, the current status, the time, the latest analysis report (or None), the
-human commands, and whether the candidate and the stable Deployments are available. Output: the
-new status and the actions (`actions.py`) that make the world match it. No Kubernetes, no
-Prometheus, no clock: every rule below is tested without a cluster.
+human commands, whether the candidate and the stable Deployments are available, and whether the
+router sizes the candidate itself (``Router.sizes_candidate``). Output: the new status and the
+actions (`actions.py`) that make the world match it. No Kubernetes, no Prometheus, no clock:
+every rule below holds, and can be checked, without a cluster.
 
 The rules, precisely:
 
@@ -19,10 +20,11 @@ The rules, precisely:
   (no extension: data coming back after the duration ends the step at once), ``rollback`` also
   rolls back after ``noDataLimit`` consecutive rounds without data. One step per call; the next
   step starts at ``now``, so a late reconcile never skips or repeats a step.
-- **Traffic follows availability** (route routers): the candidate gets its step's weight and
-  mirror only while it is available; entering a step whose track differs (shadow to canary)
-  rolls its pods and sets no traffic until the new pods are available, so no call reaches a pod
-  that is gone or one still labelled with the old track.
+- **Traffic follows availability** (unless the router sizes the candidate): the candidate gets
+  its step's weight and mirror only while it is available; entering a step whose track differs
+  (shadow to canary) rolls its pods and sets no traffic until the new pods are available, so no
+  call reaches a pod that is gone or one still labelled with the old track. A router that sizes
+  the candidate always gets the step's traffic: its pods come from that call.
 - **Analysis** (Shadow, Canary, AwaitingApproval, while the candidate is available; a report not
   newer than ``lastAnalysis`` is ignored, so a report is counted once): per rollback rule, a breach
   adds one to its counter, a pass resets it, no data leaves it; a round with no data for any rule
@@ -65,7 +67,6 @@ from rollout_operator.model import (
     AnalysisReport,
     Commands,
     Phase,
-    Provider,
     RolloutSpec,
     ShadowStep,
     WeightStep,
@@ -114,12 +115,14 @@ class _Turn:
         commands: Commands,
         candidate_available: bool,
         stable_available: bool,
+        router_sizes_candidate: bool,
         deadline_s: float,
     ) -> None:
         self.spec, self.status, self.now = spec, status, now
         self.commands = commands
         self.candidate_available = candidate_available
         self.stable_available = stable_available
+        self.router_sizes_candidate = router_sizes_candidate
         self.deadline_s = deadline_s
         self.effects: dict[type, Effect] = {}
         self.announcements: list[Announcement] = []
@@ -183,6 +186,7 @@ def advance(
     *,
     candidate_available: bool,
     stable_available: bool = True,
+    router_sizes_candidate: bool = False,
     progress_deadline_s: float = PROGRESS_DEADLINE_S,
 ) -> tuple[RolloutStatus, list[Action]]:
     """The next status and the actions to get there (see the module docstring for the rules)."""
@@ -193,6 +197,7 @@ def advance(
         commands=commands,
         candidate_available=candidate_available,
         stable_available=stable_available,
+        router_sizes_candidate=router_sizes_candidate,
         deadline_s=progress_deadline_s,
     )
     if status.phase in TERMINAL_PHASES:
@@ -342,7 +347,7 @@ def _enter_step(turn: _Turn, index: int) -> None:
         phase, f"{where}: {text}", "StepStarted", step=index, weight=weight, mirror_percent=mirror
     )
     # A new track rolls the candidate's pods: no traffic until the new ones are available.
-    gate = track_changes and turn.spec.routing.provider is not Provider.REPLICAS
+    gate = track_changes and not turn.router_sizes_candidate
     traffic = SetTraffic(0, 0) if gate else _candidate_traffic(turn, weight, mirror)
     turn.effect(EnsureCandidate(track_at(steps, index)), traffic)
     if not turn.candidate_available and turn.status.candidate_unavailable_since is None:
@@ -391,9 +396,10 @@ def _retry(turn: _Turn) -> None:
 def _candidate_traffic(turn: _Turn, weight: int, mirror: int) -> SetTraffic:
     """The step's traffic while the candidate is available, none while it is not: a candidate
     whose pods are down or still rolling out (a new track) would fail its calls or answer them
-    from pods of the old track, whose metrics carry the wrong label. The replica-ratio router
-    is the exception: its traffic is the candidate's pods, so it must scale them regardless."""
-    if turn.candidate_available or turn.spec.routing.provider is Provider.REPLICAS:
+    from pods of the old track, whose metrics carry the wrong label. A router that sizes the
+    candidate is the exception: its traffic is the candidate's pods, so it must scale them
+    regardless."""
+    if turn.candidate_available or turn.router_sizes_candidate:
         return SetTraffic(weight, mirror)
     return SetTraffic(0, 0)
 

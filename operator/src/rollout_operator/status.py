@@ -33,7 +33,6 @@ HEALTHY = "Healthy"
 WARNING = "Warning"
 APPROVED = "Approved"
 ROLLED_BACK = "RolledBack"
-CONDITION_ORDER = (PROGRESSING, HEALTHY, WARNING, APPROVED, ROLLED_BACK)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ Names and labels (what users put in their Services):
 The candidate's container is the stable's container named ``scheduler``, else its first one; it
 gets the candidate image, ``MODEL_VERSION``, ``SCHEDULER_TRACK`` (the metric label) and the extra
 env. The revision (``status.candidateRevision``) is a hash of the resulting pod template.
-There is no kubelet in the tests: readiness is whatever ``status`` says, checked the way
-``kubectl rollout status`` does.
+A Deployment is available when its ``status`` passes the test ``kubectl rollout status``
+applies (``_available``): the rollout moves on only once every pod runs the current template.
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.actions import Track
+from rollout_operator.kube import none_if_missing, retry_on_conflict
 from rollout_operator.model import CandidateSpec
-from rollout_operator.resource import GROUP
+from rollout_operator.resource import GROUP, MANAGED_BY
 
-Track = Literal["canary", "shadow"]
 Obj = dict[str, Any]
 
 TRACK_LABEL = "track"
@@ -44,12 +44,10 @@ CANDIDATE_LABEL = f"{GROUP}/candidate"
 ROLLOUT_LABEL = f"{GROUP}/rollout"
 REVISION_ANNOTATION = f"{GROUP}/revision"
 PROMOTED_ANNOTATION = f"{GROUP}/promoted-revision"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "rollout-operator"}
 MAIN_CONTAINER = "scheduler"
 TRACK_ENV = "SCHEDULER_TRACK"
 MODEL_VERSION_ENV = "MODEL_VERSION"
 TARGET_FIELD = "spec.targetRef.name"
-CONFLICT_RETRIES = 5
 _COPIED_SPEC = ("minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit", "strategy")
 
 
@@ -145,12 +143,8 @@ def _to_dict(api: Any, obj: Any) -> Obj:
 
 
 def _read_deployment(apps_api: client.AppsV1Api, namespace: str, name: str) -> Obj | None:
-    try:
-        return _to_dict(apps_api, apps_api.read_namespaced_deployment(name, namespace))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    found = none_if_missing(lambda: apps_api.read_namespaced_deployment(name, namespace))
+    return None if found is None else _to_dict(apps_api, found)
 
 
 def _read_stable(apps_api: client.AppsV1Api, namespace: str, target: str) -> Obj:
@@ -196,7 +190,7 @@ def _available(dep: Obj) -> bool:
 # --- the candidate ---------------------------------------------------------------------------
 
 
-def ensure_candidate(  # noqa: PLR0917 - the issue's signature
+def ensure_candidate(  # noqa: PLR0917 - these name the candidate; the options are keyword-only
     apps_api: client.AppsV1Api,
     namespace: str,
     target: str,
@@ -226,7 +220,8 @@ def ensure_candidate(  # noqa: PLR0917 - the issue's signature
         ROLLOUT_LABEL: rollout_name,
         TRACK_LABEL: track,
     }
-    for _ in range(CONFLICT_RETRIES):
+
+    def attempt() -> None:
         body = _read_deployment(apps_api, namespace, candidate_name(target))
         if body is None:
             _create_candidate(
@@ -240,32 +235,41 @@ def ensure_candidate(  # noqa: PLR0917 - the issue's signature
             )
             if replicas:
                 scale_candidate(apps_api, namespace, target, replicas)
-            return revision
-        if body["spec"]["selector"] != {"matchLabels": {CANDIDATE_LABEL: target}}:
+        elif body["spec"]["selector"] != {"matchLabels": {CANDIDATE_LABEL: target}}:
             raise WorkloadError(
                 f"Deployment {namespace}/{candidate_name(target)} exists and was not made by the "
                 "rollout operator (its selector differs)",
                 field=TARGET_FIELD,
             )
-        meta = body["metadata"]
-        current = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
-        want = body["spec"].get("replicas") if replicas is None else replicas
-        same_labels = all((meta.get("labels") or {}).get(k) == v for k, v in labels.items())
-        if current == revision and want == body["spec"].get("replicas") and same_labels:
-            return revision
-        meta["labels"] = {**(meta.get("labels") or {}), **labels}
-        meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
-        if owner_ref:
-            meta["ownerReferences"] = [dict(owner_ref)]
-        body["spec"]["template"] = template
-        body["spec"]["replicas"] = want
-        try:
+        elif _update_candidate(body, template, labels, owner_ref, replicas):
             _replace(apps_api, namespace, body)
-            return revision
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    raise RuntimeError(f"candidate of {namespace}/{target}: {CONFLICT_RETRIES} write conflicts")
+
+    retry_on_conflict(attempt)
+    return revision
+
+
+def _update_candidate(
+    body: Obj,
+    template: Obj,
+    labels: Mapping[str, str],
+    owner_ref: Mapping[str, Any] | None,
+    replicas: int | None,
+) -> bool:
+    """Bring the candidate ``body`` (as read) up to date in place; False when it already was."""
+    meta = body["metadata"]
+    revision = template_revision(template)
+    current = (meta.get("annotations") or {}).get(REVISION_ANNOTATION)
+    want = body["spec"].get("replicas") if replicas is None else replicas
+    same_labels = all((meta.get("labels") or {}).get(k) == v for k, v in labels.items())
+    if current == revision and want == body["spec"].get("replicas") and same_labels:
+        return False
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["annotations"] = {**(meta.get("annotations") or {}), REVISION_ANNOTATION: revision}
+    if owner_ref:
+        meta["ownerReferences"] = [dict(owner_ref)]
+    body["spec"]["template"] = template
+    body["spec"]["replicas"] = want
+    return True
 
 
 def _create_candidate(
@@ -302,14 +306,12 @@ def candidate_available(apps_api: client.AppsV1Api, namespace: str, target: str)
 
 def scale_candidate(apps_api: client.AppsV1Api, namespace: str, target: str, replicas: int) -> None:
     name = candidate_name(target)
-    try:
-        apps_api.patch_namespaced_deployment(name, namespace, {"spec": {"replicas": replicas}})
-    except ApiException as exc:
-        if exc.status == 404:
-            raise WorkloadError(
-                f"candidate Deployment {namespace}/{name} not found", field="spec.candidate"
-            ) from None
-        raise
+    patch = {"spec": {"replicas": replicas}}
+    scaled = none_if_missing(lambda: apps_api.patch_namespaced_deployment(name, namespace, patch))
+    if scaled is None:
+        raise WorkloadError(
+            f"candidate Deployment {namespace}/{name} not found", field="spec.candidate"
+        )
 
 
 def scale_down_candidate(apps_api: client.AppsV1Api, namespace: str, target: str) -> None:
@@ -321,13 +323,11 @@ def scale_down_candidate(apps_api: client.AppsV1Api, namespace: str, target: str
 
 def remove_candidate(apps_api: client.AppsV1Api, namespace: str, target: str) -> None:
     """Delete the candidate Deployment (after promotion, and by the finalizer); idempotent."""
-    try:
-        apps_api.delete_namespaced_deployment(
+    none_if_missing(
+        lambda: apps_api.delete_namespaced_deployment(
             candidate_name(target), namespace, propagation_policy="Background"
         )
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    )
 
 
 # --- the stable ------------------------------------------------------------------------------
@@ -337,7 +337,8 @@ def promote_stable(apps_api: client.AppsV1Api, namespace: str, target: str) -> s
     """Copy the candidate's image and env into the stable Deployment's main container (with
     ``SCHEDULER_TRACK=stable``); labels and selector stay. Returns the new stable revision.
     Idempotent: promoting twice changes nothing the second time."""
-    for _ in range(CONFLICT_RETRIES):
+
+    def attempt() -> str:
         stable = _read_stable(apps_api, namespace, target)
         cand = _read_candidate(apps_api, namespace, target)
         dst = main_container(stable["spec"]["template"])
@@ -350,13 +351,10 @@ def promote_stable(apps_api: client.AppsV1Api, namespace: str, target: str) -> s
         revision = (cand["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION, "")
         annotations = stable["metadata"].setdefault("annotations", {})
         annotations[PROMOTED_ANNOTATION] = revision
-        try:
-            _replace(apps_api, namespace, stable)
-            return template_revision(stable["spec"]["template"])
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-    raise RuntimeError(f"stable {namespace}/{target}: {CONFLICT_RETRIES} write conflicts")
+        _replace(apps_api, namespace, stable)
+        return template_revision(stable["spec"]["template"])
+
+    return retry_on_conflict(attempt)
 
 
 def stable_available(apps_api: client.AppsV1Api, namespace: str, target: str) -> bool:
@@ -366,3 +364,8 @@ def stable_available(apps_api: client.AppsV1Api, namespace: str, target: str) ->
 def stable_revision(apps_api: client.AppsV1Api, namespace: str, target: str) -> str:
     """A hash of the stable pod template (``status.stableRevision``)."""
     return template_revision(_read_stable(apps_api, namespace, target)["spec"]["template"])
+
+
+def stable_replicas(apps_api: client.AppsV1Api, namespace: str, target: str) -> int:
+    """The stable Deployment's replica count as its spec has it."""
+    return int(_read_stable(apps_api, namespace, target)["spec"].get("replicas", 1))

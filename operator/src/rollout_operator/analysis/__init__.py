@@ -1,9 +1,10 @@
 """Analysis: measure the rollout's rules in Prometheus and judge them.
 
-Layered as the anchors do it (Argo Rollouts' metric providers + ``evaluate.go``, Flagger's
-``RunQuery → float``): ``queries`` turns a rule into PromQL, a provider (``prometheus``) turns
-PromQL into a number or ``NoData`` and never judges, ``evaluate`` is the one place that turns a
-number into a verdict, and ``runner.analyse`` strings them together for one analysis round.
+Layered like Argo Rollouts' metric providers + ``evaluate.go`` and Flagger's ``RunQuery →
+float``: ``queries`` turns a rule into PromQL, a provider (``prometheus``) turns PromQL into a
+number or ``NoData`` and never judges, ``evaluate`` is the one place that turns a number into a
+verdict, and ``runner.analyse`` strings them together for one analysis round. The submodules
+import each other directly, never through this package, which only re-exports their names.
 """
 
 from rollout_operator.analysis.evaluate import evaluate

@@ -3,7 +3,8 @@
 Providers measure and never judge (shared STYLE.md, "providers measure, one evaluator judges"):
 an empty result, NaN, several series or an unreachable server all come back as ``NoData`` with a
 reason, never as an exception and never as a number the evaluator could mistake for a pass or a
-breach. Tests inject faults a real Prometheus cannot produce on demand through this Protocol.
+breach. ``runner.analyse`` takes any object with this method, so another source of numbers can
+stand in for Prometheus.
 """
 
 from __future__ import annotations

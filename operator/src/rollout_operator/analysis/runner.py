@@ -8,10 +8,10 @@ raises: the provider turns every failure into ``NoData``.
 
 from __future__ import annotations
 
-from rollout_operator.analysis import queries
 from rollout_operator.analysis.evaluate import evaluate
 from rollout_operator.analysis.prometheus import PrometheusProvider
 from rollout_operator.analysis.provider import MetricsProvider
+from rollout_operator.analysis.queries import render, shadow_rule
 from rollout_operator.model import AnalysisReport, AnalysisSpec, MetricResult, Rule
 
 
@@ -31,13 +31,10 @@ def analyse(
     stamps the report; queries are evaluated at Prometheus' current time. Without ``provider``
     the spec's Prometheus is queried (and the connection closed afterwards).
     """
-    compare = (queries.shadow_rule(spec.shadow_compare),) if shadow and spec.shadow_compare else ()
+    compare = (shadow_rule(spec.shadow_compare),) if shadow and spec.shadow_compare else ()
 
     def plan(rules: tuple[Rule, ...]) -> list[tuple[Rule, str]]:
-        return [
-            (rule, queries.render(rule, track, namespace, rollout, spec.interval_s))
-            for rule in rules
-        ]
+        return [(rule, render(rule, track, namespace, rollout, spec.interval_s)) for rule in rules]
 
     planned = [plan(spec.rollback), plan(spec.warn), plan(compare)]  # ValueError before I/O
     if provider is not None:

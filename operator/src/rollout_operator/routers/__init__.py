@@ -1,8 +1,8 @@
 """Traffic routers: one module per provider behind ``base.Router``, chosen by ``registry``.
 
 How the state machine's ``SetTraffic(weight, mirror_percent)`` is carried out, per provider
-(``make_router(..., route_mirror=...)``; ``route_mirror`` is meant to come from a
-``spec.routing`` field):
+(``make_router(..., route_mirror=...)``; the reconciler sets ``route_mirror`` from
+``spec.routing.mirror: route``):
 
 - ``gatewayAPI``: weight = GRPCRoute backendRef weights; mirror = the stable pods (ConfigMap),
   or with ``route_mirror`` a ``RequestMirror`` filter on the route;

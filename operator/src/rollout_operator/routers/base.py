@@ -2,10 +2,11 @@
 
 The interface is deliberately narrow (Flagger's ``SetRoutes/GetRoutes/Finalize``, Argo Rollouts'
 ``SetWeight/SetMirror/VerifyWeight/RemoveManagedRoutes``): the state machine's ``SetTraffic``
-action becomes one ``set_traffic`` call, the handler verifies it with ``get_traffic`` (read back
-from the API server, never from memory), and rollback and the finalizer call ``restore``. How a
-provider realises a weight or a mirror is its own business, so no provider ``if`` leaks into the
-handlers.
+action becomes one ``set_traffic`` call (``set_promotion_traffic`` while Promoting),
+``get_traffic`` reads the routing back from the API server, never from memory, and the finalizer
+calls ``restore``. What differs between providers beyond that is a capability the router reports
+(``sizes_candidate``) or a method with a default (``set_promotion_traffic``), so the reconciler
+and the state machine never ask which provider they drive.
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ class TrafficState:
     mirror_percent: int
 
 
-STABLE_ONLY = TrafficState(weight=0, mirror_percent=0)
-
-
 class RouterError(RuntimeError):
     """The routing cannot be set up as the spec says: the route, a rule or a Deployment it
     needs is missing. ``field`` names the spec field at fault (the handler turns this error into
@@ -38,19 +36,32 @@ class RouterError(RuntimeError):
 
 
 class Router(Protocol):
-    """Moves real traffic and mirrored copies between the stable and the candidate version."""
+    """Moves real traffic and mirrored copies between the stable and the candidate version.
+
+    Routers subclass it to take the defaults below."""
+
+    # True when the router's split *is* the candidate's replica count: it sizes the candidate
+    # itself, and must be told the step's traffic even while the candidate is unavailable (its
+    # pods come from that call). False: the candidate runs as many pods as the stable, and gets
+    # traffic only once available.
+    sizes_candidate: bool = False
 
     def set_traffic(self, weight: int, mirror_percent: int) -> None:
         """Send ``weight`` % (0-100) to the candidate and mirror ``mirror_percent`` % (0-100) to
         it. Idempotent: calling it again with the same numbers changes nothing."""
         ...
 
+    def set_promotion_traffic(self, weight: int, mirror_percent: int) -> None:
+        """The traffic while the stable Deployment rolls out the candidate's spec (Promoting):
+        by default the split of the last step, as ``set_traffic`` sets it."""
+        self.set_traffic(weight, mirror_percent)
+
     def get_traffic(self) -> TrafficState:
         """The routing as the API server has it now."""
         ...
 
     def restore(self) -> None:
-        """All traffic to stable, no mirror: rollback and the finalizer call this."""
+        """All traffic to stable, no mirror: the finalizer calls this."""
         ...
 
 

@@ -66,6 +66,8 @@ def _mirror_percent(request_mirror: dict[str, Any]) -> int:
 class GrpcRouteRouter(RouteRouter):
     """Weights and mirror on one GRPCRoute; see the module docstring for what it owns."""
 
+    kind = GRPCROUTE
+
     def get_traffic(self) -> TrafficState:
         rule = self._managed_rules(self.route.read_spec())[0]
         refs = rule.get("backendRefs") or []
@@ -121,3 +123,7 @@ class GrpcRouteRouter(RouteRouter):
                     rule["filters"] = new
                 else:
                     del rule["filters"]
+
+
+# The registry builds routers through this (routers/registry.py).
+make = GrpcRouteRouter.make

@@ -37,6 +37,8 @@ def _weight(dest: Destination, count: int) -> int:
 class VirtualServiceRouter(RouteRouter):
     """Weights and mirror on one VirtualService; see the module docstring for what it owns."""
 
+    kind = VIRTUAL_SERVICE
+
     def get_traffic(self) -> TrafficState:
         http = self._managed_routes(self.route.read_spec())[0]
         dests = http.get("route") or []
@@ -102,3 +104,7 @@ class VirtualServiceRouter(RouteRouter):
             elif self._own_mirror(http):
                 http.pop("mirror")
                 http.pop("mirrorPercentage", None)
+
+
+# The registry builds routers through this (routers/registry.py).
+make = VirtualServiceRouter.make

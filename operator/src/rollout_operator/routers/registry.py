@@ -1,68 +1,45 @@
-"""Provider name -> router. An unknown name is an error, never a silent default (Flagger once
-fell back to Istio on a typo: its issue #1872)."""
+"""Provider name -> router module, and what the spec check needs to know of each provider.
+
+A provider is a module of this package with ``make(context: RouterContext) -> Router`` and one
+line in ``PROVIDERS``. The module is imported when a router is made, so the spec parser reads
+this table without loading the Kubernetes client. An unknown name is an error, never a silent
+default (Flagger once fell back to Istio on a typo: its issue #1872).
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from kubernetes import client
-
-from rollout_operator.mirror_config import AppMirror
 from rollout_operator.model import Provider, RoutingSpec
 from rollout_operator.routers.base import Router, RouterError
-from rollout_operator.routers.gatewayapi import GRPCROUTE, GrpcRouteRouter
-from rollout_operator.routers.istio import VIRTUAL_SERVICE, VirtualServiceRouter
-from rollout_operator.routers.replicas import ReplicaRatioRouter
-from rollout_operator.routers.routes import RouteObject
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 PROVIDER_FIELD = "spec.routing.provider"
 
 
-class _Context:
-    """What every factory gets: the spec, where, how to reach the API, and the mirror switch."""
-
-    def __init__(
-        self, routing: RoutingSpec, namespace: str, api_client: client.ApiClient, target: str
-    ) -> None:
-        self.routing = routing
-        self.namespace = namespace
-        self.api_client = api_client
-        self.target = target
-        core = client.CoreV1Api(api_client)
-        self.app_mirror = AppMirror.for_routing(core, namespace, routing, target)
-
-    def route(self, kind_name: str) -> RouteObject:
-        kind = {"GRPCRoute": GRPCROUTE, "VirtualService": VIRTUAL_SERVICE}[kind_name]
-        api = client.CustomObjectsApi(self.api_client)
-        return RouteObject(api, kind, self.namespace, self.routing.route)
+@dataclass(frozen=True)
+class ProviderEntry:
+    module: str  # rollout_operator.routers.<module>, which defines make(context)
+    # It rewrites the route ``spec.routing.route`` names, so it needs one, and can put the
+    # shadow mirror on it (``spec.routing.mirror: route``).
+    has_route: bool = True
 
 
-def _gateway_api(ctx: _Context, route_mirror: bool) -> Router:
-    route = ctx.route("GRPCRoute")
-    return GrpcRouteRouter(route, ctx.routing, ctx.app_mirror, route_mirror=route_mirror)
-
-
-def _istio(ctx: _Context, route_mirror: bool) -> Router:
-    route = ctx.route("VirtualService")
-    return VirtualServiceRouter(route, ctx.routing, ctx.app_mirror, route_mirror=route_mirror)
-
-
-def _replicas(ctx: _Context, route_mirror: bool) -> Router:
-    if route_mirror:
-        raise RouterError(
-            "provider 'replicas' cannot mirror on a route: it mirrors through the stable pods",
-            resource=f"Deployment {ctx.namespace}/{ctx.target}",
-            field=PROVIDER_FIELD,
-        )
-    apps = client.AppsV1Api(ctx.api_client)
-    return ReplicaRatioRouter(apps, ctx.namespace, ctx.target, ctx.app_mirror)
-
-
-ROUTERS: dict[Provider, Callable[[_Context, bool], Router]] = {
-    Provider.GATEWAY_API: _gateway_api,
-    Provider.ISTIO: _istio,
-    Provider.REPLICAS: _replicas,
+PROVIDERS: dict[Provider, ProviderEntry] = {
+    Provider.GATEWAY_API: ProviderEntry("gatewayapi"),
+    Provider.ISTIO: ProviderEntry("istio"),
+    Provider.REPLICAS: ProviderEntry("replicas", has_route=False),
 }
+
+
+def has_route(provider: Provider) -> bool:
+    """Whether ``provider`` routes through ``spec.routing.route`` (see ``ProviderEntry``)."""
+    return PROVIDERS[provider].has_route
 
 
 def make_router(
@@ -78,15 +55,32 @@ def make_router(
     ``target`` is the stable Deployment. ``route_mirror`` puts the shadow mirror on the route
     (GRPCRoute filter, VirtualService ``mirror``) and switches the application-level mirror off;
     by default the stable pods mirror (``rollout_operator.mirror_config``) and the route carries
-    weights only.
+    weights only. A provider without a route refuses it.
     """
+    resource = f"routing of {namespace}/{target}"
     try:
-        factory = ROUTERS[Provider(routing.provider)]
+        provider = Provider(routing.provider)
+        entry = PROVIDERS[provider]
     except (ValueError, KeyError):
-        known = ", ".join(p.value for p in ROUTERS)
+        known = ", ".join(p.value for p in PROVIDERS)
         raise RouterError(
             f"unknown routing provider {routing.provider!r} (known: {known})",
-            resource=f"routing of {namespace}/{target}",
+            resource=resource,
             field=PROVIDER_FIELD,
         ) from None
-    return factory(_Context(routing, namespace, api_client, target), route_mirror)
+    if route_mirror and not entry.has_route:
+        raise RouterError(
+            f"provider {provider.value!r} cannot mirror on a route: it has none, the stable pods "
+            "mirror",
+            resource=resource,
+            field=PROVIDER_FIELD,
+        )
+    # Imported here, with the router module: they load the Kubernetes client.
+    from rollout_operator.routers.context import RouterContext  # noqa: PLC0415
+
+    module = importlib.import_module(f"rollout_operator.routers.{entry.module}")
+    make: Callable[[RouterContext], Router] = module.make
+    context = RouterContext.create(
+        routing, namespace, api_client, target=target, route_mirror=route_mirror
+    )
+    return make(context)

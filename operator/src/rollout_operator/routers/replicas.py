@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.kube import none_if_missing
 from rollout_operator.mirror_config import AppMirror
 from rollout_operator.resource import GROUP
-from rollout_operator.routers.base import RouterError, TrafficState, check_percent
+from rollout_operator.routers.base import Router, RouterError, TrafficState, check_percent
+from rollout_operator.routers.context import RouterContext
 from rollout_operator.workloads import TARGET_FIELD, candidate_name
 
 STABLE_REPLICAS_ANNOTATION = f"{GROUP}/stable-replicas"
@@ -47,8 +48,10 @@ def plan_replicas(stable_replicas: int, weight: int, mirror_percent: int) -> tup
     return n, max(1, math.floor(base * weight / (100 - weight) + 0.5))
 
 
-class ReplicaRatioRouter:
+class ReplicaRatioRouter(Router):
     """Scales ``<target>`` and ``<target>-candidate``; mirrors through the stable pods."""
+
+    sizes_candidate = True
 
     def __init__(
         self, apps_api: client.AppsV1Api, namespace: str, target: str, app_mirror: AppMirror
@@ -78,11 +81,11 @@ class ReplicaRatioRouter:
         self._scale(*second)
         self.app_mirror.set(mirror_percent)
 
-    def hold_for_promotion(self) -> None:
-        """While Promoting: the stable (now with the candidate's spec) back at its own replica
-        count, the candidate's pods kept serving. A stable scaled to 0 for weight 100 would be
-        "available" at once with no pod; the candidate is removed only once the stable's pods
-        are available (``SetTraffic(0, 0)`` at Succeeded)."""
+    def set_promotion_traffic(self, weight: int, mirror_percent: int) -> None:
+        """While Promoting, whatever the last step's split: the stable (now with the candidate's
+        spec) back at its own replica count, the candidate's pods kept serving. A stable scaled
+        to 0 for weight 100 would be "available" at once with no pod; the candidate is removed
+        only once the stable's pods are available (``SetTraffic(0, 0)`` at Succeeded)."""
         stable = self._read(self.target, TARGET_FIELD)
         self._scale(self.target, self._base_replicas(stable), {STABLE_REPLICAS_ANNOTATION: None})
 
@@ -116,26 +119,26 @@ class ReplicaRatioRouter:
         saved = (stable.metadata.annotations or {}).get(STABLE_REPLICAS_ANNOTATION)
         return int(saved) if saved is not None else int(stable.spec.replicas or 0)
 
-    def _describe(self, name: str) -> str:
-        return f"Deployment {self.namespace}/{name}"
-
     def _read(self, name: str, field: str) -> Any:
-        try:
-            return self.apps_api.read_namespaced_deployment(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                what = self._describe(name)
-                raise RouterError(f"{what} not found", resource=what, field=field) from None
-            raise
+        found = none_if_missing(
+            lambda: self.apps_api.read_namespaced_deployment(name, self.namespace)
+        )
+        if found is None:
+            raise self._missing(name, field)
+        return found
 
     def _scale(self, name: str, replicas: int, annotations: Mapping[str, str | None]) -> None:
         body = {"metadata": {"annotations": annotations}, "spec": {"replicas": replicas}}
-        try:
-            self.apps_api.patch_namespaced_deployment(name, self.namespace, body)
-        except ApiException as exc:
-            if exc.status == 404:
-                what = self._describe(name)
-                raise RouterError(
-                    f"{what} not found", resource=what, field="spec.candidate"
-                ) from None
-            raise
+        patch = self.apps_api.patch_namespaced_deployment
+        if none_if_missing(lambda: patch(name, self.namespace, body)) is None:
+            raise self._missing(name, "spec.candidate")
+
+    def _missing(self, name: str, field: str) -> RouterError:
+        what = f"Deployment {self.namespace}/{name}"
+        return RouterError(f"{what} not found", resource=what, field=field)
+
+
+def make(context: RouterContext) -> ReplicaRatioRouter:
+    """The registry builds routers through this (routers/registry.py)."""
+    apps = client.AppsV1Api(context.api_client)
+    return ReplicaRatioRouter(apps, context.namespace, context.target, context.app_mirror)

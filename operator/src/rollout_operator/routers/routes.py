@@ -11,16 +11,16 @@ import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, ClassVar, Self, cast
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from rollout_operator.kube import none_if_missing, retry_on_conflict
 from rollout_operator.mirror_config import AppMirror
 from rollout_operator.model import RoutingSpec
-from rollout_operator.routers.base import RouterError, check_percent
+from rollout_operator.routers.base import Router, RouterError, check_percent
+from rollout_operator.routers.context import RouterContext
 
-CONFLICT_RETRIES = 5
 ROUTE_FIELD = "spec.routing.route"
 
 Spec = dict[str, Any]
@@ -53,47 +53,44 @@ class RouteObject:
 
     def read(self) -> dict[str, Any]:
         k = self.kind
-        try:
-            obj = cast(
-                "dict[str, Any]",
-                self.api.get_namespaced_custom_object(
-                    k.group, k.version, self.namespace, k.plural, self.name
-                ),
+        obj = none_if_missing(
+            lambda: self.api.get_namespaced_custom_object(
+                k.group, k.version, self.namespace, k.plural, self.name
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                raise self.error(f"not found ({ROUTE_FIELD})") from None
-            raise
-        return obj
+        )
+        if obj is None:
+            raise self.error(f"not found ({ROUTE_FIELD})")
+        return cast("dict[str, Any]", obj)
 
     def read_spec(self) -> Spec:
         spec: Spec = self.read().get("spec") or {}
         return spec
 
     def update(self, mutate: Callable[[Spec], None]) -> None:
-        """Apply ``mutate`` to the current spec and write it back; no write when nothing changed."""
+        """Apply ``mutate`` to the current spec and write it back; no write when nothing changed.
+        A write conflict is a transient API error (never "Invalid"): the caller retries later."""
         k = self.kind
-        for attempt in range(1, CONFLICT_RETRIES + 1):
+
+        def attempt() -> None:
             obj = self.read()
             spec: Spec = obj.setdefault("spec", {})
             before = copy.deepcopy(spec)
             mutate(spec)
-            if spec == before:
-                return
-            try:
+            if spec != before:
                 self.api.replace_namespaced_custom_object(
                     k.group, k.version, self.namespace, k.plural, self.name, obj
                 )
-                return
-            except ApiException as exc:
-                if exc.status != 409 or attempt == CONFLICT_RETRIES:
-                    raise  # a transient API error, never "Invalid": the caller retries later
+
+        retry_on_conflict(attempt)
 
 
-class RouteRouter:
+class RouteRouter(Router):
     """What the GRPCRoute and VirtualService routers share: weights go on the route, the mirror
     on the route or in the app-level ConfigMap (never both), and restore tolerates a vanished
-    route. Subclasses say how a spec is rewritten (`_apply`) and read back (`get_traffic`)."""
+    route. Subclasses name their route's ``kind`` and say how a spec is rewritten (`_apply`)
+    and read back (`get_traffic`)."""
+
+    kind: ClassVar[RouteKind]
 
     def __init__(
         self, route: RouteObject, routing: RoutingSpec, app_mirror: AppMirror, *, route_mirror: bool
@@ -102,6 +99,13 @@ class RouteRouter:
         self.routing = routing
         self.app_mirror = app_mirror
         self.route_mirror = route_mirror
+
+    @classmethod
+    def make(cls, context: RouterContext) -> Self:
+        """The router of the route ``spec.routing.route`` names."""
+        api = client.CustomObjectsApi(context.api_client)
+        route = RouteObject(api, cls.kind, context.namespace, context.routing.route)
+        return cls(route, context.routing, context.app_mirror, route_mirror=context.route_mirror)
 
     def _apply(self, spec: Spec, weight: int, mirror_percent: int) -> None:
         """Rewrite ``spec`` in place: the weights, and the route's own mirror."""
