@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -47,28 +48,47 @@ def evaluate(
     return [r.row(reference) for r in runs], errors
 
 
-def cell_table(summaries: Sequence[quality.Summary]) -> str:
+@dataclass(frozen=True)
+class Cell:
+    """One shape's results: mean gap % per method and how PPO fares against the best rule."""
+
+    name: str
+    instances: int
+    gaps: dict[str, float]
+
+    @property
+    def best_rule(self) -> str:
+        return min(RULES, key=lambda rule: self.gaps[rule])
+
+    @property
+    def ppo_margin(self) -> float:
+        """PPO's mean gap minus the best rule's; below 0: PPO wins the cell."""
+        return self.gaps[quality.PPO] - self.gaps[self.best_rule]
+
+
+def cells_of(summaries: Sequence[quality.Summary]) -> list[Cell]:
+    """The cells in run order, from the per-(cell, method) summaries."""
+    found: dict[str, Cell] = {}
+    for s in summaries:
+        found.setdefault(s.set, Cell(s.set, s.instances, {})).gaps[s.method] = s.mean_gap_pct
+    return list(found.values())
+
+
+def cell_table(cells: Sequence[Cell]) -> str:
     """One row per cell: mean gap % of each method, the best rule, and PPO's verdict."""
-    cells = list(dict.fromkeys(s.set for s in summaries))
-    mean = {(s.set, s.method): s.mean_gap_pct for s in summaries}
-    rows = []
-    for cell in cells:
-        best = min(RULES, key=lambda rule: mean[(cell, rule)])
-        ppo, rule = mean[(cell, quality.PPO)], mean[(cell, best)]
-        verdict = "yes" if ppo < rule else "NO"
-        count = next(s.instances for s in summaries if s.set == cell)
-        gaps = [f"{mean[(cell, m)]:.2f}" for m in quality.METHODS]
-        rows.append((cell, count, *gaps, best, f"{ppo - rule:+.2f}", verdict))
+    rows = [
+        (c.name, c.instances, *(f"{c.gaps[m]:.2f}" for m in quality.METHODS), c.best_rule,
+         f"{c.ppo_margin:+.2f}", "yes" if c.ppo_margin < 0 else "NO")
+        for c in cells
+    ]  # fmt: skip
     headers = ("cell", "n", *quality.METHODS, "best rule", "ppo - best", "ppo wins")
     numbers = range(1, len(quality.METHODS) + 2)
     return table.render(headers, rows, right=[*numbers, len(headers) - 2])
 
 
-def plot_heat_map(path: Path, summaries: Sequence[quality.Summary]) -> None:
+def plot_heat_map(path: Path, cells: Sequence[Cell]) -> None:
     """Cells down, methods across, colour and label the mean gap %."""
-    cells = list(dict.fromkeys(s.set for s in summaries))
-    mean = {(s.set, s.method): s.mean_gap_pct for s in summaries}
-    values = [[mean[(c, m)] for m in quality.METHODS] for c in cells]
+    values = [[c.gaps[m] for m in quality.METHODS] for c in cells]
     fig = Figure(figsize=(1.1 * len(quality.METHODS) + 2.5, 0.45 * len(cells) + 1.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -77,7 +97,7 @@ def plot_heat_map(path: Path, summaries: Sequence[quality.Summary]) -> None:
         for j, value in enumerate(row):
             ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(quality.METHODS)), quality.METHODS)
-    ax.set_yticks(range(len(cells)), cells)
+    ax.set_yticks(range(len(cells)), [c.name for c in cells])
     ax.set_title("Mean gap % to the best plan found, by shop shape (greedy, one pass)")
     fig.colorbar(image, ax=ax, label="mean gap %")
     fig.tight_layout()
@@ -97,23 +117,17 @@ def run(args: argparse.Namespace, scorer: FastScorer, model_line: str) -> int:
         found, invalid = evaluate(case, scorer, args)
         rows += found
         errors += invalid
-    summaries = quality.summarise(rows)
+    cells = cells_of(quality.summarise(rows))
     print(f"{model_line}; references: best of {args.reference_seconds:g} s runs (cached)")
-    print(cell_table(summaries))
-    wins = [s.set for s in summaries if s.method == quality.PPO]
-    lost = [c for c in wins if _loses(c, summaries)]
-    print(f"PPO beats the best rule in {len(wins) - len(lost)} of {len(wins)} cells"
+    print(cell_table(cells))
+    lost = [c.name for c in cells if c.ppo_margin >= 0]
+    print(f"PPO beats the best rule in {len(cells) - len(lost)} of {len(cells)} cells"
           + (f"; not in {', '.join(lost)}" if lost else ""))  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     quality.write_csv(out / CSV_NAME, rows, quality.Row)
-    plot_heat_map(out / PNG_NAME, summaries)
+    plot_heat_map(out / PNG_NAME, cells)
     print(f"wrote {CSV_NAME} and {PNG_NAME} to {out}")
     for error in errors:
         print(f"ERROR {error}", file=sys.stderr)
     return 1 if errors else 0
-
-
-def _loses(cell: str, summaries: Sequence[quality.Summary]) -> bool:
-    mean = {s.method: s.mean_gap_pct for s in summaries if s.set == cell}
-    return mean[quality.PPO] >= min(mean[rule] for rule in RULES)

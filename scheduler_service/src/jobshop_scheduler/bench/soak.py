@@ -119,9 +119,11 @@ def soak(server: ServerProcess, args: argparse.Namespace) -> SoakResult:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (__doc__ or "").split("\n\n")[
-        0
-    ] + " Exit 1 (FAIL) on any failed call or memory growth past --max-growth after warm-up."
+    summary = (__doc__ or "").split("\n\n")[0]
+    parser.description = (
+        f"{summary} Exit 1 (FAIL) on any failed call or memory growth past --max-growth after "
+        "warm-up."
+    )
     add = parser.add_argument
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add("--duration", type=positive_number, default=600.0, help="seconds (default: %(default)s)")

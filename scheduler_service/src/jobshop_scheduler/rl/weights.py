@@ -156,8 +156,8 @@ def disagreements(scorer: FastScorer, reference: ReferenceOutputs) -> list[str]:
     return found
 
 
-def check_reference(scorer: FastScorer, path: Path) -> int:
-    """Replay `reference_outputs.npz` through ``scorer``; the number of states, or an error."""
+def check_reference(scorer: FastScorer, path: Path) -> None:
+    """Replay `reference_outputs.npz` through ``scorer``; ServingFileError on a disagreement."""
     reference = ReferenceOutputs.read(path)
     found = disagreements(scorer, reference)
     if found:
@@ -165,4 +165,3 @@ def check_reference(scorer: FastScorer, path: Path) -> int:
         raise ServingFileError(
             f"the fast path disagrees with SB3's recorded outputs in {path.name}: {found[0]}{more}"
         )
-    return len(reference.states)

@@ -18,7 +18,7 @@ from jobshop_scheduler.service.watched_file import ConfigFileError, parse_json_o
 
 DEFAULT_TIMEOUT_MS = 2000
 MAX_TIMEOUT_MS = 600_000
-_FIELDS = frozenset({"target", "percent", "timeout_ms", "tls_ca_file", "api_key_file"})
+_FIELDS = ("api_key_file", "percent", "target", "timeout_ms", "tls_ca_file")
 _WARN_EVERY_S = 30.0
 
 

@@ -86,7 +86,8 @@ class Undecodable:
 
     @property
     def details(self) -> str:
-        return f"request: {self.size} bytes that do not decode as a scheduler.v1.ScheduleRequest"
+        message = pb.ScheduleRequest.DESCRIPTOR.full_name
+        return f"request: {self.size} bytes that do not decode as a {message}"
 
 
 def decode_request(payload: bytes) -> pb.ScheduleRequest | Undecodable:

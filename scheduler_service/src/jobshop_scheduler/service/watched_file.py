@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,10 @@ def read_text(path: Path, error: type[ConfigFileError]) -> str | None:
 
 
 def parse_json_object(
-    text: str, source: str, fields: Collection[str], error: type[ConfigFileError]
+    text: str, source: str, fields: Sequence[str], error: type[ConfigFileError]
 ) -> dict[str, Any] | None:
-    """The JSON object in ``text``, its keys among ``fields``; None for an empty text."""
+    """The JSON object in ``text``, its keys among ``fields`` (named in that order when one is
+    not); None for an empty text."""
     if not text.strip():
         return None
     try:
@@ -53,9 +54,10 @@ def parse_json_object(
         raise error(f"{source}: must be a JSON object")
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        expected = sorted(fields) if isinstance(fields, frozenset | set) else list(fields)
-        raise error(f"{source}: field '{unknown[0]}' is not known (expected one of {expected})",
-                    unknown[0])  # fmt: skip
+        raise error(
+            f"{source}: field '{unknown[0]}' is not known (expected one of {list(fields)})",
+            unknown[0],
+        )
     return data
 
 
