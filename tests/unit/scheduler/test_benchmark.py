@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -258,9 +259,13 @@ def test_grid_reports_every_cell_writes_its_files_and_caches_references(
 ) -> None:
     from jobshop_scheduler.cli import main  # noqa: PLC0415
 
+    model_dir = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model_dir)
+    before = ModelCard.read(model_dir)
     argv = ["benchmark", "--grid", "6x4", "12x4", "--production", "10", "--count", "2",
             "--reference-seconds", "0.2", "--cache", str(tmp_path / "refs"),
-            "--out", str(tmp_path / "out"), "--quiet"]  # fmt: skip
+            "--out", str(tmp_path / "out"), "--quiet", "--record",
+            "--model-dir", str(model_dir)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
@@ -277,3 +282,12 @@ def test_grid_reports_every_cell_writes_its_files_and_caches_references(
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0
     cached = sorted(p.name for p in (tmp_path / "refs").iterdir())
     assert len(cached) == 6 and "6x4-s100-200ms.json" in cached
+    card = ModelCard.read(model_dir)  # --record: the grid joins the card's evaluation
+    grid = card.evaluation["grid"]
+    assert grid["command"] == (
+        "schedctl benchmark --grid 6x4 12x4 --production 10 --count 2 --seed 100 "
+        "--reference-seconds 0.2"
+    )
+    assert set(grid["cells"]) == {"6x4", "12x4", "prod10"}
+    assert grid["cells"]["6x4"]["mean_gap_pct"][PPO] == float(lines["6x4"][2 + METHODS.index(PPO)])
+    assert card.evaluation["sets"] == before.evaluation["sets"]  # the benchmark's entry stays

@@ -18,6 +18,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.features import N_FEATURES
 from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.sampling import Stage
@@ -40,6 +41,34 @@ def test_fast_path_picks_the_same_actions_as_sb3_predict(problem: Problem) -> No
     report = check_parity(model, scorer, [problem], max_states=10**6)
     assert report.ok, str(report)
     assert report.states == compile_problem(problem).n_ops  # every state of the episode
+
+
+def test_fast_path_equals_sb3_predict_on_random_states() -> None:
+    """Random tables (any values in the feature bounds, random finished rows and candidate
+    masks), not only states an episode reaches: the two forward passes are the same function."""
+    rows = 24
+    model = untrained(rows=rows, seed=7)
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n_jobs = int(rng.integers(2, rows + 1))
+        table = np.zeros((rows, N_FEATURES), np.float32)
+        table[:n_jobs] = rng.uniform(-3.0, 3.0, size=(n_jobs, N_FEATURES))
+        active = rng.random(n_jobs) < 0.8
+        active[rng.integers(n_jobs)] = True
+        table[:n_jobs, 0] = active  # column 0: present; finished rows are all zero
+        table[:n_jobs][~active] = 0.0
+        candidates = np.zeros(rows, np.bool_)
+        candidates[:n_jobs] = active & (rng.random(n_jobs) < 0.5)
+        candidates[int(rng.choice(np.flatnonzero(active)))] = True
+        action, _ = model.predict(table, action_masks=candidates, deterministic=True)
+        active_rows = np.flatnonzero(table[:, 0] > 0)
+        picked = np.flatnonzero(candidates[active_rows])
+        logits = scorer.logits(np.ascontiguousarray(table[active_rows]), picked)
+        with torch.no_grad():
+            sb3 = model.policy.mlp_extractor.forward_actor(torch.from_numpy(table[None]))[0]
+        np.testing.assert_allclose(logits, sb3.numpy()[active_rows[picked]], atol=1e-4)
+        assert active_rows[picked[int(np.argmax(logits))]] == int(action)
 
 
 def test_parity_check_catches_a_scorer_that_disagrees() -> None:

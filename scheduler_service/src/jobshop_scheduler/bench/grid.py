@@ -16,10 +16,13 @@ the mean gaps) under ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -30,6 +33,7 @@ from jobshop_scheduler.bench import quality, search_quality
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import RULES
 from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.search.anytime import warm_up
 
 GRID_SHAPES = ("15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20", "200x20")
@@ -104,8 +108,32 @@ def plot_heat_map(path: Path, cells: Sequence[Cell]) -> None:
     fig.savefig(path, dpi=120)
 
 
-def run(args: argparse.Namespace, scorer: FastScorer, model_line: str) -> int:
+def card_grid(cells: Sequence[Cell], args: argparse.Namespace) -> dict[str, Any]:
+    """The grid as the model card keeps it (``--record``): per cell, every method's mean gap."""
+    shapes = [f"{j}x{m}" for j, m in args.grid] if args.grid else list(GRID_SHAPES)
+    command = ["schedctl", "benchmark", "--grid", *shapes, "--production"]
+    command += [str(n) for n in args.production]
+    command += ["--count", str(args.count), "--seed", str(args.seed)]
+    command += ["--reference-seconds", f"{args.reference_seconds:g}"]
+    return {
+        "command": " ".join(command),
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "reference": f"best plan of {args.reference_seconds:g} s runs of our search and CP-SAT",
+        "cells": {
+            c.name: {
+                "instances": c.instances,
+                "mean_gap_pct": {m: round(c.gaps[m], 2) for m in quality.METHODS},
+                "best_rule": c.best_rule,
+                "ppo_wins": c.ppo_margin < 0,
+            }
+            for c in cells
+        },
+    }
+
+
+def run(args: argparse.Namespace, model: LoadedModel) -> int:
     """The grid benchmark: 0 ok, 1 an invalid PPO plan."""
+    scorer = model.scorer
     warm_up()
     shapes = args.grid or [search_quality.parse_shape(s) for s in GRID_SHAPES]
     cases = search_quality.generated_cases(shapes, args.production, args.count, args.seed)
@@ -118,7 +146,8 @@ def run(args: argparse.Namespace, scorer: FastScorer, model_line: str) -> int:
         rows += found
         errors += invalid
     cells = cells_of(quality.summarise(rows))
-    print(f"{model_line}; references: best of {args.reference_seconds:g} s runs (cached)")
+    seconds = args.reference_seconds
+    print(f"model {model.card.version} ({model.path}); references: best of {seconds:g} s runs")
     print(cell_table(cells))
     lost = [c.name for c in cells if c.ppo_margin >= 0]
     print(f"PPO beats the best rule in {len(cells) - len(lost)} of {len(cells)} cells"
@@ -128,6 +157,10 @@ def run(args: argparse.Namespace, scorer: FastScorer, model_line: str) -> int:
     quality.write_csv(out / CSV_NAME, rows, quality.Row)
     plot_heat_map(out / PNG_NAME, cells)
     print(f"wrote {CSV_NAME} and {PNG_NAME} to {out}")
+    if args.record and not errors:
+        evaluation = {**model.card.evaluation, "grid": card_grid(cells, args)}
+        card = dataclasses.replace(model.card, evaluation=evaluation)
+        print(f"recorded the grid in {card.write(Path(args.model_dir))}")
     for error in errors:
         print(f"ERROR {error}", file=sys.stderr)
     return 1 if errors else 0

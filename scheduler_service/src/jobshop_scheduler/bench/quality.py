@@ -344,7 +344,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="default: %(default)s")
     add("--out", type=Path, default=Path("out/benchmark"), help="default: %(default)s")
     add("--quiet", action="store_true", help="no progress bar")
-    add("--record", action="store_true", help="write the results into the model card")
+    add(
+        "--record",
+        action="store_true",
+        help="write the results into the model card (with --grid: its 'grid' entry)",
+    )
     add(
         "--grid",
         nargs="*",
@@ -369,7 +373,7 @@ def run(args: argparse.Namespace) -> int:
     if args.grid is not None:
         from jobshop_scheduler.bench import grid  # noqa: PLC0415 - its own mode
 
-        return grid.run(args, model.scorer, f"model {model.card.version} ({model.path})")
+        return grid.run(args, model)
     instances = select_instances(args.sets, args.production_count, args.production_seed, args.quick)
     rows, errors = benchmark(instances, model.scorer, progress=not args.quiet)
     summaries = summarise(rows)
@@ -381,7 +385,8 @@ def run(args: argparse.Namespace) -> int:
     write_outputs(Path(args.out), rows, summaries)
     print(f"wrote results.csv, summary.csv and gaps.png to {args.out}")
     if args.record and not errors:
-        card = dataclasses.replace(model.card, evaluation=card_evaluation(summaries, args))
+        evaluation = {**model.card.evaluation, **card_evaluation(summaries, args)}  # keeps "grid"
+        card = dataclasses.replace(model.card, evaluation=evaluation)
         print(f"recorded the evaluation in {card.write(Path(args.model_dir))}")
     for error in errors:
         print(f"ERROR {error}", file=sys.stderr)

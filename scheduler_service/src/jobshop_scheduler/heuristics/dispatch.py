@@ -182,3 +182,11 @@ def makespan_of(
         return 0
     durations = cp.duration_matrix[np.arange(cp.n_ops), np.asarray(op_machine, dtype=np.int64)]
     return int((np.asarray(op_start, dtype=np.int64) + durations).max())
+
+
+BASELINE_RULES = ("spt", "mor", "mwkr")  # the rules a learned policy must beat
+
+
+def best_rule_makespan(cp: CompiledProblem, rules: Sequence[str] = BASELINE_RULES) -> int:
+    """The shortest makespan among `rules`: the bar training validates against."""
+    return min(makespan_of(cp, *dispatch_arrays(cp, rule)) for rule in rules)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -61,17 +62,48 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class SelfLabelConfig:
+    """Optional self-labelling after PPO (`rl.self_label`): the policy fitted to its own best
+    sampled plans, on a mixture of shop shapes."""
+
+    steps: int = 0  # gradient steps; 0: no self-labelling
+    instances: int = 4  # training instances per step
+    samples: int = 32  # sampled rollouts per instance, besides the greedy pass
+    temperature: float = 1.0  # of the sampling softmax
+    learning_rate: float = 1e-4
+    max_grad_norm: float = 1.0
+    jobs: tuple[int, int] = (10, 100)  # classic shops: jobs and machines drawn uniformly ...
+    machines: tuple[int, int] = (5, 20)
+    max_ops: int = 1500  # ... redrawn while jobs * machines exceeds this
+    flexible_share: float = 0.2
+    flexible_jobs: tuple[int, int] = (20, 170)
+    seed: int = 7
+    workers: int = 1  # processes that play the rollouts
+    eval_every: int = 25
+    checkpoint_every: int = 10
+    validation_shapes: tuple[str, ...] = (
+        "15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20", "prod50",
+    )  # fmt: skip
+    validation_count: int = 3
+    validation_seed: int = 4242
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     curriculum: tuple[Stage, ...] = ()
     distill: DistillConfig = field(default_factory=DistillConfig)
+    self_label: SelfLabelConfig = field(default_factory=SelfLabelConfig)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "ppo": {f.name: getattr(self.ppo, f.name) for f in fields(self.ppo)},
             "eval": {f.name: getattr(self.eval, f.name) for f in fields(self.eval)},
             "distill": {f.name: getattr(self.distill, f.name) for f in fields(self.distill)},
+            "self_label": {
+                f.name: getattr(self.self_label, f.name) for f in fields(self.self_label)
+            },
             "curriculum": [
                 {f.name: getattr(s, f.name) for f in fields(s)} for s in self.curriculum
             ],
@@ -104,14 +136,20 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
         raise ConfigError(f"curriculum[{index}]: {exc}") from exc
 
 
-def _distill(raw: dict[str, Any]) -> DistillConfig:
-    ranges = {"flexible_jobs", "jobs", "machines"}
+_SHAPE = re.compile(r"[1-9]\d*x[1-9]\d*|prod[1-9]\d*")
+_RANGES = {"flexible_jobs", "jobs", "machines"}
+
+
+def _with_ranges(cls: type, raw: dict[str, Any], name: str) -> Any:
+    """A section whose (low, high) keys are TOML pairs and whose lists are tuples."""
     try:
-        data = {k: (int(v[0]), int(v[1])) if k in ranges else v for k, v in raw.items()}
+        data = {
+            k: (int(v[0]), int(v[1])) if k in _RANGES else tuple(v) if isinstance(v, list) else v
+            for k, v in raw.items()
+        }
     except (IndexError, TypeError, ValueError) as exc:
-        raise ConfigError(f"[distill]: {exc}") from exc
-    config: DistillConfig = _section(DistillConfig, data, "distill")
-    return config
+        raise ConfigError(f"[{name}]: {exc}") from exc
+    return _section(cls, data, name)
 
 
 def load_config(path: Path | None = None) -> TrainConfig:
@@ -121,22 +159,29 @@ def load_config(path: Path | None = None) -> TrainConfig:
     else:
         text = path.read_text()
     raw = tomllib.loads(text)
-    unknown = set(raw) - {"ppo", "eval", "curriculum", "distill"}
+    unknown = set(raw) - {"ppo", "eval", "curriculum", "distill", "self_label"}
     if unknown:
         raise ConfigError(f"unknown sections: {', '.join(sorted(unknown))}")
     stages = tuple(_stage(s, i) for i, s in enumerate(raw.get("curriculum", [])))
-    if not stages:
-        raise ConfigError("the config needs at least one [[curriculum]] stage")
     config = TrainConfig(
         ppo=_section(PPOConfig, raw.get("ppo", {}), "ppo"),
         eval=_section(EvalConfig, raw.get("eval", {}), "eval"),
         curriculum=stages,
-        distill=_distill(raw.get("distill", {})),
+        distill=_with_ranges(DistillConfig, raw.get("distill", {}), "distill"),
+        self_label=_with_ranges(SelfLabelConfig, raw.get("self_label", {}), "self_label"),
     )
-    biggest = max(max(s.jobs[1], s.flexible_jobs[1]) for s in stages)
-    # distillation scores whole tables of any height: its sizes need no rows
-    if biggest > config.ppo.rows:
-        raise ConfigError(
-            f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
-        )
+    if config.ppo.total_timesteps > 0:
+        if not stages:
+            raise ConfigError("PPO (ppo.total_timesteps > 0) needs a [[curriculum]] stage")
+        biggest = max(max(s.jobs[1], s.flexible_jobs[1]) for s in stages)
+        # distillation and self-labelling score tables of any height: their sizes need no rows
+        if biggest > config.ppo.rows:
+            raise ConfigError(
+                f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
+            )
+    for shape in config.self_label.validation_shapes:
+        if not _SHAPE.fullmatch(shape):
+            raise ConfigError(
+                f"[self_label] validation_shapes: {shape!r} is neither JOBSxMACHINES nor prodJOBS"
+            )
     return config

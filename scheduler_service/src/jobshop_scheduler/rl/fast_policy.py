@@ -120,12 +120,42 @@ class Buffers(NamedTuple):
 def greedy_schedule(cp: CompiledProblem, scorer: FastScorer) -> ShopState:
     """Dispatch every operation with the scorer; the finished state holds the schedule."""
     with PASS_LOCK:
-        state = ShopState(cp)
-        scales = FeatureScales(state)
-        buffers = Buffers.for_jobs(cp.n_jobs)
-        while not state.done:
-            state.dispatch(scorer.choose(state, scales, buffers))
+        state, _ = rollout(cp, scorer)
     return state
+
+
+def rollout(
+    cp: CompiledProblem,
+    scorer: FastScorer,
+    rng: np.random.Generator | None = None,
+    temperature: float = 1.0,
+) -> tuple[ShopState, NDArray[np.int64]]:
+    """One pass: the finished state and the job chosen at each step that had a choice.
+
+    Greedy (the best-scored candidate, ties to the lowest job index) when `rng` is None;
+    otherwise each choice is drawn from the softmax of the scores at `temperature`. The caller
+    holds `PASS_LOCK` where other passes may run beside it.
+    """
+    state = ShopState(cp)
+    scales = FeatureScales(state)
+    buffers = Buffers.for_jobs(cp.n_jobs)
+    choices: list[int] = []
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) == 1:
+            state.dispatch(int(candidates[0]))
+            continue
+        scores = scorer.candidate_scores(state, scales, buffers)
+        if rng is None:
+            pick = int(np.argmax(scores))
+        else:
+            # inverse CDF: a quarter of Generator.choice(p=...)'s cost, which checks p each call
+            scaled = scores.astype(np.float64) / temperature
+            cumulative = np.cumsum(np.exp(scaled - scaled.max()))
+            pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        choices.append(int(candidates[pick]))
+        state.dispatch(choices[-1])
+    return state, np.asarray(choices, dtype=np.int64)
 
 
 def warm_up(scorer: FastScorer) -> None:

@@ -21,17 +21,16 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from tqdm import tqdm
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import dispatch_arrays, makespan_of
+from jobshop_scheduler.heuristics.dispatch import best_rule_makespan
 from jobshop_scheduler.instances.flexible import production_like
-from jobshop_scheduler.rl.config import TrainConfig
+from jobshop_scheduler.rl.config import ConfigError, TrainConfig
 from jobshop_scheduler.rl.distill import distill
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import sha256_of
 from jobshop_scheduler.rl.policy import JobScorerPolicy
-from jobshop_scheduler.rl.sampling import CurriculumSampler, random_taillard
-
-BASELINE_RULES = ("spt", "mor", "mwkr")
+from jobshop_scheduler.rl.sampling import CurriculumSampler, Stage, random_taillard
+from jobshop_scheduler.rl.self_label import self_label
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,6 @@ class ValidationCase:
     name: str
     problem: CompiledProblem
     best_rule: int  # makespan of the best legacy rule on it
-
-
-def best_rule_makespan(cp: CompiledProblem, rules: tuple[str, ...] = BASELINE_RULES) -> int:
-    return min(makespan_of(cp, *dispatch_arrays(cp, rule)) for rule in rules)
 
 
 def validation_set(config: TrainConfig) -> list[ValidationCase]:
@@ -169,7 +164,7 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
     old = policy[FIRST_LAYER]
     new = model.policy.state_dict()[FIRST_LAYER]
     if old.shape[0] != new.shape[0] or old.shape[1] > new.shape[1]:
-        raise ValueError(
+        raise ConfigError(
             f"{init}: first layer {tuple(old.shape)} does not fit this code's {tuple(new.shape)}"
         )
     if old.shape[1] < new.shape[1]:
@@ -180,28 +175,15 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
     return params, int(old.shape[1])
 
 
-def train(
-    config: TrainConfig, out_dir: Path, quiet: bool = False, init: Path | None = None
-) -> dict[str, Any]:
-    """Train, keep the best validation checkpoint as final_model.zip, return a summary.
-
-    ``init``: a model zip whose policy weights training starts from (fine-tuning, e.g. on a
-    plant's own shop sizes); the scorer's weights do not depend on the table height, so a model
-    trained with other ``rows`` fits.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(config.ppo.torch_threads)
-    set_random_seed(config.ppo.seed)
-    sampler = CurriculumSampler(list(config.curriculum))
-    model = build_model(config, sampler)
-    init_columns: int | None = None
-    if init is not None:
-        params, init_columns = initial_parameters(model, init)
-        model.set_parameters(params, exact_match=True, device="cpu")
-    elif config.distill.rounds > 0:
-        raise ValueError("[distill] needs --init: the teacher is built from that model")
-    monitor = TrainingMonitor(config, sampler, out_dir, quiet)
-    started = time.monotonic()
+def _warm_start_and_ppo(
+    model: MaskablePPO,
+    config: TrainConfig,
+    monitor: TrainingMonitor,
+    quiet: bool,
+    init_columns: int | None,
+) -> list[dict[str, float]]:
+    """Distillation (if configured), then PPO (if any timesteps), ending on PPO's best
+    validation checkpoint; returns the distillation history."""
     distilled: list[dict[str, float]] = []
     if config.distill.rounds > 0:
         distilled = distill(
@@ -211,25 +193,69 @@ def train(
             lambda scorer: evaluate(scorer, monitor.cases),
             init_columns,
         )
+    if config.ppo.total_timesteps == 0:
+        return distilled
     model.learn(total_timesteps=config.ppo.total_timesteps, callback=monitor)
-    wall = time.monotonic() - started
-    best = out_dir / "best_model.zip"
-    final = out_dir / "final_model.zip"
-    if best.exists():
-        best.replace(final)  # the checkpoint that did best on validation is the one shipped
-    else:
-        model.save(final)  # no validation set: the last weights
-    with (out_dir / "eval_history.csv").open("w", newline="") as fh:
+    best = monitor.out_dir / "best_model.zip"
+    if best.exists():  # the checkpoint that did best on validation
+        model.set_parameters(str(best), exact_match=True, device="cpu")
+    with (monitor.out_dir / "eval_history.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(monitor.history[0]))
         writer.writeheader()
         writer.writerows(monitor.history)
+    return distilled
+
+
+def train(
+    config: TrainConfig,
+    out_dir: Path,
+    quiet: bool = False,
+    init: Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train, keep the best validation checkpoint as final_model.zip, return a summary.
+
+    ``init``: a model zip whose policy weights training starts from (fine-tuning, e.g. on a
+    plant's own shop sizes); the scorer's weights do not depend on the table height, so a model
+    trained with other ``rows`` fits. ``resume``: continue the self-labelling stage from its
+    checkpoint in ``out_dir`` (the stages before it are not run again).
+    """
+    if resume and config.self_label.steps == 0:
+        raise ConfigError("resume continues self-labelling: the config has no [self_label] steps")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(config.ppo.torch_threads)
+    set_random_seed(config.ppo.seed)
+    # without PPO the env only gives the model its observation shape: any stage will do
+    sampler = CurriculumSampler(list(config.curriculum) or [Stage(1.0, (10, 10), (10, 10))])
+    model = build_model(config, sampler)
+    init_columns: int | None = None
+    if init is not None:
+        params, init_columns = initial_parameters(model, init)
+        model.set_parameters(params, exact_match=True, device="cpu")
+    elif config.distill.rounds > 0:
+        raise ConfigError("[distill] needs --init: the teacher is built from that model")
+    monitor = TrainingMonitor(config, sampler, out_dir, quiet or config.ppo.total_timesteps == 0)
+    started = time.monotonic()
+    distilled: list[dict[str, float]] = []
+    if not resume:  # a resumed run continues self-labelling; what came before is in the zip
+        distilled = _warm_start_and_ppo(model, config, monitor, quiet, init_columns)
+    labelled: dict[str, Any] = {}
+    if config.self_label.steps > 0:
+        labelled = self_label(model, config.self_label, out_dir, resume=resume, quiet=quiet)
+    wall = time.monotonic() - started
+    model.save(out_dir / "final_model.zip")
+    (out_dir / "best_model.zip").unlink(missing_ok=True)
     summary = {
         "config": config.as_dict(),
         "timesteps": int(model.num_timesteps),
         "wall_seconds": round(wall, 1),
-        "best_validation_ratio_to_best_rule": monitor.best,
+        "best_validation_ratio_to_best_rule": labelled.get(
+            "best_validation_ratio_to_best_rule", monitor.best
+        ),
         "torch_threads": config.ppo.torch_threads,
     }
+    if labelled:
+        summary["self_label"] = labelled
     if distilled:
         summary["distillation"] = distilled
     if init is not None:

@@ -47,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="version for the model card "
         "(default: the date and the first 8 hex digits of the model's sha256)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the [self_label] stage from the checkpoint in --out (written every "
+        "self_label.checkpoint_every steps); self_label.steps may be raised to run longer",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -67,7 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if args.init is not None and not args.init.is_file():
         print(f"schedctl train: --init {args.init}: no such model file", file=sys.stderr)
         return 2
-    summary = train(config, args.out, quiet=args.quiet, init=args.init)
+    try:
+        summary = train(config, args.out, quiet=args.quiet, init=args.init, resume=args.resume)
+    except ConfigError as exc:  # a refused --resume, --init or stage combination
+        print(f"schedctl train: {exc}", file=sys.stderr)
+        return 2
     write_card(args.out, summary, args.model_version)
     print(
         f"model written to {args.out / MODEL_NAME} "

@@ -12,9 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem
-from jobshop_scheduler.rl.fast_policy import PASS_LOCK, Buffers, FastScorer
-from jobshop_scheduler.rl.features import FeatureScales
-from jobshop_scheduler.rl.state import ShopState
+from jobshop_scheduler.rl.fast_policy import PASS_LOCK, FastScorer, rollout
 
 TEMPERATURE = 0.5
 
@@ -27,22 +25,5 @@ def sampled_schedule(
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(machine, start) per operation of one rollout with choices drawn at `temperature`."""
     with PASS_LOCK:
-        return _rollout(cp, scorer, rng, temperature)
-
-
-def _rollout(
-    cp: CompiledProblem, scorer: FastScorer, rng: np.random.Generator, temperature: float
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    state = ShopState(cp)
-    scales = FeatureScales(state)
-    buffers = Buffers.for_jobs(cp.n_jobs)
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-            continue
-        scores = scorer.candidate_scores(state, scales, buffers).astype(np.float64) / temperature
-        weights = np.exp(scores - scores.max())
-        pick = rng.choice(len(candidates), p=weights / weights.sum())
-        state.dispatch(int(candidates[pick]))
+        state, _ = rollout(cp, scorer, rng, temperature)
     return state.op_machine, state.op_start

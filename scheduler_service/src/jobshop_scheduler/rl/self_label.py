@@ -1,0 +1,321 @@
+"""Self-labelling (Corsini et al., "Self-Labeling the Job Shop Scheduling Problem", 2024).
+
+For each training instance the current policy plays `samples` rollouts with its choices drawn
+from the softmax of its scores, plus its greedy pass; the shortest plan becomes the label, and
+the scorer is fitted to that plan's choices by cross-entropy over each state's candidates. The
+policy learns from its own best attempts, so the labels improve as it does. It needs no critic
+and no reward shaping, its signal is the makespan itself, and a step's instances can be of any
+shape, so one run covers a mixture of sizes and job/machine ratios.
+
+The rollouts use the NumPy fast path (`fast_policy`), the same code that serves; only the
+gradient step uses torch. Training keeps the weights that did best on a validation grid of
+shapes (the mean ratio of the greedy makespan to the best legacy rule's) and writes a checkpoint
+every `checkpoint_every` steps that `resume=True` continues from, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from sb3_contrib import MaskablePPO
+from tqdm import tqdm
+
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.heuristics.dispatch import best_rule_makespan
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
+from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
+from jobshop_scheduler.rl.policy import JobScorer
+from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
+from jobshop_scheduler.rl.state import ShopState
+
+CHECKPOINT = "self_label_checkpoint.pt"
+BEST = "best_model.zip"
+IntArray = NDArray[np.int64]
+
+
+def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> CompiledProblem:
+    """One training shop: flexible production-like, or classic of a random shape whose
+    operation count stays within `max_ops` (jobs and machines are redrawn until it does)."""
+    if rng.random() < config.flexible_share:
+        n = int(rng.integers(config.flexible_jobs[0], config.flexible_jobs[1] + 1))
+        return compile_problem(production_like(n, seed=int(rng.integers(0, LCG_MAX))))
+    while True:
+        jobs = int(rng.integers(config.jobs[0], config.jobs[1] + 1))
+        machines = int(rng.integers(config.machines[0], config.machines[1] + 1))
+        if jobs * machines <= config.max_ops:
+            return compile_problem(random_taillard(rng, (jobs, jobs), (machines, machines)))
+
+
+@dataclass(frozen=True)
+class Label:
+    """The states of an instance's best rollout and the candidate it took in each."""
+
+    tables: torch.Tensor  # (states, jobs, features)
+    candidates: torch.Tensor  # (states, jobs) bool
+    actions: torch.Tensor  # (states,) job index
+    makespan: int
+    greedy: int  # the greedy pass's makespan, for the progress figures
+
+
+def best_rollout(
+    cp: CompiledProblem, scorer: FastScorer, samples: int, temperature: float, seed: int
+) -> tuple[int, int, IntArray]:
+    """(best makespan, greedy makespan, best choices) over the greedy pass and `samples`
+    sampled rollouts; ties keep the earlier rollout, so the greedy one wins ties."""
+    rng = np.random.default_rng(seed)
+    state, best_choices = rollout(cp, scorer)
+    best = greedy = state.makespan
+    for _ in range(samples):
+        state, choices = rollout(cp, scorer, rng, temperature)
+        if state.makespan < best:
+            best, best_choices = state.makespan, choices
+    return best, greedy, best_choices
+
+
+def label_states(cp: CompiledProblem, choices: IntArray, makespan: int, greedy: int) -> Label:
+    """Replay `choices` and record every state that had a choice to make."""
+    state = ShopState(cp)
+    scales = FeatureScales(state)
+    tables, masks = [], []
+    taken = iter(choices.tolist())
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) == 1:
+            state.dispatch(int(candidates[0]))
+            continue
+        tables.append(job_features(state, scales, cp.n_jobs))
+        masks.append(state.candidates.copy())
+        state.dispatch(next(taken))
+    if state.makespan != makespan:
+        raise AssertionError(f"replay gave {state.makespan}, the rollout {makespan}")
+    stacked = np.stack(tables) if tables else np.zeros((0, cp.n_jobs, N_FEATURES), np.float32)
+    mask = np.stack(masks) if masks else np.zeros((0, cp.n_jobs), np.bool_)
+    return Label(
+        torch.from_numpy(stacked),
+        torch.from_numpy(mask),
+        torch.from_numpy(choices),
+        makespan,
+        greedy,
+    )
+
+
+def _label_task(task: tuple[CompiledProblem, FastScorer, int, float, int]) -> Label:
+    cp, scorer, samples, temperature, seed = task
+    best, greedy, choices = best_rollout(cp, scorer, samples, temperature, seed)
+    return label_states(cp, choices, best, greedy)
+
+
+def candidate_cross_entropy(
+    logits: torch.Tensor, candidates: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """Mean -log p(action) of the softmax over each state's candidates."""
+    floor = torch.finfo(logits.dtype).min / 2
+    log_p = torch.log_softmax(logits.masked_fill(~candidates, floor), dim=-1)
+    return -log_p.gather(1, actions.unsqueeze(1)).mean()
+
+
+@dataclass(frozen=True)
+class ValidationShape:
+    name: str
+    problems: tuple[CompiledProblem, ...]
+    best_rule: tuple[int, ...]
+
+
+def validation_grid(config: SelfLabelConfig) -> list[ValidationShape]:
+    """`validation_count` instances per shape of `validation_shapes` (classic "JxM" or
+    production-like "prodN"), from `validation_seed`; disjoint from the benchmark's seeds."""
+    rng = np.random.default_rng(config.validation_seed)
+    shapes = []
+    for name in config.validation_shapes:
+        problems = []
+        for _ in range(config.validation_count):
+            if name.startswith("prod"):
+                problem = production_like(int(name[4:]), seed=int(rng.integers(0, LCG_MAX)))
+            else:
+                jobs, machines = (int(x) for x in name.split("x"))
+                problem = random_taillard(rng, (jobs, jobs), (machines, machines))
+            problems.append(compile_problem(problem))
+        rules = tuple(best_rule_makespan(cp) for cp in problems)
+        shapes.append(ValidationShape(name, tuple(problems), rules))
+    return shapes
+
+
+def validate(scorer: FastScorer, shapes: list[ValidationShape]) -> dict[str, float]:
+    """Per shape, the mean ratio greedy / best rule; "mean" over shapes (below 1 beats them)."""
+    ratios = {}
+    for shape in shapes:
+        pairs = zip(shape.problems, shape.best_rule, strict=True)
+        ratios[shape.name] = float(
+            np.mean([greedy_schedule(cp, scorer).makespan / rule for cp, rule in pairs])
+        )
+    ratios["mean"] = float(np.mean(list(ratios.values()))) if ratios else float("nan")
+    return ratios
+
+
+@dataclass
+class Progress:
+    """What a checkpoint holds besides the weights and the optimizer."""
+
+    step: int = 0
+    best: float = float("inf")
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _resumable(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a resumed run must share with the checkpoint: all but the length."""
+    return {k: v for k, v in config.items() if k != "steps"}
+
+
+def _actor_parameters(scorer: JobScorer) -> list[torch.nn.Parameter]:
+    return [*scorer.embed.parameters(), *scorer.score.parameters()]
+
+
+@contextmanager
+def _labeller(workers: int) -> Iterator[Callable[[list[Any]], list[Label]]]:
+    if workers <= 1:
+        yield lambda tasks: [_label_task(t) for t in tasks]
+        return
+    # fork: the workers only run NumPy and the numba kernels the parent has loaded
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield lambda tasks: pool.map(_label_task, tasks, chunksize=1)
+
+
+class _SelfLabeller:
+    """The scorer, its optimizer, the instance stream and the progress: what a checkpoint
+    holds, and the three things a run does with them (step, validate, checkpoint)."""
+
+    def __init__(self, model: MaskablePPO, config: SelfLabelConfig, out_dir: Path) -> None:
+        self.model, self.config, self.out_dir = model, config, out_dir
+        self.scorer: JobScorer = model.policy.mlp_extractor  # type: ignore[assignment]
+        self.optimizer = torch.optim.Adam(_actor_parameters(self.scorer), lr=config.learning_rate)
+        self.rng = np.random.default_rng(config.seed)
+        self.progress = Progress()
+        self.checkpoint_path = out_dir / CHECKPOINT
+        self.shapes = validation_grid(config)
+
+    def fast(self) -> FastScorer:
+        return FastScorer.from_state_dict(self.model.policy.state_dict())
+
+    def resume(self) -> None:
+        path = self.checkpoint_path
+        if not path.is_file():
+            raise ConfigError(f"--resume: no checkpoint {path}")
+        saved = torch.load(path, weights_only=False)
+        if _resumable(saved["config"]) != _resumable(asdict(self.config)):
+            raise ConfigError(f"--resume: {path} was written with other [self_label] settings")
+        self.model.policy.load_state_dict(saved["policy"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.rng.bit_generator.state = saved["rng"]
+        self.progress = Progress(**saved["progress"])
+
+    def checkpoint(self) -> None:
+        state = {
+            "config": asdict(self.config),
+            "policy": self.model.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "progress": asdict(self.progress),
+        }
+        partial = self.checkpoint_path.with_suffix(".partial")
+        torch.save(state, partial)
+        partial.replace(self.checkpoint_path)
+
+    def evaluate(self) -> None:
+        """Validate; the best weights so far go to best_model.zip."""
+        ratios = validate(self.fast(), self.shapes)
+        progress = self.progress
+        progress.history.append(
+            {"step": float(progress.step), **{f"val_{k}": v for k, v in ratios.items()}}
+        )
+        if ratios["mean"] < progress.best:
+            progress.best = ratios["mean"]
+            self.model.save(self.out_dir / BEST)
+
+    def tasks(self) -> list[tuple[CompiledProblem, FastScorer, int, float, int]]:
+        config, weights = self.config, self.fast()
+        return [
+            (
+                mixture_instance(config, self.rng),
+                weights,
+                config.samples,
+                config.temperature,
+                int(self.rng.integers(0, 2**63 - 1)),
+            )
+            for _ in range(config.instances)
+        ]
+
+    def learn(self, labels: list[Label]) -> float:
+        """One gradient step on the labels' mean cross-entropy; the loss."""
+        labels = [x for x in labels if len(x.actions)]
+        if not labels:
+            return 0.0
+        loss = torch.stack(
+            [
+                candidate_cross_entropy(self.scorer.table_logits(x.tables), x.candidates, x.actions)
+                for x in labels
+            ]
+        ).mean()
+        self.optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(_actor_parameters(self.scorer), self.config.max_grad_norm)
+        self.optimizer.step()
+        return float(loss.detach())
+
+
+def self_label(
+    model: MaskablePPO,
+    config: SelfLabelConfig,
+    out_dir: Path,
+    resume: bool = False,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run `config.steps` steps on `model`'s scorer; `model` ends with the best weights, which
+    are also in ``out_dir/best_model.zip``. Returns the summary the model card records."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _SelfLabeller(model, config, out_dir)
+    if resume:
+        run.resume()
+    progress = run.progress
+    if progress.step == 0:
+        run.evaluate()  # the starting weights compete too: training never ships worse
+    bar = tqdm(total=config.steps, initial=progress.step, unit="step", disable=quiet)
+    started = time.monotonic() - progress.seconds
+    with _labeller(config.workers) as label:
+        while progress.step < config.steps:
+            labels = label(run.tasks())
+            loss = run.learn(labels)
+            progress.step += 1
+            progress.seconds = time.monotonic() - started
+            gain = np.mean([1 - x.makespan / x.greedy for x in labels]) if labels else 0.0
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{loss:.3f}", sample_gain=f"{gain:.3f}", best_val=f"{progress.best:.4f}"
+            )
+            if progress.step % config.eval_every == 0 or progress.step == config.steps:
+                run.evaluate()
+            if progress.step % config.checkpoint_every == 0 or progress.step == config.steps:
+                run.checkpoint()
+    bar.close()
+    model.set_parameters(str(out_dir / BEST), exact_match=True, device="cpu")
+    (out_dir / "self_label_history.json").write_text(json.dumps(progress.history, indent=1) + "\n")
+    return {
+        "config": asdict(config),
+        "steps": progress.step,
+        "instances": progress.step * config.instances,
+        "wall_seconds": round(progress.seconds, 1),
+        "best_validation_ratio_to_best_rule": progress.best,
+        "validation": progress.history,
+    }

@@ -1,0 +1,170 @@
+"""Self-labelling (`rl.self_label`): labels are the policy's best plans, a tiny run on a mixture
+of shapes learns, and a run resumed from its checkpoint is the run that was not interrupted."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import MaskablePPO
+
+from jobshop_scheduler.heuristics.compiled import compile_problem
+from jobshop_scheduler.instances import load_taillard
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
+from jobshop_scheduler.rl.env import JobShopEnv
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.policy import JobScorerPolicy
+from jobshop_scheduler.rl.self_label import (
+    CHECKPOINT,
+    best_rollout,
+    candidate_cross_entropy,
+    label_states,
+    mixture_instance,
+    self_label,
+)
+from jobshop_scheduler.rl.train import train
+
+pytestmark = pytest.mark.unit
+
+TINY = SelfLabelConfig(
+    steps=4,
+    instances=2,
+    samples=4,
+    jobs=(5, 8),
+    machines=(3, 5),
+    flexible_share=0.25,
+    flexible_jobs=(5, 8),
+    eval_every=2,
+    checkpoint_every=1,
+    validation_shapes=("8x4", "prod8"),
+    validation_count=2,
+)
+
+
+def untrained(seed: int = 0) -> MaskablePPO:
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    return MaskablePPO(JobScorerPolicy, env, n_steps=64, batch_size=64, seed=seed, device="cpu")
+
+
+def test_the_label_is_the_best_of_the_greedy_pass_and_the_samples() -> None:
+    cp = compile_problem(production_like(12, seed=3))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    best, greedy, choices = best_rollout(cp, scorer, samples=16, temperature=1.0, seed=1)
+    assert greedy == greedy_schedule(cp, scorer).makespan
+    assert best <= greedy
+    label = label_states(cp, choices, best, greedy)  # the replay reproduces the makespan
+    assert len(label.actions) == len(label.tables) == len(label.candidates) > 0
+    taken = label.candidates[torch.arange(len(label.actions)), label.actions]
+    assert bool(taken.all())  # every label is one of its state's candidates
+    assert bool((label.candidates.sum(dim=1) > 1).all())  # forced moves teach nothing
+
+
+def test_cross_entropy_is_over_the_candidates_only() -> None:
+    logits = torch.tensor([[0.0, 0.0, 50.0, 0.0]])
+    candidates = torch.tensor([[True, True, False, True]])
+    loss = candidate_cross_entropy(logits, candidates, torch.tensor([1]))
+    assert float(loss) == pytest.approx(np.log(3.0), rel=1e-6)  # row 2's big logit is ignored
+
+
+def test_the_mixture_respects_the_operation_cap() -> None:
+    config = dataclasses.replace(TINY, jobs=(10, 100), machines=(5, 20), max_ops=300)
+    rng = np.random.default_rng(0)
+    shops = [mixture_instance(config, rng) for _ in range(40)]
+    classic = [cp for cp in shops if cp.n_ops == cp.n_jobs * cp.n_machines]
+    assert classic and all(cp.n_ops <= 300 for cp in classic)
+    assert len({(cp.n_jobs, cp.n_machines) for cp in classic}) > 5  # a mixture, not one shape
+
+
+def test_tiny_self_labelling_run_on_a_mixture_improves_the_policy(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = untrained(seed=1)
+    config = dataclasses.replace(
+        TINY,
+        steps=30,
+        instances=4,
+        samples=16,
+        learning_rate=1e-2,
+        eval_every=10,
+        validation_shapes=("12x6", "prod10"),
+        validation_count=4,
+    )
+    summary = self_label(model, config, tmp_path, quiet=True)
+    history = [row["val_mean"] for row in summary["validation"]]
+    print("validation ratio to the best rule by evaluation:", history)
+    assert history[0] == summary["validation"][0]["val_mean"]  # step 0: the untrained weights
+    assert summary["best_validation_ratio_to_best_rule"] < history[0] - 0.03
+    # the model ends with the best weights, the ones saved
+    shapes = json.loads((tmp_path / "self_label_history.json").read_text())
+    assert shapes == summary["validation"]
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    straight, resumed = untrained(), untrained()
+    self_label(straight, dataclasses.replace(TINY, eval_every=100), tmp_path / "a", quiet=True)
+    first = dataclasses.replace(TINY, steps=2, eval_every=100)
+    self_label(resumed, first, tmp_path / "b", quiet=True)
+    assert (tmp_path / "b" / CHECKPOINT).is_file()
+    again = untrained(seed=5)  # a fresh process: other weights until the checkpoint loads
+    self_label(
+        again, dataclasses.replace(TINY, eval_every=100), tmp_path / "b", resume=True, quiet=True
+    )
+    saved_a = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
+    saved_b = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=False)
+    assert saved_a["progress"]["step"] == saved_b["progress"]["step"] == 4
+    for name, tensor in saved_a["policy"].items():
+        assert torch.equal(tensor, saved_b["policy"][name]), name
+    untouched = untrained(seed=5).policy.state_dict()
+    assert not all(torch.equal(t, untouched[k]) for k, t in saved_b["policy"].items())
+
+
+def test_resume_refuses_a_missing_checkpoint_and_other_settings(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        self_label(untrained(), TINY, tmp_path, resume=True, quiet=True)
+    self_label(untrained(), dataclasses.replace(TINY, steps=1), tmp_path, quiet=True)
+    with pytest.raises(ConfigError, match="other \\[self_label\\] settings"):
+        changed = dataclasses.replace(TINY, learning_rate=1.0)
+        self_label(untrained(), changed, tmp_path, resume=True, quiet=True)
+
+
+def test_train_without_ppo_runs_only_self_labelling(tmp_path: Path) -> None:
+    config = TrainConfig(
+        ppo=dataclasses.replace(load_config().ppo, total_timesteps=0, torch_threads=1),
+        self_label=dataclasses.replace(TINY, steps=2),
+    )
+    summary = train(config, tmp_path, quiet=True)
+    assert summary["timesteps"] == 0 and summary["self_label"]["steps"] == 2
+    assert (tmp_path / "final_model.zip").is_file()
+    assert not (tmp_path / "best_model.zip").exists()
+    with pytest.raises(ConfigError, match="no \\[self_label\\] steps"):
+        train(dataclasses.replace(config, self_label=TINY.__class__()), tmp_path, resume=True)
+
+
+def test_self_label_section_is_checked(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nvalidation_shapes = ["15by15"]\n')
+    with pytest.raises(ConfigError, match="'15by15' is neither"):
+        load_config(recipe)
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nsteps = 3\nsample = 4\n")
+    with pytest.raises(ConfigError, match=r"\[self_label\] unknown keys: sample"):
+        load_config(recipe)
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nsteps = 3\njobs = [4, 9]\n")
+    assert load_config(recipe).self_label.jobs == (4, 9)
+
+
+def test_schedctl_train_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nsteps = 3\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "jobshop_scheduler.cli", "train", "--config", str(recipe),
+         "--out", str(tmp_path / "out"), "--resume", "--quiet"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--resume: no checkpoint" in done.stderr
