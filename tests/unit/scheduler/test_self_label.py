@@ -74,12 +74,17 @@ def test_cross_entropy_is_over_the_candidates_only() -> None:
 
 
 def test_the_mixture_respects_the_operation_cap() -> None:
-    config = dataclasses.replace(TINY, jobs=(10, 100), machines=(5, 20), max_ops=300)
+    config = dataclasses.replace(
+        TINY, jobs=(5, 100), machines=(5, 20), ratio=(0.5, 10.0), max_ops=600
+    )
     rng = np.random.default_rng(0)
-    shops = [mixture_instance(config, rng) for _ in range(40)]
+    shops = [mixture_instance(config, rng) for _ in range(200)]
     classic = [cp for cp in shops if cp.n_ops == cp.n_jobs * cp.n_machines]
-    assert classic and all(cp.n_ops <= 300 for cp in classic)
-    assert len({(cp.n_jobs, cp.n_machines) for cp in classic}) > 5  # a mixture, not one shape
+    assert classic and all(cp.n_ops <= 600 for cp in classic)
+    assert len({(cp.n_jobs, cp.n_machines) for cp in classic}) > 20  # a mixture, not one shape
+    ratios = np.array([cp.n_jobs / cp.n_machines for cp in classic])
+    assert ratios.min() < 1.0 and ratios.max() > 5.0
+    assert 0.3 < np.mean(ratios < 2.0) < 0.8  # log-uniform: as many square-ish shops as long
 
 
 def test_tiny_self_labelling_run_on_a_mixture_improves_the_policy(tmp_path: Path) -> None:

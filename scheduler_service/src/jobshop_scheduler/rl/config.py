@@ -72,9 +72,12 @@ class SelfLabelConfig:
     temperature: float = 1.0  # of the sampling softmax
     learning_rate: float = 1e-4
     max_grad_norm: float = 1.0
-    jobs: tuple[int, int] = (10, 100)  # classic shops: jobs and machines drawn uniformly ...
+    # Classic shops: machines uniform, jobs per machine log-uniform in `ratio` (so square shops
+    # are as common as long ones), jobs clipped to `jobs`; redrawn while jobs * machines > max_ops.
     machines: tuple[int, int] = (5, 20)
-    max_ops: int = 1500  # ... redrawn while jobs * machines exceeds this
+    ratio: tuple[float, float] = (0.5, 10.0)
+    jobs: tuple[int, int] = (10, 100)
+    max_ops: int = 2000
     flexible_share: float = 0.2
     flexible_jobs: tuple[int, int] = (20, 170)
     seed: int = 7
@@ -137,16 +140,21 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
 
 
 _SHAPE = re.compile(r"[1-9]\d*x[1-9]\d*|prod[1-9]\d*")
-_RANGES = {"flexible_jobs", "jobs", "machines"}
+_PAIRS: dict[str, type] = {"flexible_jobs": int, "jobs": int, "machines": int, "ratio": float}
+
+
+def _value(key: str, value: Any) -> Any:
+    """TOML to the dataclass field: (low, high) pairs typed, other lists as tuples."""
+    if key in _PAIRS:
+        kind = _PAIRS[key]
+        return (kind(value[0]), kind(value[1]))
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _with_ranges(cls: type, raw: dict[str, Any], name: str) -> Any:
-    """A section whose (low, high) keys are TOML pairs and whose lists are tuples."""
+    """A section with (low, high) pairs and lists (distillation, self-labelling)."""
     try:
-        data = {
-            k: (int(v[0]), int(v[1])) if k in _RANGES else tuple(v) if isinstance(v, list) else v
-            for k, v in raw.items()
-        }
+        data = {key: _value(key, value) for key, value in raw.items()}
     except (IndexError, TypeError, ValueError) as exc:
         raise ConfigError(f"[{name}]: {exc}") from exc
     return _section(cls, data, name)

@@ -46,14 +46,16 @@ IntArray = NDArray[np.int64]
 
 
 def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> CompiledProblem:
-    """One training shop: flexible production-like, or classic of a random shape whose
-    operation count stays within `max_ops` (jobs and machines are redrawn until it does)."""
+    """One training shop: flexible production-like, or classic with machines drawn uniformly
+    and jobs per machine log-uniformly (`ratio`), redrawn until it has at most `max_ops`."""
     if rng.random() < config.flexible_share:
         n = int(rng.integers(config.flexible_jobs[0], config.flexible_jobs[1] + 1))
         return compile_problem(production_like(n, seed=int(rng.integers(0, LCG_MAX))))
+    low, high = np.log(config.ratio[0]), np.log(config.ratio[1])
     while True:
-        jobs = int(rng.integers(config.jobs[0], config.jobs[1] + 1))
         machines = int(rng.integers(config.machines[0], config.machines[1] + 1))
+        ratio = float(np.exp(rng.uniform(low, high)))
+        jobs = int(np.clip(round(ratio * machines), config.jobs[0], config.jobs[1]))
         if jobs * machines <= config.max_ops:
             return compile_problem(random_taillard(rng, (jobs, jobs), (machines, machines)))
 
