@@ -23,10 +23,10 @@ from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
-    best_rollout,
     candidate_cross_entropy,
-    label_states,
+    instance_labels,
     mixture_instance,
+    sample_plans,
     self_label,
 )
 from jobshop_scheduler.rl.train import train
@@ -56,14 +56,30 @@ def untrained(seed: int = 0) -> MaskablePPO:
 def test_the_label_is_the_best_of_the_greedy_pass_and_the_samples() -> None:
     cp = compile_problem(production_like(12, seed=3))
     scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
-    best, greedy, choices = best_rollout(cp, scorer, samples=16, temperature=1.0, seed=1)
-    assert greedy == greedy_schedule(cp, scorer).makespan
-    assert best <= greedy
-    label = label_states(cp, choices, best, greedy)  # the replay reproduces the makespan
+    greedy, sampled = sample_plans(cp, scorer, samples=16, temperature=1.0, seed=1)
+    assert greedy.makespan == greedy_schedule(cp, scorer).makespan
+    found = instance_labels(cp, scorer, dataclasses.replace(TINY, samples=16), seed=1)
+    assert found.greedy == greedy.makespan
+    assert found.best == min(p.makespan for p in [greedy, *sampled]) <= greedy.makespan
+    (label,) = found.labels  # the replay inside reproduces the best plan's makespan
+    assert label.weight == 1.0
     assert len(label.actions) == len(label.tables) == len(label.candidates) > 0
     taken = label.candidates[torch.arange(len(label.actions)), label.actions]
     assert bool(taken.all())  # every label is one of its state's candidates
     assert bool((label.candidates.sum(dim=1) > 1).all())  # forced moves teach nothing
+
+
+def test_advantage_labels_weigh_every_sample_against_the_others() -> None:
+    cp = compile_problem(load_taillard("ta01"))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    config = dataclasses.replace(TINY, samples=8, objective="advantage", states_per_plan=20)
+    found = instance_labels(cp, scorer, config, seed=4)
+    _, sampled = sample_plans(cp, scorer, samples=8, temperature=1.0, seed=4)
+    spans = np.array([p.makespan for p in sampled], dtype=float)
+    expected = (spans.mean() - spans) / spans.std() / len(spans)
+    assert [x.weight for x in found.labels] == pytest.approx(list(expected[expected != 0]))
+    assert sum(x.weight for x in found.labels) == pytest.approx(0.0, abs=1e-9)
+    assert all(len(x.actions) == 20 for x in found.labels)  # a random subset of each plan
 
 
 def test_cross_entropy_is_over_the_candidates_only() -> None:

@@ -70,6 +70,8 @@ class SelfLabelConfig:
     instances: int = 4  # training instances per step
     samples: int = 32  # sampled rollouts per instance, besides the greedy pass
     temperature: float = 1.0  # of the sampling softmax
+    objective: str = "best"  # "best": fit the shortest plan; "advantage": every sample, weighted
+    states_per_plan: int = 0  # states of a plan in the loss, drawn at random; 0: all
     learning_rate: float = 1e-4
     max_grad_norm: float = 1.0
     # Classic shops: machines uniform, jobs per machine log-uniform in `ratio` (so square shops
@@ -187,6 +189,10 @@ def load_config(path: Path | None = None) -> TrainConfig:
             raise ConfigError(
                 f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
             )
+    if config.self_label.objective not in {"best", "advantage"}:
+        raise ConfigError(
+            f"[self_label] objective: {config.self_label.objective!r} is not 'best' or 'advantage'"
+        )
     for shape in config.self_label.validation_shapes:
         if not _SHAPE.fullmatch(shape):
             raise ConfigError(

@@ -61,62 +61,111 @@ def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> Compi
 
 
 @dataclass(frozen=True)
+class Plan:
+    makespan: int
+    choices: IntArray  # the job chosen at each step that had more than one candidate
+
+
+def sample_plans(
+    cp: CompiledProblem, scorer: FastScorer, samples: int, temperature: float, seed: int
+) -> tuple[Plan, list[Plan]]:
+    """The greedy plan and `samples` plans with choices drawn at `temperature`."""
+    rng = np.random.default_rng(seed)
+    state, choices = rollout(cp, scorer)
+    greedy = Plan(state.makespan, choices)
+    sampled = []
+    for _ in range(samples):
+        state, choices = rollout(cp, scorer, rng, temperature)
+        sampled.append(Plan(state.makespan, choices))
+    return greedy, sampled
+
+
+@dataclass(frozen=True)
 class Label:
-    """The states of an instance's best rollout and the candidate it took in each."""
+    """States of one plan and the candidate it took in each, with the weight its choices get
+    in the loss (negative: they are discouraged)."""
 
     tables: torch.Tensor  # (states, jobs, features)
     candidates: torch.Tensor  # (states, jobs) bool
     actions: torch.Tensor  # (states,) job index
-    makespan: int
-    greedy: int  # the greedy pass's makespan, for the progress figures
+    weight: float
 
 
-def best_rollout(
-    cp: CompiledProblem, scorer: FastScorer, samples: int, temperature: float, seed: int
-) -> tuple[int, int, IntArray]:
-    """(best makespan, greedy makespan, best choices) over the greedy pass and `samples`
-    sampled rollouts; ties keep the earlier rollout, so the greedy one wins ties."""
-    rng = np.random.default_rng(seed)
-    state, best_choices = rollout(cp, scorer)
-    best = greedy = state.makespan
-    for _ in range(samples):
-        state, choices = rollout(cp, scorer, rng, temperature)
-        if state.makespan < best:
-            best, best_choices = state.makespan, choices
-    return best, greedy, best_choices
+@dataclass(frozen=True)
+class InstanceLabels:
+    labels: list[Label]
+    best: int  # the shortest makespan among the greedy and sampled plans
+    greedy: int  # the greedy plan's, for the progress figures
 
 
-def label_states(cp: CompiledProblem, choices: IntArray, makespan: int, greedy: int) -> Label:
-    """Replay `choices` and record every state that had a choice to make."""
+def label_states(
+    cp: CompiledProblem, plan: Plan, weight: float, keep: int = 0, seed: int = 0
+) -> Label:
+    """Replay `plan` and record the states that had a choice to make: all of them, or `keep`
+    drawn at random (an unbiased estimate of the plan's mean loss at a fraction of the cost)."""
+    steps = len(plan.choices)
+    wanted = np.ones(steps, np.bool_)
+    if 0 < keep < steps:
+        wanted[:] = False
+        wanted[np.random.default_rng(seed).choice(steps, size=keep, replace=False)] = True
     state = ShopState(cp)
     scales = FeatureScales(state)
-    tables, masks = [], []
-    taken = iter(choices.tolist())
+    tables, masks, actions = [], [], []
+    step = 0
     while not state.done:
         candidates = np.flatnonzero(state.candidates)
         if len(candidates) == 1:
             state.dispatch(int(candidates[0]))
             continue
-        tables.append(job_features(state, scales, cp.n_jobs))
-        masks.append(state.candidates.copy())
-        state.dispatch(next(taken))
-    if state.makespan != makespan:
-        raise AssertionError(f"replay gave {state.makespan}, the rollout {makespan}")
+        job = int(plan.choices[step])
+        if wanted[step]:
+            tables.append(job_features(state, scales, cp.n_jobs))
+            masks.append(state.candidates.copy())
+            actions.append(job)
+        state.dispatch(job)
+        step += 1
+    if state.makespan != plan.makespan:
+        raise AssertionError(f"replay gave {state.makespan}, the rollout {plan.makespan}")
     stacked = np.stack(tables) if tables else np.zeros((0, cp.n_jobs, N_FEATURES), np.float32)
     mask = np.stack(masks) if masks else np.zeros((0, cp.n_jobs), np.bool_)
     return Label(
         torch.from_numpy(stacked),
         torch.from_numpy(mask),
-        torch.from_numpy(choices),
-        makespan,
-        greedy,
+        torch.from_numpy(np.asarray(actions, dtype=np.int64)),
+        weight,
     )
 
 
-def _label_task(task: tuple[CompiledProblem, FastScorer, int, float, int]) -> Label:
-    cp, scorer, samples, temperature, seed = task
-    best, greedy, choices = best_rollout(cp, scorer, samples, temperature, seed)
-    return label_states(cp, choices, best, greedy)
+def instance_labels(
+    cp: CompiledProblem, scorer: FastScorer, config: SelfLabelConfig, seed: int
+) -> InstanceLabels:
+    """What one instance teaches, by `config.objective`:
+
+    - "best" (self-labelling proper): the shortest plan, greedy one included, with weight 1.
+    - "advantage": every sampled plan, weighted by its normalised advantage over the samples'
+      mean makespan (a policy gradient with the samples as each other's baseline): the drift
+      that imitating one's own samples adds cancels, so only what made plans shorter moves
+      the weights. An instance whose samples are all equally long teaches nothing.
+    """
+    greedy, sampled = sample_plans(cp, scorer, config.samples, config.temperature, seed)
+    best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
+    keep = config.states_per_plan
+    if config.objective == "best":
+        labels = [label_states(cp, best, 1.0, keep, seed)]
+    else:
+        spans = np.array([plan.makespan for plan in sampled], dtype=np.float64)
+        spread = spans.std()
+        advantage = (spans.mean() - spans) / spread if spread > 0 else np.zeros_like(spans)
+        labels = [
+            label_states(cp, plan, float(a) / len(sampled), keep, seed + k)
+            for k, (plan, a) in enumerate(zip(sampled, advantage, strict=True))
+            if a != 0
+        ]
+    return InstanceLabels(labels, best.makespan, greedy.makespan)
+
+
+def _label_task(task: tuple[CompiledProblem, FastScorer, SelfLabelConfig, int]) -> InstanceLabels:
+    return instance_labels(*task)
 
 
 def candidate_cross_entropy(
@@ -186,7 +235,7 @@ def _actor_parameters(scorer: JobScorer) -> list[torch.nn.Parameter]:
 
 
 @contextmanager
-def _labeller(workers: int) -> Iterator[Callable[[list[Any]], list[Label]]]:
+def _labeller(workers: int) -> Iterator[Callable[[list[Any]], list[InstanceLabels]]]:
     if workers <= 1:
         yield lambda tasks: [_label_task(t) for t in tasks]
         return
@@ -207,6 +256,10 @@ class _SelfLabeller:
         self.progress = Progress()
         self.checkpoint_path = out_dir / CHECKPOINT
         self.shapes = validation_grid(config)
+
+    def _cross_entropy(self, label: Label) -> torch.Tensor:
+        logits = self.scorer.table_logits(label.tables)
+        return candidate_cross_entropy(logits, label.candidates, label.actions)
 
     def fast(self) -> FastScorer:
         return FastScorer.from_state_dict(self.model.policy.state_dict())
@@ -246,30 +299,24 @@ class _SelfLabeller:
             progress.best = ratios["mean"]
             self.model.save(self.out_dir / BEST)
 
-    def tasks(self) -> list[tuple[CompiledProblem, FastScorer, int, float, int]]:
+    def tasks(self) -> list[tuple[CompiledProblem, FastScorer, SelfLabelConfig, int]]:
         config, weights = self.config, self.fast()
         return [
-            (
-                mixture_instance(config, self.rng),
-                weights,
-                config.samples,
-                config.temperature,
-                int(self.rng.integers(0, 2**63 - 1)),
-            )
+            (mixture_instance(config, self.rng), weights, config, int(self.rng.integers(0, 2**62)))
             for _ in range(config.instances)
         ]
 
-    def learn(self, labels: list[Label]) -> float:
-        """One gradient step on the labels' mean cross-entropy; the loss."""
-        labels = [x for x in labels if len(x.actions)]
-        if not labels:
+    def learn(self, instances: list[InstanceLabels]) -> float:
+        """One gradient step: per instance the weighted cross-entropy of its labels, averaged
+        over the instances that have any; returns the loss."""
+        losses = [
+            torch.stack([self._cross_entropy(x) * x.weight for x in labels]).sum()
+            for labels in ([x for x in found.labels if len(x.actions)] for found in instances)
+            if labels
+        ]
+        if not losses:
             return 0.0
-        loss = torch.stack(
-            [
-                candidate_cross_entropy(self.scorer.table_logits(x.tables), x.candidates, x.actions)
-                for x in labels
-            ]
-        ).mean()
+        loss = torch.stack(losses).mean()
         self.optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(_actor_parameters(self.scorer), self.config.max_grad_norm)
@@ -301,7 +348,7 @@ def self_label(
             loss = run.learn(labels)
             progress.step += 1
             progress.seconds = time.monotonic() - started
-            gain = np.mean([1 - x.makespan / x.greedy for x in labels]) if labels else 0.0
+            gain = np.mean([1 - x.best / x.greedy for x in labels]) if labels else 0.0
             bar.update(1)
             bar.set_postfix(
                 loss=f"{loss:.3f}", sample_gain=f"{gain:.3f}", best_val=f"{progress.best:.4f}"
