@@ -50,9 +50,9 @@ def build_tiny_model(out: Path, rows: int = 20) -> Path:
     from sb3_contrib import MaskablePPO  # noqa: PLC0415 - torch only when a test needs a model
 
     from jobshop_scheduler.instances.flexible import production_like  # noqa: PLC0415
+    from jobshop_scheduler.ops.train_cli import write_card  # noqa: PLC0415
     from jobshop_scheduler.rl.env import JobShopEnv  # noqa: PLC0415
     from jobshop_scheduler.rl.policy import JobScorerPolicy  # noqa: PLC0415
-    from jobshop_scheduler.rl.train_cli import write_card  # noqa: PLC0415
 
     out.mkdir(parents=True, exist_ok=True)
     env = JobShopEnv(problem=production_like(rows, seed=0), max_jobs=rows)

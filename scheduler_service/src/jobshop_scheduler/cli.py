@@ -46,11 +46,11 @@ COMMANDS: dict[str, Command] = {
         "run_health",
     ),
     "train": Command(
-        "jobshop_scheduler.rl.train_cli",
+        "jobshop_scheduler.ops.train_cli",
         "train a PPO dispatching policy and write its model card (train extra)",
     ),
     "export-model": Command(
-        "jobshop_scheduler.rl.train_cli",
+        "jobshop_scheduler.ops.train_cli",
         "write a model's serving files (arrays, SB3's recorded outputs) and card (train extra)",
         "add_export_arguments",
         "run_export",

@@ -15,21 +15,24 @@ import torch
 from sb3_contrib import MaskablePPO
 
 from jobshop_scheduler.heuristics.compiled import compile_problem
+from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
-from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
     candidate_cross_entropy,
+    expert_label,
     instance_labels,
     mixture_instance,
     sample_plans,
     self_label,
 )
 from jobshop_scheduler.rl.train import train
+from jobshop_scheduler.search.teacher import TabuTeacher
 
 pytestmark = pytest.mark.unit
 
@@ -63,9 +66,9 @@ def test_the_label_is_the_best_of_the_greedy_pass_and_the_samples() -> None:
     assert found.best == min(p.makespan for p in [greedy, *sampled]) <= greedy.makespan
     (label,) = found.labels  # the replay inside reproduces the best plan's makespan
     assert label.weight == 1.0
-    assert len(label.actions) == len(label.tables) == len(label.candidates) > 0
-    taken = label.candidates[torch.arange(len(label.actions)), label.actions]
-    assert bool(taken.all())  # every label is one of its state's candidates
+    assert len(label.targets) == len(label.tables) == len(label.candidates) > 0
+    assert bool((label.targets.sum(dim=1) == 1).all())  # one choice per state
+    assert bool((label.candidates | ~label.targets).all())  # ... and it is a candidate
     assert bool((label.candidates.sum(dim=1) > 1).all())  # forced moves teach nothing
 
 
@@ -79,14 +82,43 @@ def test_advantage_labels_weigh_every_sample_against_the_others() -> None:
     expected = (spans.mean() - spans) / spans.std() / len(spans)
     assert [x.weight for x in found.labels] == pytest.approx(list(expected[expected != 0]))
     assert sum(x.weight for x in found.labels) == pytest.approx(0.0, abs=1e-9)
-    assert all(len(x.actions) == 20 for x in found.labels)  # a random subset of each plan
+    assert all(len(x.targets) == 20 for x in found.labels)  # a random subset of each plan
+
+
+def test_expert_labels_are_the_jobs_the_expert_runs_first_on_each_contested_machine() -> None:
+    cp = compile_problem(load_taillard("ta01"))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    greedy, _ = rollout(cp, scorer)
+    expert = TabuTeacher(iterations_per_op=5)(cp, (greedy.op_machine, greedy.op_start), seed=0)
+    assert makespan_of(cp, *expert) <= greedy.makespan
+    label = expert_label(cp, scorer, expert[1], follow=1.0, keep=0, seed=0)
+    assert len(label.targets) > 0
+    assert bool((label.candidates | ~label.targets).all())  # targets are candidates
+    # only contested states are kept, and in each some candidate is a wrong answer
+    assert bool((label.targets.sum(dim=1) < label.candidates.sum(dim=1)).all())
+    first = expert[1][cp.job_op_start[:-1]]  # a first operation the expert starts earliest ...
+    assert bool(label.targets[0, int(np.argmin(first))])  # ... is right in the first state
+    sampled = expert_label(cp, scorer, expert[1], follow=0.0, keep=7, seed=0)
+    assert len(sampled.targets) == 7  # `keep` states drawn from the policy's own pass
+
+
+def test_the_expert_objective_needs_a_teacher(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, objective="expert")
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        self_label(untrained(), config, tmp_path, quiet=True)
+    summary = self_label(untrained(), config, tmp_path, quiet=True, teacher=TabuTeacher(5))
+    assert summary["steps"] == TINY.steps
 
 
 def test_cross_entropy_is_over_the_candidates_only() -> None:
     logits = torch.tensor([[0.0, 0.0, 50.0, 0.0]])
     candidates = torch.tensor([[True, True, False, True]])
-    loss = candidate_cross_entropy(logits, candidates, torch.tensor([1]))
+    loss = candidate_cross_entropy(logits, candidates, torch.tensor([[False, True, False, False]]))
     assert float(loss) == pytest.approx(np.log(3.0), rel=1e-6)  # row 2's big logit is ignored
+    either = torch.tensor([[True, True, False, False]])  # two right answers: their mass counts
+    assert float(candidate_cross_entropy(logits, candidates, either)) == pytest.approx(
+        np.log(3.0 / 2.0), rel=1e-6
+    )
 
 
 def test_the_mixture_respects_the_operation_cap() -> None:

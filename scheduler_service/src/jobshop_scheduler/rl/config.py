@@ -61,6 +61,9 @@ class DistillConfig:
     new_columns_only: bool = False
 
 
+OBJECTIVES = ("best", "advantage", "expert")
+
+
 @dataclass(frozen=True)
 class SelfLabelConfig:
     """Optional self-labelling after PPO (`rl.self_label`): the policy fitted to its own best
@@ -70,7 +73,11 @@ class SelfLabelConfig:
     instances: int = 4  # training instances per step
     samples: int = 32  # sampled rollouts per instance, besides the greedy pass
     temperature: float = 1.0  # of the sampling softmax
-    objective: str = "best"  # "best": fit the shortest plan; "advantage": every sample, weighted
+    # "best": fit the shortest plan; "advantage": every sample, weighted by its advantage;
+    # "expert": imitate the tabu search's improvement of the best plan (DAgger)
+    objective: str = "best"
+    teacher_iterations: int = 10  # "expert": tabu iterations per operation
+    follow_teacher: float = 0.5  # "expert": share of steps that follow the label, not the policy
     states_per_plan: int = 0  # states of a plan in the loss, drawn at random; 0: all
     learning_rate: float = 1e-4
     max_grad_norm: float = 1.0
@@ -189,9 +196,10 @@ def load_config(path: Path | None = None) -> TrainConfig:
             raise ConfigError(
                 f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
             )
-    if config.self_label.objective not in {"best", "advantage"}:
+    if config.self_label.objective not in OBJECTIVES:
         raise ConfigError(
-            f"[self_label] objective: {config.self_label.objective!r} is not 'best' or 'advantage'"
+            f"[self_label] objective: {config.self_label.objective!r} is not one of "
+            + ", ".join(repr(o) for o in OBJECTIVES)
         )
     for shape in config.self_label.validation_shapes:
         if not _SHAPE.fullmatch(shape):

@@ -31,16 +31,21 @@ from sb3_contrib import MaskablePPO
 from tqdm import tqdm
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import best_rule_makespan
+from jobshop_scheduler.heuristics.dispatch import best_rule_makespan, makespan_of
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
-from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, greedy_schedule, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
 from jobshop_scheduler.rl.state import ShopState
 
 CHECKPOINT = "self_label_checkpoint.pt"
+# (problem, a plan to start from, seed) -> (machine, start) per operation of a better plan
+Teacher = Callable[
+    [CompiledProblem, tuple[NDArray[np.int64], NDArray[np.int64]], int],
+    tuple[NDArray[np.int64], NDArray[np.int64]],
+]
 BEST = "best_model.zip"
 IntArray = NDArray[np.int64]
 
@@ -87,7 +92,7 @@ class Label:
 
     tables: torch.Tensor  # (states, jobs, features)
     candidates: torch.Tensor  # (states, jobs) bool
-    actions: torch.Tensor  # (states,) job index
+    targets: torch.Tensor  # (states, jobs) bool: the choices the label accepts (one, or more)
     weight: float
 
 
@@ -110,7 +115,7 @@ def label_states(
         wanted[np.random.default_rng(seed).choice(steps, size=keep, replace=False)] = True
     state = ShopState(cp)
     scales = FeatureScales(state)
-    tables, masks, actions = [], [], []
+    tables, masks, targets = [], [], []
     step = 0
     while not state.done:
         candidates = np.flatnonzero(state.candidates)
@@ -121,23 +126,90 @@ def label_states(
         if wanted[step]:
             tables.append(job_features(state, scales, cp.n_jobs))
             masks.append(state.candidates.copy())
-            actions.append(job)
+            targets.append(_one_hot(job, cp.n_jobs))
         state.dispatch(job)
         step += 1
     if state.makespan != plan.makespan:
         raise AssertionError(f"replay gave {state.makespan}, the rollout {plan.makespan}")
-    stacked = np.stack(tables) if tables else np.zeros((0, cp.n_jobs, N_FEATURES), np.float32)
-    mask = np.stack(masks) if masks else np.zeros((0, cp.n_jobs), np.bool_)
+    return _label(tables, masks, targets, weight, cp.n_jobs)
+
+
+def expert_label(
+    cp: CompiledProblem,
+    scorer: FastScorer,
+    expert_start: IntArray,
+    *,
+    follow: float,
+    keep: int,
+    seed: int,
+) -> Label:
+    """DAgger on the expert's plan. Candidates that would take the same machine compete for
+    it, and the right one is the one the expert runs first there (the earliest start in its
+    plan); the order among candidates of different machines changes nothing, so every
+    candidate first on its machine is a right answer and the loss is the probability mass on
+    them. The pass follows the expert's earliest choice with probability `follow` and the
+    policy's own greedy choice otherwise, so the policy learns on the states it reaches."""
+    rng = np.random.default_rng(seed)
+    state = ShopState(cp)
+    scales = FeatureScales(state)
+    buffers = Buffers.for_jobs(cp.n_jobs)
+    tables, masks, targets = [], [], []
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) == 1:
+            state.dispatch(int(candidates[0]))
+            continue
+        starts = expert_start[state.next_op[candidates]]
+        machines = np.array([state.machine_for(int(job))[0] for job in candidates])
+        first = np.array([starts[i] == starts[machines == m].min() for i, m in enumerate(machines)])
+        if not first.all():  # only states where the choice matters teach anything
+            tables.append(job_features(state, scales, cp.n_jobs))
+            masks.append(state.candidates.copy())
+            target = np.zeros(cp.n_jobs, np.bool_)
+            target[candidates[first]] = True
+            targets.append(target)
+        if rng.random() < follow:
+            job = int(candidates[np.argmin(starts)])
+        else:
+            job = scorer.choose(state, scales, buffers)
+        state.dispatch(job)
+    picked = np.arange(len(targets))
+    if 0 < keep < len(targets):
+        picked = np.sort(rng.choice(len(targets), size=keep, replace=False))
+    return _label([tables[i] for i in picked], [masks[i] for i in picked],
+                  [targets[i] for i in picked], 1.0, cp.n_jobs)  # fmt: skip
+
+
+def _one_hot(job: int, n_jobs: int) -> NDArray[np.bool_]:
+    target = np.zeros(n_jobs, np.bool_)
+    target[job] = True
+    return target
+
+
+def _label(
+    tables: list[NDArray[np.float32]],
+    masks: list[NDArray[np.bool_]],
+    targets: list[NDArray[np.bool_]],
+    weight: float,
+    n_jobs: int,
+) -> Label:
+    def stack(rows: list[Any], shape: tuple[int, ...], dtype: Any) -> torch.Tensor:
+        return torch.from_numpy(np.stack(rows) if rows else np.zeros((0, *shape), dtype))
+
     return Label(
-        torch.from_numpy(stacked),
-        torch.from_numpy(mask),
-        torch.from_numpy(np.asarray(actions, dtype=np.int64)),
+        stack(tables, (n_jobs, N_FEATURES), np.float32),
+        stack(masks, (n_jobs,), np.bool_),
+        stack(targets, (n_jobs,), np.bool_),
         weight,
     )
 
 
 def instance_labels(
-    cp: CompiledProblem, scorer: FastScorer, config: SelfLabelConfig, seed: int
+    cp: CompiledProblem,
+    scorer: FastScorer,
+    config: SelfLabelConfig,
+    seed: int,
+    teacher: Teacher | None = None,
 ) -> InstanceLabels:
     """What one instance teaches, by `config.objective`:
 
@@ -146,10 +218,23 @@ def instance_labels(
       mean makespan (a policy gradient with the samples as each other's baseline): the drift
       that imitating one's own samples adds cancels, so only what made plans shorter moves
       the weights. An instance whose samples are all equally long teaches nothing.
+    - "expert": `teacher` improves the best of the greedy and sampled plans, and the policy
+      imitates the result on its own states (`expert_label`).
     """
     greedy, sampled = sample_plans(cp, scorer, config.samples, config.temperature, seed)
     best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
     keep = config.states_per_plan
+    if config.objective == "expert":
+        if teacher is None:
+            raise ConfigError('[self_label] objective "expert" needs a teacher')
+        state, _ = replay(cp, best)
+        expert = teacher(cp, (state.op_machine, state.op_start), seed)
+        label = expert_label(
+            cp, scorer, expert[1], follow=config.follow_teacher, keep=keep, seed=seed
+        )
+        return InstanceLabels(
+            [label], min(best.makespan, makespan_of(cp, *expert)), greedy.makespan
+        )
     if config.objective == "best":
         labels = [label_states(cp, best, 1.0, keep, seed)]
     else:
@@ -164,17 +249,34 @@ def instance_labels(
     return InstanceLabels(labels, best.makespan, greedy.makespan)
 
 
-def _label_task(task: tuple[CompiledProblem, FastScorer, SelfLabelConfig, int]) -> InstanceLabels:
+def replay(cp: CompiledProblem, plan: Plan) -> tuple[ShopState, int]:
+    """The finished state of `plan`'s choices and how many choices it made."""
+    state = ShopState(cp)
+    step = 0
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) == 1:
+            state.dispatch(int(candidates[0]))
+            continue
+        state.dispatch(int(plan.choices[step]))
+        step += 1
+    return state, step
+
+
+LabelTask = tuple[CompiledProblem, FastScorer, SelfLabelConfig, int, "Teacher | None"]
+
+
+def _label_task(task: LabelTask) -> InstanceLabels:
     return instance_labels(*task)
 
 
 def candidate_cross_entropy(
-    logits: torch.Tensor, candidates: torch.Tensor, actions: torch.Tensor
+    logits: torch.Tensor, candidates: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
-    """Mean -log p(action) of the softmax over each state's candidates."""
+    """Mean over states of -log p(the choice is a target), the softmax over the candidates."""
     floor = torch.finfo(logits.dtype).min / 2
     log_p = torch.log_softmax(logits.masked_fill(~candidates, floor), dim=-1)
-    return -log_p.gather(1, actions.unsqueeze(1)).mean()
+    return -torch.logsumexp(log_p.masked_fill(~targets, floor), dim=-1).mean()
 
 
 @dataclass(frozen=True)
@@ -248,8 +350,11 @@ class _SelfLabeller:
     """The scorer, its optimizer, the instance stream and the progress: what a checkpoint
     holds, and the three things a run does with them (step, validate, checkpoint)."""
 
-    def __init__(self, model: MaskablePPO, config: SelfLabelConfig, out_dir: Path) -> None:
+    def __init__(
+        self, model: MaskablePPO, config: SelfLabelConfig, out_dir: Path, teacher: Teacher | None
+    ) -> None:
         self.model, self.config, self.out_dir = model, config, out_dir
+        self.teacher = teacher
         self.scorer: JobScorer = model.policy.mlp_extractor  # type: ignore[assignment]
         self.optimizer = torch.optim.Adam(_actor_parameters(self.scorer), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
@@ -259,7 +364,7 @@ class _SelfLabeller:
 
     def _cross_entropy(self, label: Label) -> torch.Tensor:
         logits = self.scorer.table_logits(label.tables)
-        return candidate_cross_entropy(logits, label.candidates, label.actions)
+        return candidate_cross_entropy(logits, label.candidates, label.targets)
 
     def fast(self) -> FastScorer:
         return FastScorer.from_state_dict(self.model.policy.state_dict())
@@ -299,10 +404,16 @@ class _SelfLabeller:
             progress.best = ratios["mean"]
             self.model.save(self.out_dir / BEST)
 
-    def tasks(self) -> list[tuple[CompiledProblem, FastScorer, SelfLabelConfig, int]]:
+    def tasks(self) -> list[LabelTask]:
         config, weights = self.config, self.fast()
         return [
-            (mixture_instance(config, self.rng), weights, config, int(self.rng.integers(0, 2**62)))
+            (
+                mixture_instance(config, self.rng),
+                weights,
+                config,
+                int(self.rng.integers(0, 2**62)),
+                self.teacher,
+            )
             for _ in range(config.instances)
         ]
 
@@ -311,7 +422,7 @@ class _SelfLabeller:
         over the instances that have any; returns the loss."""
         losses = [
             torch.stack([self._cross_entropy(x) * x.weight for x in labels]).sum()
-            for labels in ([x for x in found.labels if len(x.actions)] for found in instances)
+            for labels in ([x for x in found.labels if len(x.targets)] for found in instances)
             if labels
         ]
         if not losses:
@@ -328,13 +439,19 @@ def self_label(
     model: MaskablePPO,
     config: SelfLabelConfig,
     out_dir: Path,
+    *,
     resume: bool = False,
     quiet: bool = False,
+    teacher: Teacher | None = None,
 ) -> dict[str, Any]:
     """Run `config.steps` steps on `model`'s scorer; `model` ends with the best weights, which
     are also in ``out_dir/best_model.zip``. Returns the summary the model card records."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    run = _SelfLabeller(model, config, out_dir)
+    if config.objective == "expert" and teacher is None:
+        raise ConfigError(
+            '[self_label] objective "expert" needs a teacher (schedctl train has one)'
+        )
+    run = _SelfLabeller(model, config, out_dir, teacher)
     if resume:
         run.resume()
     progress = run.progress

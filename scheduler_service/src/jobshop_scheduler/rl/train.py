@@ -30,7 +30,7 @@ from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import sha256_of
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.sampling import CurriculumSampler, Stage, random_taillard
-from jobshop_scheduler.rl.self_label import self_label
+from jobshop_scheduler.rl.self_label import Teacher, self_label
 
 
 @dataclass(frozen=True)
@@ -209,9 +209,11 @@ def _warm_start_and_ppo(
 def train(
     config: TrainConfig,
     out_dir: Path,
+    *,
     quiet: bool = False,
     init: Path | None = None,
     resume: bool = False,
+    teacher: Teacher | None = None,
 ) -> dict[str, Any]:
     """Train, keep the best validation checkpoint as final_model.zip, return a summary.
 
@@ -241,7 +243,9 @@ def train(
         distilled = _warm_start_and_ppo(model, config, monitor, quiet, init_columns)
     labelled: dict[str, Any] = {}
     if config.self_label.steps > 0:
-        labelled = self_label(model, config.self_label, out_dir, resume=resume, quiet=quiet)
+        labelled = self_label(
+            model, config.self_label, out_dir, resume=resume, quiet=quiet, teacher=teacher
+        )
     wall = time.monotonic() - started
     model.save(out_dir / "final_model.zip")
     (out_dir / "best_model.zip").unlink(missing_ok=True)

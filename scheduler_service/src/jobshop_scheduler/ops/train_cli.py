@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jobshop_scheduler.rl.train import train  # noqa: PLC0415 - imports torch
+    from jobshop_scheduler.search.teacher import TabuTeacher  # noqa: PLC0415
 
     try:
         config = load_config(args.config)
@@ -74,7 +75,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"schedctl train: --init {args.init}: no such model file", file=sys.stderr)
         return 2
     try:
-        summary = train(config, args.out, quiet=args.quiet, init=args.init, resume=args.resume)
+        summary = train(
+            config,
+            args.out,
+            quiet=args.quiet,
+            init=args.init,
+            resume=args.resume,
+            teacher=TabuTeacher(config.self_label.teacher_iterations),
+        )
     except ConfigError as exc:  # a refused --resume, --init or stage combination
         print(f"schedctl train: {exc}", file=sys.stderr)
         return 2
