@@ -24,6 +24,8 @@ from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollou
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
+    _label_task,
+    _SelfLabeller,
     candidate_cross_entropy,
     expert_label,
     instance_labels,
@@ -108,6 +110,22 @@ def test_the_expert_objective_needs_a_teacher(tmp_path: Path) -> None:
         self_label(untrained(), config, tmp_path, quiet=True)
     summary = self_label(untrained(), config, tmp_path, quiet=True, teacher=TabuTeacher(5))
     assert summary["steps"] == TINY.steps
+
+
+def test_the_anchor_pulls_the_policy_back_to_where_it_started(tmp_path: Path) -> None:
+    """With every instance below `min_gain` only the anchor's KL term is left: its gradient is
+    zero at the start, and after a push away it points back."""
+    model = untrained()
+    config = dataclasses.replace(TINY, objective="expert", min_gain=1.0, anchor=1.0, steps=1)
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
+    found = [_label_task(task) for task in run.tasks()]
+    assert all(x.weight == 0.0 for f in found for x in f.labels) and found[0].labels
+    assert run.learn(found) == pytest.approx(0.0, abs=1e-7)  # at the start: no divergence
+    with torch.no_grad():
+        run.scorer.score[2].weight.mul_(3.0)  # sharpen: now the policy differs from its start
+    pushed = run.learn(found)
+    assert pushed > 0.0
+    assert run.learn(found) < pushed  # each step moves it back towards the start
 
 
 def test_cross_entropy_is_over_the_candidates_only() -> None:

@@ -78,6 +78,10 @@ class SelfLabelConfig:
     objective: str = "best"
     teacher_iterations: int = 10  # "expert": tabu iterations per operation
     follow_teacher: float = 0.5  # "expert": share of steps that follow the label, not the policy
+    min_gain: float = 0.0  # "expert": an instance teaches if the expert is this much shorter
+    # weight of KL(starting policy || policy) on every state in the loss: keeps the policy where
+    # no label moves it (0: off)
+    anchor: float = 0.0
     states_per_plan: int = 0  # states of a plan in the loss, drawn at random; 0: all
     learning_rate: float = 1e-4
     max_grad_norm: float = 1.0

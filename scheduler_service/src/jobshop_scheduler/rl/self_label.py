@@ -15,6 +15,7 @@ every `checkpoint_every` steps that `resume=True` continues from, bit for bit.
 
 from __future__ import annotations
 
+import copy
 import json
 import multiprocessing
 import time
@@ -34,6 +35,7 @@ from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_probl
 from jobshop_scheduler.heuristics.dispatch import best_rule_makespan, makespan_of
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
+from jobshop_scheduler.rl.distill import candidate_kl
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, greedy_schedule, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
@@ -219,7 +221,9 @@ def instance_labels(
       that imitating one's own samples adds cancels, so only what made plans shorter moves
       the weights. An instance whose samples are all equally long teaches nothing.
     - "expert": `teacher` improves the best of the greedy and sampled plans, and the policy
-      imitates the result on its own states (`expert_label`).
+      imitates the result on its own states (`expert_label`), where the result is at least
+      `min_gain` shorter than the greedy plan: where the expert finds no better plan, its
+      choices are only another of many equally good ones, and fitting them is noise.
     """
     greedy, sampled = sample_plans(cp, scorer, config.samples, config.temperature, seed)
     best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
@@ -229,12 +233,15 @@ def instance_labels(
             raise ConfigError('[self_label] objective "expert" needs a teacher')
         state, _ = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
+        shortest = min(best.makespan, makespan_of(cp, *expert))
+        if shortest > (1.0 - config.min_gain) * greedy.makespan:  # the policy is as good here:
+            # nothing to learn, but with `anchor` its greedy states hold it where it is
+            anchors = [label_states(cp, greedy, 0.0, keep, seed)] if config.anchor > 0 else []
+            return InstanceLabels(anchors, shortest, greedy.makespan)
         label = expert_label(
             cp, scorer, expert[1], follow=config.follow_teacher, keep=keep, seed=seed
         )
-        return InstanceLabels(
-            [label], min(best.makespan, makespan_of(cp, *expert)), greedy.makespan
-        )
+        return InstanceLabels([label], shortest, greedy.makespan)
     if config.objective == "best":
         labels = [label_states(cp, best, 1.0, keep, seed)]
     else:
@@ -356,15 +363,25 @@ class _SelfLabeller:
         self.model, self.config, self.out_dir = model, config, out_dir
         self.teacher = teacher
         self.scorer: JobScorer = model.policy.mlp_extractor  # type: ignore[assignment]
+        self.start = copy.deepcopy(self.scorer).eval()  # what `anchor` keeps the policy near
+        for parameter in self.start.parameters():
+            parameter.requires_grad_(False)
         self.optimizer = torch.optim.Adam(_actor_parameters(self.scorer), lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.progress = Progress()
         self.checkpoint_path = out_dir / CHECKPOINT
         self.shapes = validation_grid(config)
 
-    def _cross_entropy(self, label: Label) -> torch.Tensor:
+    def _loss(self, label: Label) -> torch.Tensor:
+        """The label's weighted cross-entropy, plus `anchor` x the KL divergence from the
+        starting policy on the same states."""
         logits = self.scorer.table_logits(label.tables)
-        return candidate_cross_entropy(logits, label.candidates, label.targets)
+        loss = label.weight * candidate_cross_entropy(logits, label.candidates, label.targets)
+        if self.config.anchor > 0:
+            with torch.no_grad():
+                start = self.start.table_logits(label.tables)
+            loss = loss + self.config.anchor * candidate_kl(logits, start, label.candidates)
+        return loss
 
     def fast(self) -> FastScorer:
         return FastScorer.from_state_dict(self.model.policy.state_dict())
@@ -377,6 +394,7 @@ class _SelfLabeller:
         if _resumable(saved["config"]) != _resumable(asdict(self.config)):
             raise ConfigError(f"--resume: {path} was written with other [self_label] settings")
         self.model.policy.load_state_dict(saved["policy"])
+        self.start.load_state_dict(saved["start"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.rng.bit_generator.state = saved["rng"]
         self.progress = Progress(**saved["progress"])
@@ -385,6 +403,7 @@ class _SelfLabeller:
         state = {
             "config": asdict(self.config),
             "policy": self.model.policy.state_dict(),
+            "start": self.start.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": self.rng.bit_generator.state,
             "progress": asdict(self.progress),
@@ -418,10 +437,10 @@ class _SelfLabeller:
         ]
 
     def learn(self, instances: list[InstanceLabels]) -> float:
-        """One gradient step: per instance the weighted cross-entropy of its labels, averaged
+        """One gradient step: per instance the summed loss of its labels (`_loss`), averaged
         over the instances that have any; returns the loss."""
         losses = [
-            torch.stack([self._cross_entropy(x) * x.weight for x in labels]).sum()
+            torch.stack([self._loss(x) for x in labels]).sum()
             for labels in ([x for x in found.labels if len(x.targets)] for found in instances)
             if labels
         ]
