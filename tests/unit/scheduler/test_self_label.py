@@ -112,6 +112,19 @@ def test_the_expert_objective_needs_a_teacher(tmp_path: Path) -> None:
     assert summary["steps"] == TINY.steps
 
 
+def test_a_flexible_shop_gives_the_expert_objective_anchor_states_only() -> None:
+    """The expert's machine assignment is not the dispatch's, so its order labels nothing."""
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    config = dataclasses.replace(TINY, objective="expert", anchor=1.0)
+    flexible = compile_problem(production_like(10, seed=1))
+    found = instance_labels(flexible, scorer, config, seed=0, teacher=TabuTeacher(5))
+    assert found.labels and all(x.weight == 0.0 for x in found.labels)
+    classic = compile_problem(load_taillard("ta01"))
+    found = instance_labels(classic, scorer, config, seed=0, teacher=TabuTeacher(5))
+    assert found.best < found.greedy  # an untrained policy: the expert is far shorter
+    assert [x.weight for x in found.labels] == [1.0]
+
+
 def test_the_anchor_pulls_the_policy_back_to_where_it_started(tmp_path: Path) -> None:
     """With every instance below `min_gain` only the anchor's KL term is left: its gradient is
     zero at the start, and after a push away it points back."""

@@ -221,9 +221,10 @@ def instance_labels(
       that imitating one's own samples adds cancels, so only what made plans shorter moves
       the weights. An instance whose samples are all equally long teaches nothing.
     - "expert": `teacher` improves the best of the greedy and sampled plans, and the policy
-      imitates the result on its own states (`expert_label`), where the result is at least
-      `min_gain` shorter than the greedy plan: where the expert finds no better plan, its
-      choices are only another of many equally good ones, and fitting them is noise.
+      imitates the result on its own states (`expert_label`), on classic shops where the
+      result is at least `min_gain` shorter than the greedy plan: where the expert finds no
+      better plan, its choices are only another of many equally good ones, and fitting them
+      is noise. Other instances only give `anchor` states.
     """
     greedy, sampled = sample_plans(cp, scorer, config.samples, config.temperature, seed)
     best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
@@ -234,7 +235,10 @@ def instance_labels(
         state, _ = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
         shortest = min(best.makespan, makespan_of(cp, *expert))
-        if shortest > (1.0 - config.min_gain) * greedy.makespan:  # the policy is as good here:
+        # The label orders jobs on the machine the dispatch would take; on a flexible shop the
+        # expert has its own machine assignment, so there its order is no label for ours.
+        flexible = bool((cp.eligible.sum(axis=1) > 1).any())
+        if flexible or shortest > (1.0 - config.min_gain) * greedy.makespan:
             # nothing to learn, but with `anchor` its greedy states hold it where it is
             anchors = [label_states(cp, greedy, 0.0, keep, seed)] if config.anchor > 0 else []
             return InstanceLabels(anchors, shortest, greedy.makespan)
