@@ -134,8 +134,10 @@ def test_the_anchor_pulls_the_policy_back_to_where_it_started(tmp_path: Path) ->
     found = [_label_task(task) for task in run.tasks()]
     assert all(x.weight == 0.0 for f in found for x in f.labels) and found[0].labels
     assert run.learn(found) == pytest.approx(0.0, abs=1e-7)  # at the start: no divergence
+    last = run.scorer.score[2]
+    assert isinstance(last, torch.nn.Linear)
     with torch.no_grad():
-        run.scorer.score[2].weight.mul_(3.0)  # sharpen: now the policy differs from its start
+        last.weight.mul_(3.0)  # sharpen: now the policy differs from its start
     pushed = run.learn(found)
     assert pushed > 0.0
     assert run.learn(found) < pushed  # each step moves it back towards the start
@@ -252,3 +254,12 @@ def test_schedctl_train_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> N
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "--resume: no checkpoint" in done.stderr
+
+
+def test_the_shipped_expert_recipe_loads() -> None:
+    recipe = Path(__file__).parents[3] / (
+        "scheduler_service/src/jobshop_scheduler/rl/self_label_expert.toml"
+    )
+    config = load_config(recipe)
+    assert config.ppo.total_timesteps == 0 and config.self_label.objective == "expert"
+    assert config.self_label.anchor > 0 and config.self_label.steps > 0

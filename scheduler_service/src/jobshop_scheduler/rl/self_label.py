@@ -118,19 +118,11 @@ def label_states(
     state = ShopState(cp)
     scales = FeatureScales(state)
     tables, masks, targets = [], [], []
-    step = 0
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-            continue
-        job = int(plan.choices[step])
+    for step, job in enumerate(_walk(state, plan)):
         if wanted[step]:
             tables.append(job_features(state, scales, cp.n_jobs))
             masks.append(state.candidates.copy())
             targets.append(_one_hot(job, cp.n_jobs))
-        state.dispatch(job)
-        step += 1
     if state.makespan != plan.makespan:
         raise AssertionError(f"replay gave {state.makespan}, the rollout {plan.makespan}")
     return _label(tables, masks, targets, weight, cp.n_jobs)
@@ -232,7 +224,7 @@ def instance_labels(
     if config.objective == "expert":
         if teacher is None:
             raise ConfigError('[self_label] objective "expert" needs a teacher')
-        state, _ = replay(cp, best)
+        state = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
         shortest = min(best.makespan, makespan_of(cp, *expert))
         # The label orders jobs on the machine the dispatch would take; on a flexible shop the
@@ -260,18 +252,26 @@ def instance_labels(
     return InstanceLabels(labels, best.makespan, greedy.makespan)
 
 
-def replay(cp: CompiledProblem, plan: Plan) -> tuple[ShopState, int]:
-    """The finished state of `plan`'s choices and how many choices it made."""
-    state = ShopState(cp)
-    step = 0
+def _walk(state: ShopState, plan: Plan) -> Iterator[int]:
+    """Replay `plan` on `state`: at each state with a choice, yield the job the plan chose
+    there before dispatching it. `state` ends finished."""
+    choices = iter(plan.choices.tolist())
     while not state.done:
         candidates = np.flatnonzero(state.candidates)
         if len(candidates) == 1:
             state.dispatch(int(candidates[0]))
             continue
-        state.dispatch(int(plan.choices[step]))
-        step += 1
-    return state, step
+        job = next(choices)
+        yield job
+        state.dispatch(job)
+
+
+def replay(cp: CompiledProblem, plan: Plan) -> ShopState:
+    """The finished state of `plan`'s choices."""
+    state = ShopState(cp)
+    for _ in _walk(state, plan):
+        pass
+    return state
 
 
 LabelTask = tuple[CompiledProblem, FastScorer, SelfLabelConfig, int, "Teacher | None"]
