@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command(
         "jobshop_scheduler.ops.train_cli",
-        "train a PPO dispatching policy and write its model card (train extra)",
+        "train a policy (PPO, distillation, self-labelling) and write its card (train extra)",
     ),
     "export-model": Command(
         "jobshop_scheduler.ops.train_cli",
