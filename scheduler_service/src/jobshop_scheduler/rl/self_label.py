@@ -32,24 +32,22 @@ from sb3_contrib import MaskablePPO
 from tqdm import tqdm
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import best_rule_makespan, makespan_of
+from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, greedy_schedule, rollout
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
 from jobshop_scheduler.rl.state import ShopState
+from jobshop_scheduler.rl.validation import ValidationCase, evaluate
 
 CHECKPOINT = "self_label_checkpoint.pt"
-# (problem, a plan to start from, seed) -> (machine, start) per operation of a better plan
-Teacher = Callable[
-    [CompiledProblem, tuple[NDArray[np.int64], NDArray[np.int64]], int],
-    tuple[NDArray[np.int64], NDArray[np.int64]],
-]
 BEST = "best_model.zip"
 IntArray = NDArray[np.int64]
+# (problem, a plan to start from, seed) -> (machine, start) per operation of a better plan
+Teacher = Callable[[CompiledProblem, tuple[IntArray, IntArray], int], tuple[IntArray, IntArray]]
 
 
 def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> CompiledProblem:
@@ -224,16 +222,21 @@ def instance_labels(
     if config.objective == "expert":
         if teacher is None:
             raise ConfigError('[self_label] objective "expert" needs a teacher')
+
+        def anchored(shortest: int) -> InstanceLabels:
+            """Nothing to learn, but with `anchor` the greedy states hold the policy there."""
+            anchors = [label_states(cp, greedy, 0.0, keep, seed)] if config.anchor > 0 else []
+            return InstanceLabels(anchors, shortest, greedy.makespan)
+
+        # The label orders jobs on the machine the dispatch would take; on a flexible shop the
+        # expert has its own machine assignment, so there its order is no label for ours.
+        if (cp.eligible.sum(axis=1) > 1).any():
+            return anchored(best.makespan)
         state = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
         shortest = min(best.makespan, makespan_of(cp, *expert))
-        # The label orders jobs on the machine the dispatch would take; on a flexible shop the
-        # expert has its own machine assignment, so there its order is no label for ours.
-        flexible = bool((cp.eligible.sum(axis=1) > 1).any())
-        if flexible or shortest > (1.0 - config.min_gain) * greedy.makespan:
-            # nothing to learn, but with `anchor` its greedy states hold it where it is
-            anchors = [label_states(cp, greedy, 0.0, keep, seed)] if config.anchor > 0 else []
-            return InstanceLabels(anchors, shortest, greedy.makespan)
+        if shortest > (1.0 - config.min_gain) * greedy.makespan:
+            return anchored(shortest)
         label = expert_label(
             cp, scorer, expert[1], follow=config.follow_teacher, keep=keep, seed=seed
         )
@@ -290,40 +293,26 @@ def candidate_cross_entropy(
     return -torch.logsumexp(log_p.masked_fill(~targets, floor), dim=-1).mean()
 
 
-@dataclass(frozen=True)
-class ValidationShape:
-    name: str
-    problems: tuple[CompiledProblem, ...]
-    best_rule: tuple[int, ...]
-
-
-def validation_grid(config: SelfLabelConfig) -> list[ValidationShape]:
+def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
     """`validation_count` instances per shape of `validation_shapes` (classic "JxM" or
     production-like "prodN"), from `validation_seed`; disjoint from the benchmark's seeds."""
     rng = np.random.default_rng(config.validation_seed)
-    shapes = []
+    shapes: dict[str, list[ValidationCase]] = {}
     for name in config.validation_shapes:
-        problems = []
-        for _ in range(config.validation_count):
+        cases = shapes.setdefault(name, [])
+        for k in range(config.validation_count):
             if name.startswith("prod"):
                 problem = production_like(int(name[4:]), seed=int(rng.integers(0, LCG_MAX)))
             else:
                 jobs, machines = (int(x) for x in name.split("x"))
                 problem = random_taillard(rng, (jobs, jobs), (machines, machines))
-            problems.append(compile_problem(problem))
-        rules = tuple(best_rule_makespan(cp) for cp in problems)
-        shapes.append(ValidationShape(name, tuple(problems), rules))
+            cases.append(ValidationCase.of(f"{name}-{k}", problem))
     return shapes
 
 
-def validate(scorer: FastScorer, shapes: list[ValidationShape]) -> dict[str, float]:
+def validate(scorer: FastScorer, shapes: dict[str, list[ValidationCase]]) -> dict[str, float]:
     """Per shape, the mean ratio greedy / best rule; "mean" over shapes (below 1 beats them)."""
-    ratios = {}
-    for shape in shapes:
-        pairs = zip(shape.problems, shape.best_rule, strict=True)
-        ratios[shape.name] = float(
-            np.mean([greedy_schedule(cp, scorer).makespan / rule for cp, rule in pairs])
-        )
+    ratios = {name: evaluate(scorer, cases) for name, cases in shapes.items()}
     ratios["mean"] = float(np.mean(list(ratios.values()))) if ratios else float("nan")
     return ratios
 

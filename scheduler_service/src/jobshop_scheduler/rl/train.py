@@ -7,7 +7,6 @@ import csv
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,16 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from tqdm import tqdm
 
-from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import best_rule_makespan
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import ConfigError, TrainConfig
 from jobshop_scheduler.rl.distill import distill
 from jobshop_scheduler.rl.env import JobShopEnv
-from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.rl.model_store import sha256_of
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.sampling import CurriculumSampler, Stage, random_taillard
 from jobshop_scheduler.rl.self_label import Teacher, self_label
-
-
-@dataclass(frozen=True)
-class ValidationCase:
-    name: str
-    problem: CompiledProblem
-    best_rule: int  # makespan of the best legacy rule on it
+from jobshop_scheduler.rl.validation import ValidationCase, evaluate
 
 
 def validation_set(config: TrainConfig) -> list[ValidationCase]:
@@ -54,19 +45,7 @@ def validation_set(config: TrainConfig) -> list[ValidationCase]:
         )
         for i in range(config.eval.flexible)
     ]
-    cases = []
-    for name, problem in problems:
-        cp = compile_problem(problem)
-        cases.append(ValidationCase(name, cp, best_rule_makespan(cp)))
-    return cases
-
-
-def evaluate(scorer: FastScorer, cases: list[ValidationCase]) -> float:
-    """Mean makespan ratio greedy PPO / best legacy rule (below 1 beats the rules); NaN if none."""
-    if not cases:
-        return float("nan")
-    ratios = [greedy_schedule(c.problem, scorer).makespan / c.best_rule for c in cases]
-    return float(np.mean(ratios))
+    return [ValidationCase.of(name, problem) for name, problem in problems]
 
 
 class TrainingMonitor(BaseCallback):
