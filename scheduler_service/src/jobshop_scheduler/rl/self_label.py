@@ -328,8 +328,9 @@ class Progress:
 
 
 def _resumable(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings a resumed run must share with the checkpoint: all but the length."""
-    return {k: v for k, v in config.items() if k != "steps"}
+    """The settings a resumed run must share with the checkpoint: all but the length and the
+    worker count (each shop's seed is drawn in the parent, so workers change no result)."""
+    return {k: v for k, v in config.items() if k not in ("steps", "workers")}
 
 
 def _actor_parameters(scorer: JobScorer) -> list[torch.nn.Parameter]:
