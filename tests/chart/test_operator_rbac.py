@@ -125,7 +125,7 @@ def test_a_rollout_succeeds_under_the_charts_rbac(
     final = bed.wait_phase(NAME, "Succeeded", 60, chart_operator)
 
     weights = changes([route_weights(s.obj) for s in routes.of("scheduler")])
-    assert weights == [(None, None), (100, 0), (75, 25), (0, 100), (100, 0)]
+    assert weights == [(1, None), (100, 0), (75, 25), (0, 100), (100, 0)]
 
     # The version without a status may be gone before the watch starts (the operator is fast),
     # and the watch may deliver the last version a moment after the poll above saw it.

@@ -5,14 +5,13 @@ there is no kubelet and no controller-manager, so a Deployment never reports ava
 itself — ``Cluster.make_available`` writes, through the status subresource, the status the
 Deployment controller would report once every pod of the current spec is up. ``namespace`` gives
 each test a fresh namespace (never deleted: without the namespace controller it would stay
-Terminating). ``route_crds`` installs the stand-in GRPCRoute and VirtualService CRDs of
-``tests/crds``.
+Terminating). ``route_crds`` installs the real Gateway API and Istio CRDs (pinned in
+tools/route-crds, with their validation) and the prometheus-operator stand-ins of ``tests/crds``.
 """
 
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from kubernetes import client, config
 from testbed.kube import KubeControlPlane
 
 CRD_DIR = Path(__file__).parent.parent / "crds"
-ROUTE_CRDS = ("grpcroutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io")
 
 
 @dataclass
@@ -87,19 +85,8 @@ def cluster(kube: KubeControlPlane) -> Cluster:
 
 @pytest.fixture(scope="session")
 def route_crds(cluster: Cluster) -> None:
+    cluster.plane.install_route_crds()
     cluster.plane.kubectl("apply", "-f", str(CRD_DIR))
-    ext = client.ApiextensionsV1Api(cluster.api)
-    deadline = time.monotonic() + 30
-    for name in ROUTE_CRDS:
-        while True:
-            crd = ext.read_custom_resource_definition(name)
-            if any(
-                c.type == "Established" and c.status == "True" for c in crd.status.conditions or []
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CRD {name} not Established")
-            time.sleep(0.1)
 
 
 @pytest.fixture()

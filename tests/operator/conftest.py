@@ -8,7 +8,7 @@ What stands in for the parts that do not run here:
 - no scheduler pods: a ``MetricsTarget`` that Prometheus scrapes serves the scheduler's metric
   contract for the tracks ``stable``, ``shadow`` and ``canary`` of each test's namespace, at
   rates the test sets (and changes while the rollout runs);
-- no gateway: the GRPCRoute is a stand-in CRD (tests/crds), read back as the API server has it.
+- no gateway: the GRPCRoute is the real Gateway API CRD, read back as the API server has it.
 
 ``bed`` sets up one namespace the way a user's cluster looks before a rollout (a ``scheduler``
 Deployment, its Service, a GRPCRoute to it) with healthy series; ``operator`` starts
@@ -134,7 +134,8 @@ def changes(values: list[Any]) -> list[Any]:
 
 
 def route_weights(route: Obj, stable: str = "scheduler") -> tuple[int | None, int | None]:
-    """(stable, canary) weights of the route's first rule (None: no such backendRef)."""
+    """(stable, canary) weights of the route's first rule (None: no such backendRef). A plant's
+    route names no weight; the GRPCRoute schema defaults it to 1."""
     refs = route["spec"]["rules"][0]["backendRefs"]
     weights = {ref["name"]: ref.get("weight") for ref in refs}
     return weights.get(stable), weights.get(f"{stable}-canary")

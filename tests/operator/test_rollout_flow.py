@@ -72,7 +72,7 @@ def test_healthy_rollout_walks_every_step_and_promotes(
     # The route, version by version: shadow at 100/0 (the stable pods mirror), the three weight
     # steps, the approval at 50/50, 100 %, then back to stable, which now runs the candidate.
     weights = changes([route_weights(s.obj) for s in routes.of("scheduler")])
-    assert weights == [(None, None), (100, 0), (90, 10), (75, 25), (50, 50), (0, 100), (100, 0)]
+    assert weights == [(1, None), (100, 0), (90, 10), (75, 25), (50, 50), (0, 100), (100, 0)]
     percents = changes([s.obj["data"]["mirror.json"] for s in config_maps.of("scheduler-mirror")])
     assert [json.loads(p)["percent"] for p in percents] == [100, 0]
 
@@ -148,7 +148,7 @@ def test_completion_rate_breach_rolls_back(
     restored = [s for s in routes.of("scheduler") if route_weights(s.obj) == (100, 0)][-1]
     assert 0 <= restored.at - decided < 1.0, (restored.at, decided)
     assert changes([route_weights(s.obj) for s in routes.of("scheduler")]) == [
-        (None, None), (100, 0), (90, 10), (100, 0)
+        (1, None), (100, 0), (90, 10), (100, 0)
     ]  # fmt: skip
     assert [step for _, step, _ in step_changes(rollouts.of(NAME))][-1] == 1  # never reached 25%
 

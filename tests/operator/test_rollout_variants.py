@@ -107,7 +107,7 @@ def test_each_rollback_trigger_rolls_back(
     assert final["counters"]["breaches"][rule] >= 2
     assert route_weights(bed.route()) == (100, 0)
     assert changes([route_weights(s.obj) for s in routes.of("scheduler")]) == [
-        (None, None), (100, 0), (90, 10), (100, 0)
+        (1, None), (100, 0), (90, 10), (100, 0)
     ]  # fmt: skip
     candidate = bed.deployment("scheduler-candidate")
     assert candidate is not None
@@ -421,7 +421,7 @@ def test_shadow_makespan_regression_rolls_back_during_the_shadow(
     assert phases_of(rollouts.of(NAME)) == ["Pending", "Shadow", "RolledBack"]
     # Never a weight step: the route stayed at 100/0; the mirroring stopped.
     assert changes([route_weights(s.obj) for s in routes.of("scheduler")]) == [
-        (None, None), (100, 0)
+        (1, None), (100, 0)
     ]  # fmt: skip
     assert route_weights(bed.route()) == (100, 0)
     percents = changes([s.obj["data"]["mirror.json"] for s in config_maps.of("scheduler-mirror")])

@@ -1,8 +1,9 @@
 """Where the server binaries are found.
 
-`scripts/test-deps` installs the Debian servers and builds kube-apiserver, etcd and helm from their
-Go modules into a cache outside the work tree (so a fresh clone on the same machine reuses it). The
-lookup order is: an explicit environment variable, that cache, then PATH.
+`scripts/test-deps` installs the Debian servers, builds kube-apiserver, kube-controller-manager,
+kube-scheduler, etcd and helm from their Go modules and copies the route CRDs of the Gateway API
+and Istio modules into a cache outside the work tree (so a fresh clone on the same machine reuses
+it). The lookup order of a binary is: an explicit environment variable, that cache, then PATH.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 ENV_OVERRIDES = {
     "kube-apiserver": "KUBE_APISERVER_BIN",
+    "kube-controller-manager": "KUBE_CONTROLLER_MANAGER_BIN",
+    "kube-scheduler": "KUBE_SCHEDULER_BIN",
     "etcd": "ETCD_BIN",
     "prometheus": "PROMETHEUS_BIN",
     "promtool": "PROMTOOL_BIN",
@@ -60,3 +63,13 @@ def find(name: str) -> Path:
         f"{name} not found (looked in ${env_var or 'PATH'}, {cached.parent}, PATH); "
         "run `bash scripts/test-deps` to install and build the test servers"
     )
+
+
+def route_crds() -> Path:
+    """The folder of the real Gateway API and Istio CRDs, or MissingBinaryError naming the fix."""
+    folder = cache_dir() / "route-crds"
+    if not (folder / "istio.yaml").is_file():
+        raise MissingBinaryError(
+            f"the route CRDs are not in {folder}; run `bash scripts/test-deps` to fetch them"
+        )
+    return folder

@@ -1,8 +1,8 @@
 """The end-to-end platform on one machine: what the demo, the fault drills and the reaction-time
 benchmark run on.
 
-Real parts: kube-apiserver + etcd with the project's CRDs (and the stand-in route CRDs of
-tests/crds), Prometheus scraping real ``schedctl serve`` processes, the operator as its own
+Real parts: kube-apiserver + etcd with the project's CRDs and the real Gateway API and Istio
+CRDs, Prometheus scraping real ``schedctl serve`` processes, the operator as its own
 process, real gRPC calls with an API key. Stand-ins: ``SchedulerKubelet`` runs the Deployments'
 pods as processes and reports their readiness; ``TrafficDriver`` is the plant's clients plus the
 gateway's data plane.
@@ -37,7 +37,7 @@ from testbed.prometheus import PrometheusServer, ScrapeJob
 from testbed.traffic import GRPCROUTE, RouteView, TrafficDriver
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-CRDS = (REPO_ROOT / "crds", REPO_ROOT / "tests" / "crds")
+CRDS = REPO_ROOT / "crds"
 EXAMPLE_ROLLOUT = REPO_ROOT / "examples" / "rollout.yaml"
 PORT = 50051
 STABLE_IMAGE = "registry.example/scheduler:1.4.0"
@@ -223,8 +223,8 @@ class E2EPlatform:
         self.prometheus.start()
         kubeconfig = str(self.kube.admin_kubeconfig)
         self._api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        for folder in CRDS:
-            self.kube.kubectl("apply", "-f", str(folder))
+        self.kube.install_route_crds()
+        self.kube.kubectl("apply", "-f", str(CRDS))
         self.kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         if not self.keys_file.exists():
             self.api_key, _ = add_key(self.keys_file, "e2e-clients")

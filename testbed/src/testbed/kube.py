@@ -180,6 +180,16 @@ class KubeControlPlane:
         self.apiserver.stop()
         self.etcd.stop()
 
+    def install_route_crds(self) -> None:
+        """The real Gateway API and Istio CRDs (see ``binaries.route_crds``), Established.
+        Server-side apply: Istio's CRDs are too large for the last-applied annotation."""
+        folder = binaries.route_crds().resolve()  # kubectl reads no folder through a link
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(folder))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/grpcroutes.gateway.networking.k8s.io", "crd/virtualservices.networking.istio.io",
+        )  # fmt: skip
+
     def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None) -> str:
         """Run the real kubectl against this control plane; raise with its stderr on failure."""
         argv = [
