@@ -318,7 +318,7 @@ def test_two_rollouts_in_two_namespaces_at_once(make_plant: MakePlant) -> None:
     good, bad = make_plant(), make_plant()
     good.start_operator(bad.namespace)
     bad.operators.extend(good.operators)  # the same operator watches both
-    bad.platform.kubelet.set_faults(bad.namespace, CANDIDATE, latency_ms=2500)
+    bad.platform.node.set_faults(bad.namespace, CANDIDATE, latency_ms=2500)
     good.apply(rollout(good, "good", rollback=LATENCY_RULES))
     bad_body = rollout(bad, "bad", faults=True, rollback=LATENCY_RULES)
     bad_body["spec"]["steps"][0]["shadow"]["duration"] = "120s"  # caught in shadow

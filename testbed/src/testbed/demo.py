@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -27,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from testbed import MissingBinaryError, ServerStartError
+from testbed import MissingBinaryError, NetworkNamespaceError, ServerStartError
 from testbed.e2e import E2EPlatform, Plant, example_rollout
 from testbed.observe import HEADER, Sample, format_row, sample
 from testbed.traffic import Outcome
@@ -289,15 +290,23 @@ def main(argv: list[str] | None = None) -> int:
             workdir = args.workdir or Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="rollout-demo-"))
             )
-            say(f"starting kube-apiserver + etcd and Prometheus (work folder {workdir})")
+            say(
+                "starting kube-apiserver + etcd, kube-controller-manager, kube-scheduler, a node "
+                f"and Prometheus (work folder {workdir})"
+            )
             platform = stack.enter_context(E2EPlatform(workdir))
-            say(f"{platform.kube.describe()}; {platform.prometheus.describe()}")
+            say(platform.describe())
             Demo(platform, args.out, args.step_seconds, args.interval_seconds).run()
             if args.keep:
-                say(f"kubeconfig: {platform.kube.admin_kubeconfig}; Ctrl-C stops the platform")
+                say(
+                    "the platform lives in this process's network namespace; from another "
+                    f"shell: nsenter --net=/proc/{os.getpid()}/ns/net kubectl "
+                    f"--kubeconfig {platform.kube.admin_kubeconfig} get pods -A; "
+                    "Ctrl-C stops the platform"
+                )
                 with contextlib.suppress(KeyboardInterrupt):
                     signal.pause()
-    except MissingBinaryError as exc:
+    except (MissingBinaryError, NetworkNamespaceError) as exc:
         print(f"rollout-demo: {exc}", file=sys.stderr)
         return 2
     except ServerStartError as exc:

@@ -2,10 +2,13 @@
 benchmark run on.
 
 Real parts: kube-apiserver + etcd with the project's CRDs and the real Gateway API and Istio
-CRDs, Prometheus scraping real ``schedctl serve`` processes, the operator as its own
-process, real gRPC calls with an API key. Stand-ins: ``SchedulerKubelet`` runs the Deployments'
-pods as processes and reports their readiness; ``TrafficDriver`` is the plant's clients plus the
-gateway's data plane.
+CRDs, kube-controller-manager and kube-scheduler (Deployments, ReplicaSets, pod binding,
+EndpointSlices, namespaces, the node lifecycle), Prometheus scraping real ``schedctl serve``
+processes (found by ``PodDiscovery``: Debian's Prometheus has no Kubernetes discovery), the
+operator as its own process, real gRPC calls with an API key. Stand-ins: ``ProcessNode`` is
+the kubelet, with processes for containers and pod IPs in the platform's own network namespace
+(scripts/netns); ``TrafficDriver`` is the plant's clients plus the gateway's data plane, reading
+the real EndpointSlices.
 
 A *plant* is one namespace as a user has it before the first rollout: a ``scheduler``
 Deployment running the legacy rule (``SCHEDULER_DEFAULT_POLICY=mwkr``), its Service, and a
@@ -30,16 +33,22 @@ from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service.keys import add_key
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.workloads import candidate_name
+from testbed.controllers import KubeControllers
+from testbed.discovery import PodDiscovery
+from testbed.endpoints import EndpointSlices
 from testbed.kube import KubeControlPlane
-from testbed.kubelet import SchedulerKubelet
+from testbed.node import ProcessNode, check_pod_network
 from testbed.operator_process import OperatorProcess
-from testbed.prometheus import PrometheusServer, ScrapeJob
+from testbed.prometheus import PrometheusServer
 from testbed.traffic import GRPCROUTE, RouteView, TrafficDriver
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS = REPO_ROOT / "crds"
 EXAMPLE_ROLLOUT = REPO_ROOT / "examples" / "rollout.yaml"
 PORT = 50051
+METRICS_PORT = 9464
+MODELS_MOUNT = "/opt/scheduler/models"
+KEYS_MOUNT = "/etc/scheduler/keys"
 STABLE_IMAGE = "registry.example/scheduler:1.4.0"
 POD_READY_TIMEOUT_S = 240.0
 
@@ -141,7 +150,7 @@ class Plant:
     def set_candidate_faults(self, **faults: float) -> None:
         """Faults of the candidate Deployment's pods (``latency_ms``, ``drop_job_fraction``,
         ``error_rate``); the candidate's env must enable them (``SCHEDULER_ENABLE_FAULTS=1``)."""
-        self.platform.kubelet.set_faults(self.namespace, candidate_name("scheduler"), **faults)
+        self.platform.node.set_faults(self.namespace, candidate_name("scheduler"), **faults)
 
     def wait_for(self, name: str, what: Any, timeout: float, label: str = "") -> Obj:
         """Poll the rollout's status until ``what(status)``; the status then."""
@@ -181,7 +190,8 @@ class E2EPlatform:
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.kube = KubeControlPlane(workdir / "kube")
+        self.kube = KubeControlPlane(workdir / "kube", with_controllers=True)
+        self.controllers: KubeControllers | None = None
         self.prometheus = PrometheusServer(workdir / "prometheus")
         self.model_dir = model_dir
         self.rate = rate
@@ -189,7 +199,9 @@ class E2EPlatform:
         self.api_key = ""
         self.plants: list[Plant] = []
         self.operators: list[OperatorProcess] = []
-        self._kubelet: SchedulerKubelet | None = None
+        self._node: ProcessNode | None = None
+        self._endpoints: EndpointSlices | None = None
+        self._discovery: PodDiscovery | None = None
         self._api: client.ApiClient | None = None
 
     # --- handles ---------------------------------------------------------------------------------
@@ -200,9 +212,14 @@ class E2EPlatform:
         return self._api
 
     @property
-    def kubelet(self) -> SchedulerKubelet:
-        assert self._kubelet is not None, "start() the platform first"
-        return self._kubelet
+    def node(self) -> ProcessNode:
+        assert self._node is not None, "start() the platform first"
+        return self._node
+
+    @property
+    def endpoints(self) -> EndpointSlices:
+        assert self._endpoints is not None, "start() the platform first"
+        return self._endpoints
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -219,7 +236,9 @@ class E2EPlatform:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> None:
+        check_pod_network()  # before any server starts: the one precondition of this machine
         self.kube.start()
+        self.controllers = KubeControllers(self.kube, self.workdir / "controllers").start()
         self.prometheus.start()
         kubeconfig = str(self.kube.admin_kubeconfig)
         self._api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
@@ -231,34 +250,43 @@ class E2EPlatform:
         else:
             self.api_key = (self.workdir / "client.key").read_text().strip()
         (self.workdir / "client.key").write_text(self.api_key)
-        self._kubelet = SchedulerKubelet(
-            self.kube.admin_kubeconfig,
-            self.workdir / "pods",
-            keys_file=self.keys_file,
-            model_dir=self.model_dir,
-            on_targets=self._scrape,
+        self._node = ProcessNode(
+            self.kube.admin_kubeconfig, self.workdir / "pods", faults_dir=self.workdir / "faults"
         ).start()
+        self._endpoints = EndpointSlices(self.api).start()
+        self._discovery = PodDiscovery(self.api, self.prometheus).start()
 
     def stop(self) -> None:
         for plant in self.plants:
             plant.traffic.stop()
         for operator in self.operators:
             operator.stop()
-        if self._kubelet is not None:
-            self._kubelet.stop()
+        for watcher in (self._discovery, self._endpoints):
+            if watcher is not None:
+                watcher.stop()
+        if self._node is not None:
+            self._node.stop()
+        if self.controllers is not None:
+            self.controllers.stop()
         self.prometheus.stop()
         self.kube.stop()
 
     def describe(self) -> str:
-        return f"e2e platform: {self.kube.describe()}; {self.prometheus.describe()}"
+        controllers = self.controllers.describe() if self.controllers else "no controllers"
+        return (
+            f"e2e platform: {self.kube.describe()}; {controllers}; node {self.node.name} "
+            f"(processes); {self.prometheus.describe()}"
+        )
 
     def remove_plant(self, plant: Plant) -> None:
-        """Stop the plant's clients, operators and pods (its namespace stays, for debugging)."""
+        """Stop the plant's clients and operators, and delete its namespace: the namespace
+        controller deletes its pods, which the node stops (logs stay in the work folder)."""
         plant.traffic.stop()
         for operator in plant.operators:
             operator.stop()
-        self.kubelet.forget(plant.namespace)
-        self._scrape(plant.namespace, [])
+        self.endpoints.namespaces.discard(plant.namespace)
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespace(plant.namespace)
         if plant in self.plants:
             self.plants.remove(plant)
 
@@ -269,26 +297,17 @@ class E2EPlatform:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _scrape(self, namespace: str, targets: list[str]) -> None:
-        """Prometheus scrapes a namespace's pods with the pod's namespace as a label."""
-        job = f"pods-{namespace}"
-        with contextlib.suppress(OSError):  # Prometheus killed by a drill: it rereads the file
-            if targets:
-                self.prometheus.scrape(ScrapeJob(job, tuple(targets), {"namespace": namespace}))
-            else:
-                self.prometheus.forget(job)
-
     # --- plants ----------------------------------------------------------------------------------
 
     def add_plant(self, namespace: str, *, rate: float | None = None, seed: int = 0) -> Plant:
         """The namespace with a stable legacy scheduler serving traffic through its GRPCRoute."""
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        for body in _plant_objects():
+        for body in _plant_objects(self.model_dir, self.keys_file):
             self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
-        self.kubelet.namespaces.add(namespace)
+        self.endpoints.watch(namespace)
         self.wait_endpoints(namespace, "scheduler")
         traffic = TrafficDriver(
-            self.api, namespace, self.kubelet.endpoints, self.api_key,
+            self.api, namespace, self.endpoints.endpoints, self.api_key,
             rate=rate or self.rate, seed=seed,
         ).start()  # fmt: skip
         plant = Plant(self, namespace, traffic)
@@ -300,32 +319,67 @@ class E2EPlatform:
     ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.kubelet.endpoints(namespace, service):
+            if self.endpoints.endpoints(namespace, service):
                 return
             time.sleep(0.2)
-        raise TimeoutError(f"Service {namespace}/{service} has no SERVING pod after {timeout}s")
+        raise TimeoutError(f"Service {namespace}/{service} has no ready endpoint after {timeout}s")
 
 
-def _plant_objects() -> Iterator[Obj]:
+def _plant_objects(model_dir: Path, keys_file: Path) -> Iterator[Obj]:
+    """The plant's Deployment (the chart's pod template in small: the model and the API keys
+    mounted, the pod IP from the downward API, a gRPC readiness probe, a preStop sleep so that a
+    gateway stops routing before the server drains), its Service and its GRPCRoute."""
     labels = {"app": "scheduler", "track": "stable"}
     env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "SCHEDULER_TRACK", "value": "stable"},
         {"name": "SCHEDULER_DEFAULT_POLICY", "value": "mwkr"},  # the legacy scheduler
+        # The drills send several calls a second to one-worker pods on 2 cores: the pods answer
+        # with the greedy pass unless a rollout sets a search budget in their env.
+        {"name": "SCHEDULER_TIME_BUDGET_MS", "value": "0"},
     ]
     container = {
         "name": "scheduler",
         "image": STABLE_IMAGE,
-        "ports": [{"containerPort": PORT, "name": "grpc"}],
+        "args": [
+            "serve", "--host=$(POD_IP)", f"--port={PORT}", f"--metrics-port={METRICS_PORT}",
+            f"--model-dir={MODELS_MOUNT}", f"--keys={KEYS_MOUNT}/{keys_file.name}",
+            "--workers=1", "--log-format=json",
+        ],
         "env": env,
-    }
+        "ports": [
+            {"containerPort": PORT, "name": "grpc"},
+            {"containerPort": METRICS_PORT, "name": "metrics"},
+        ],
+        "readinessProbe": {
+            "grpc": {"port": PORT, "service": "scheduler.v1.Scheduler"},
+            "periodSeconds": 1,
+        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+        "volumeMounts": [
+            {"name": "model", "mountPath": MODELS_MOUNT, "readOnly": True},
+            {"name": "keys", "mountPath": KEYS_MOUNT, "readOnly": True},
+        ],
+    }  # fmt: skip
+    volumes = [
+        {"name": "model", "hostPath": {"path": str(model_dir.resolve())}},
+        {"name": "keys", "hostPath": {"path": str(keys_file.parent.resolve())}},
+    ]
     yield {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": "scheduler", "labels": {"app": "scheduler"}},
         "spec": {
-            "replicas": 2,
+            "replicas": 1,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container],
+                    "volumes": volumes,
+                    "automountServiceAccountToken": False,
+                },
+            },
         },
     }
     yield {

@@ -1,4 +1,5 @@
-"""A local Kubernetes control plane: etcd + kube-apiserver, envtest style (no kubelet).
+"""A local Kubernetes control plane: etcd + kube-apiserver, envtest style (no kubelet; the
+end-to-end platform adds the controllers of testbed.controllers and the node of testbed.node).
 
 RBAC authorization is on and identities come from client certificates, so RBAC tests can ask
 for a kubeconfig of any user/groups. The admin kubeconfig works for kubectl and the Python
@@ -32,7 +33,9 @@ def _b64(path: Path) -> str:
 
 
 class Etcd:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, with_controllers: bool = False) -> None:
+        """``with_controllers``: a controller-manager will run (testbed.controllers), so the
+        ServiceAccount admission plugin can stay on: its controller makes the default accounts."""
         self.directory = directory
         self.client_port = free_port()
         peer_port = free_port()
@@ -74,7 +77,9 @@ class Etcd:
 class KubeControlPlane:
     """etcd + kube-apiserver on free loopback ports in `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, with_controllers: bool = False) -> None:
+        """``with_controllers``: a controller-manager will run (testbed.controllers), so the
+        ServiceAccount admission plugin can stay on: its controller makes the default accounts."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.ca = CertificateAuthority(directory / "pki")
@@ -88,7 +93,7 @@ class KubeControlPlane:
             dns_sans=("localhost",),
             server=True,
         )
-        sa_key = service_account_key(directory / "pki")
+        self.service_account_key = sa_key = service_account_key(directory / "pki")
         self.apiserver = ManagedProcess(
             "kube-apiserver",
             [
@@ -106,8 +111,8 @@ class KubeControlPlane:
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
                 "--service-cluster-ip-range=10.0.0.0/24",
-                # No controller-manager runs here, so nothing would create default ServiceAccounts.
-                "--disable-admission-plugins=ServiceAccount",
+                # Without a controller-manager nothing would create default ServiceAccounts.
+                *([] if with_controllers else ["--disable-admission-plugins=ServiceAccount"]),
                 "--allow-privileged=true",
                 "--profiling=false",
             ],

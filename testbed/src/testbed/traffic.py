@@ -6,7 +6,7 @@ routes each call the way a Gateway API implementation would: the first rule's ba
 split the calls by weight (a ref without ``weight`` weighs 1; smooth weighted round robin, so the
 split is exact over any stretch of calls, not just on average), and a ``RequestMirror`` filter
 sends a copy (``percent``/``fraction`` of the calls) to its backend, whose answer is dropped.
-A backend Service resolves to the SERVING processes the kubelet stand-in lists for it.
+A backend Service resolves to the endpoints of its real EndpointSlices (testbed.endpoints).
 
 Every call is recorded as an ``Outcome``: which Service and track answered, the gRPC code (or
 ``NO_ENDPOINTS`` when a Service had no process to send to, which a real gateway answers with
@@ -33,7 +33,7 @@ from jobshop_scheduler.api import pb, pb_grpc
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.service.auth import API_KEY_HEADER
 from jobshop_scheduler.service.convert import problem_to_pb
-from testbed.kubelet import Endpoint
+from testbed.endpoints import Endpoint
 
 Obj = dict[str, Any]
 NO_ENDPOINTS = "NO_ENDPOINTS"
