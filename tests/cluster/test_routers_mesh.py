@@ -342,3 +342,43 @@ def test_out_of_range_numbers_are_refused_before_any_write(mesh: Setup) -> None:
         with pytest.raises(ValueError, match="0 to 100"):
             router.set_traffic(weight, mirror)
     assert mesh.route()["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_acceptance_reads_the_gateways_conditions_on_the_real_route(mesh: Setup) -> None:
+    """The gateway's part (writing route status) is played by the test: a rejection is a fault
+    no gateway of this platform produces on demand."""
+    router = mesh.router()
+    if mesh.mesh is not GATEWAY:
+        assert router.acceptance().state == "NotReported"  # Istio writes no such conditions
+        return
+    assert router.acceptance().state == "NotReported"
+    router.set_traffic(10, 0)
+    generation = mesh.route()["metadata"]["generation"]
+
+    def report(observed: int, resolved: str) -> None:
+        conditions = [
+            {"type": type_, "status": status, "reason": reason, "message": message,
+             "observedGeneration": observed, "lastTransitionTime": "2026-12-05T00:00:00Z"}
+            for type_, status, reason, message in (
+                ("Accepted", "True", "Accepted", "ok"),
+                ("ResolvedRefs", resolved, "BackendNotFound" if resolved == "False" else
+                 "ResolvedRefs", "service scheduler-canary not found"),
+            )
+        ]  # fmt: skip
+        parent = {"parentRef": {"name": "plant-gateway"},
+                  "controllerName": "example.net/gateway", "conditions": conditions}  # fmt: skip
+        m = mesh.mesh
+        mesh.cluster.custom.patch_namespaced_custom_object_status(
+            m.group, m.version, mesh.namespace, m.plural, mesh.routing.route,
+            {"status": {"parents": [parent]}},
+        )  # fmt: skip
+
+    report(generation - 1, "True")
+    assert router.acceptance().state == "Pending"
+    report(generation, "False")
+    rejected = router.acceptance()
+    assert rejected.state == "Rejected" and "BackendNotFound" in rejected.message
+    report(generation, "True")
+    assert router.acceptance().state == "Accepted"
+    router.set_traffic(25, 0)  # a new generation: pending again until the gateway reports it
+    assert router.acceptance().state == "Pending"

@@ -226,6 +226,7 @@ class Reconciler:
             candidate_available=workloads.candidate_available(self.apps, ns, target),
             stable_available=workloads.stable_available(self.apps, ns, target),
             router_sizes_candidate=router.sizes_candidate,
+            route=router.acceptance(),
             **self.deadline_kw,
         )
 

@@ -1,8 +1,9 @@
 """The whole rollout logic as one pure function: ``advance(spec, status, now, ...)``.
 
 Inputs: the typed spec, the current status, the time, the latest analysis report (or None), the
-human commands, whether the candidate and the stable Deployments are available, and whether the
-router sizes the candidate itself (``Router.sizes_candidate``). Output: the new status and the
+human commands, whether the candidate and the stable Deployments are available, whether the
+router sizes the candidate itself (``Router.sizes_candidate``) and whether the routing it wrote
+is in force (``Router.acceptance``). Output: the new status and the
 actions (`actions.py`) that make the world match it. No Kubernetes, no Prometheus, no clock:
 every rule below holds, and can be checked, without a cluster.
 
@@ -25,6 +26,11 @@ The rules, precisely:
   (shadow to canary) rolls its pods and sets no traffic until the new pods are available, so no
   call reaches a pod that is gone or one still labelled with the old track. A router that sizes
   the candidate always gets the step's traffic: its pods come from that call.
+- **A weight counts once the gateway took it**: while the route's gateways have not accepted
+  its current generation (or rejected it), a step neither ends nor counts analysis rounds, and
+  its duration starts over when the route comes into force (``routePendingSince`` in the status,
+  condition ``RouteAccepted`` with the gateway's words). Not in force within the progress
+  deadline: rolled back. A route no gateway reports on is in force as written.
 - **Analysis** (Shadow, Canary, AwaitingApproval, while the candidate is available; a report not
   newer than ``lastAnalysis`` is ignored, so a report is counted once): per rollback rule, a breach
   adds one to its counter, a pass resets it, no data leaves it; a round with no data for any rule
@@ -80,11 +86,13 @@ from rollout_operator.plan import (
     phase_of,
     track_at,
 )
+from rollout_operator.routers.base import NOT_REPORTED, RouteAcceptance
 from rollout_operator.status import (
     APPROVED,
     HEALTHY,
     PROGRESSING,
     ROLLED_BACK,
+    ROUTE_ACCEPTED,
     WARNING,
     RolloutStatus,
     set_condition,
@@ -116,9 +124,11 @@ class _Turn:
         candidate_available: bool,
         stable_available: bool,
         router_sizes_candidate: bool,
+        route: RouteAcceptance,
         deadline_s: float,
     ) -> None:
         self.spec, self.status, self.now = spec, status, now
+        self.route = route
         self.commands = commands
         self.candidate_available = candidate_available
         self.stable_available = stable_available
@@ -187,6 +197,7 @@ def advance(
     candidate_available: bool,
     stable_available: bool = True,
     router_sizes_candidate: bool = False,
+    route: RouteAcceptance = NOT_REPORTED,
     progress_deadline_s: float = PROGRESS_DEADLINE_S,
 ) -> tuple[RolloutStatus, list[Action]]:
     """The next status and the actions to get there (see the module docstring for the rules)."""
@@ -198,6 +209,7 @@ def advance(
         candidate_available=candidate_available,
         stable_available=stable_available,
         router_sizes_candidate=router_sizes_candidate,
+        route=route,
         deadline_s=progress_deadline_s,
     )
     if status.phase in TERMINAL_PHASES:
@@ -233,8 +245,9 @@ def invalid_status(
 
 def _run(turn: _Turn, report: AnalysisReport | None) -> None:
     # A candidate that is not available gets no traffic, so its track has no data: a round
-    # then says nothing about it and is not counted (the progress deadline still applies).
-    if report is not None and turn.candidate_available:
+    # then says nothing about it and is not counted (the progress deadline still applies);
+    # nor does one taken while the step's routing is not in force.
+    if report is not None and turn.candidate_available and turn.route.in_force:
         _judge(turn, report)
         if turn.status.phase is Phase.ROLLED_BACK:
             return
@@ -282,8 +295,9 @@ def _stepping(turn: _Turn) -> None:
         EnsureCandidate(track_at(turn.spec.steps, status.step)),
         _candidate_traffic(turn, status.weight, status.mirror_percent),
     )
-    if not _candidate_ok(turn):
+    if not _candidate_ok(turn) or not _route_ok(turn):
         return
+    status = turn.status  # _route_ok may have restarted the step's clock
     duration = duration_of(turn.spec.steps[status.step])
     if turn.now - (status.step_started_at or turn.now) < duration:
         return
@@ -417,6 +431,25 @@ def _candidate_ok(turn: _Turn) -> bool:
     if turn.now - since >= turn.deadline_s:
         reason = f"candidate unavailable for {_dur(turn.now - since)}"
         _roll_back(turn, reason, "CandidateUnavailable")
+    return False
+
+
+def _route_ok(turn: _Turn) -> bool:
+    """Whether the routing written for this step is in force. It comes into force: the step's
+    clock starts now. Not in force past the deadline (rejected, or never taken): rolled back."""
+    route, status = turn.route, turn.status
+    if route.state != "NotReported" or status.condition(ROUTE_ACCEPTED) is not None:
+        value = {"Accepted": "True", "Rejected": "False"}.get(route.state, "Unknown")
+        turn.condition(ROUTE_ACCEPTED, value, route.state, route.message)
+    if route.in_force:
+        if status.route_pending_since is not None:
+            turn.update(route_pending_since=None, step_started_at=turn.now)
+        return True
+    since = turn.now if status.route_pending_since is None else status.route_pending_since
+    turn.update(route_pending_since=since, message=f"route not in force yet: {route.message}")
+    if turn.now - since >= turn.deadline_s:
+        reason = f"route not in force for {_dur(turn.now - since)}: {route.message}"
+        _roll_back(turn, reason, "RouteNotAccepted")
     return False
 
 

@@ -33,6 +33,7 @@ HEALTHY = "Healthy"
 WARNING = "Warning"
 APPROVED = "Approved"
 ROLLED_BACK = "RolledBack"
+ROUTE_ACCEPTED = "RouteAccepted"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class RolloutStatus:
     mirror_percent: int = 0  # % of requests mirrored to the shadow candidate
     step_started_at: float | None = None  # when the current step (or Pending, Promoting) began
     candidate_unavailable_since: float | None = None
+    route_pending_since: float | None = None  # the step's routing written, not yet in force
     counters: Counters = field(default_factory=Counters)
     active_warnings: tuple[str, ...] = ()  # warn rules in breach now (events are edge-triggered)
     rollback_reason: str = ""
@@ -75,6 +77,7 @@ class RolloutStatus:
             "mirrorPercent": self.mirror_percent,
             "stepStartedAt": _time_or_none(self.step_started_at),
             "candidateUnavailableSince": _time_or_none(self.candidate_unavailable_since),
+            "routePendingSince": _time_or_none(self.route_pending_since),
             "counters": {"breaches": dict(self.counters.breaches), "noData": self.counters.no_data},
             "activeWarnings": list(self.active_warnings),
             "rollbackReason": self.rollback_reason,
@@ -101,6 +104,7 @@ class RolloutStatus:
             mirror_percent=int(data.get("mirrorPercent") or 0),
             step_started_at=_parse_or_none(data.get("stepStartedAt")),
             candidate_unavailable_since=_parse_or_none(data.get("candidateUnavailableSince")),
+            route_pending_since=_parse_or_none(data.get("routePendingSince")),
             counters=Counters(
                 breaches={str(k): int(v) for k, v in (counters.get("breaches") or {}).items()},
                 no_data=int(counters.get("noData") or 0),

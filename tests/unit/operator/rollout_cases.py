@@ -15,6 +15,7 @@ from rollout_operator.model import (
     Rule,
     Verdict,
 )
+from rollout_operator.routers.base import NOT_REPORTED, RouteAcceptance
 from rollout_operator.spec import parse_spec
 from rollout_operator.state_machine import advance
 from rollout_operator.status import RolloutStatus
@@ -125,6 +126,7 @@ class Driver:
     status: RolloutStatus = field(default_factory=RolloutStatus)
     now: float = T0
     history: list[list[Action]] = field(default_factory=list)
+    route: RouteAcceptance = NOT_REPORTED  # what the router reports of the routing it wrote
 
     def tick(
         self,
@@ -144,6 +146,7 @@ class Driver:
             commands,
             candidate_available=available,
             stable_available=stable,
+            route=self.route,
         )
         self.history.append(actions)
         return actions

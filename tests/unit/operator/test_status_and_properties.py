@@ -61,6 +61,7 @@ def test_the_status_json_shape() -> None:
         "mirrorPercent",
         "stepStartedAt",
         "candidateUnavailableSince",
+        "routePendingSince",
         "counters",
         "activeWarnings",
         "rollbackReason",

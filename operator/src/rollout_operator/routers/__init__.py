@@ -11,11 +11,28 @@ How the state machine's ``SetTraffic(weight, mirror_percent)`` is carried out, p
 - ``replicas``: weight = candidate/stable replica ratio; mirror = the stable pods (ConfigMap),
   with one candidate pod kept running to receive the copies; ``route_mirror`` is refused.
 
+A router also says whether its routing is in force (``acceptance``): for a GRPCRoute, the
+``Accepted`` and ``ResolvedRefs`` conditions its parents' gateways wrote for its current
+generation; the others report nothing, and their weights are assumed in force.
+
 Exactly one mechanism mirrors at a time (the other is switched off by the same call), so the
 shadow never receives a request twice. ``restore()`` switches both off.
 """
 
-from rollout_operator.routers.base import Router, RouterError, TrafficState
+from rollout_operator.routers.base import (
+    NOT_REPORTED,
+    RouteAcceptance,
+    Router,
+    RouterError,
+    TrafficState,
+)
 from rollout_operator.routers.registry import make_router
 
-__all__ = ["Router", "RouterError", "TrafficState", "make_router"]
+__all__ = [
+    "NOT_REPORTED",
+    "RouteAcceptance",
+    "Router",
+    "RouterError",
+    "TrafficState",
+    "make_router",
+]

@@ -12,7 +12,7 @@ and the state machine never ask which provider they drive.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,26 @@ class TrafficState:
 
     weight: int
     mirror_percent: int
+
+
+@dataclass(frozen=True)
+class RouteAcceptance:
+    """Whether the gateways that route by the object took its current spec, from the status
+    they write (Gateway API: each parent's ``Accepted`` and ``ResolvedRefs`` conditions at the
+    route's ``metadata.generation``). A weight counts as in force only once taken; a route that
+    no gateway reports on is assumed in force (what Argo Rollouts and Flagger always assume)."""
+
+    state: Literal["Accepted", "Pending", "Rejected", "NotReported"]
+    message: str
+
+    @property
+    def in_force(self) -> bool:
+        return self.state in ("Accepted", "NotReported")
+
+
+NOT_REPORTED = RouteAcceptance(
+    "NotReported", "no gateway reports a status for the route: its weights are assumed in force"
+)
 
 
 class RouterError(RuntimeError):
@@ -63,6 +83,10 @@ class Router(Protocol):
     def restore(self) -> None:
         """All traffic to stable, no mirror: the finalizer calls this."""
         ...
+
+    def acceptance(self) -> RouteAcceptance:
+        """Whether the routing as written is in force (see RouteAcceptance)."""
+        return NOT_REPORTED
 
 
 def check_percent(name: str, value: int) -> int:

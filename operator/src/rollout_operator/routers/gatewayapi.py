@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout_operator.routers.base import TrafficState
+from rollout_operator.routers.base import NOT_REPORTED, RouteAcceptance, TrafficState
 from rollout_operator.routers.routes import RouteKind, RouteRouter, Spec
 
 GRPCROUTE = RouteKind("gateway.networking.k8s.io", "v1", "grpcroutes", "GRPCRoute")
@@ -63,6 +63,46 @@ def _mirror_percent(request_mirror: dict[str, Any]) -> int:
     return 100
 
 
+def parents_acceptance(generation: int, parents: list[dict[str, Any]]) -> RouteAcceptance:
+    """One verdict from every parent's status: Rejected when a gateway refused the current
+    generation (Accepted or ResolvedRefs False), Pending while one has not seen it yet,
+    Accepted when all took it."""
+    if not parents:
+        return NOT_REPORTED
+    rejected, pending, accepted = [], [], []
+    for parent in parents:
+        who = (
+            f"{parent.get('controllerName', 'a gateway')} "
+            f"(parent {(parent.get('parentRef') or {}).get('name', '?')})"
+        )
+        conditions = {c.get("type"): c for c in parent.get("conditions") or []}
+        taken = conditions.get("Accepted")
+        if taken is None or int(taken.get("observedGeneration") or 0) < generation:
+            pending.append(f"{who} has not reported generation {generation} yet")
+            continue
+        refused = [
+            c
+            for c in (taken, conditions.get("ResolvedRefs"))
+            if c is not None
+            and c.get("status") == "False"
+            and int(c.get("observedGeneration") or 0) >= generation
+        ]
+        if refused:
+            rejected += [
+                f"{who}: {c['type']} False ({c.get('reason', '')}: {c.get('message', '')})"
+                for c in refused
+            ]
+        elif taken.get("status") == "True":
+            accepted.append(who)
+        else:
+            pending.append(f"{who}: Accepted {taken.get('status')}")
+    if rejected:
+        return RouteAcceptance("Rejected", "; ".join(rejected))
+    if pending:
+        return RouteAcceptance("Pending", "; ".join(pending))
+    return RouteAcceptance("Accepted", f"generation {generation} accepted by {', '.join(accepted)}")
+
+
 class GrpcRouteRouter(RouteRouter):
     """Weights and mirror on one GRPCRoute; see the module docstring for what it owns."""
 
@@ -81,6 +121,14 @@ class GrpcRouteRouter(RouteRouter):
         else:
             mirror = self.app_mirror.percent()
         return TrafficState(weight=weight, mirror_percent=mirror)
+
+    def acceptance(self) -> RouteAcceptance:
+        """What the gateways of the route's parents report for its current generation."""
+        route = self.route.read()
+        return parents_acceptance(
+            int((route.get("metadata") or {}).get("generation") or 0),
+            ((route.get("status") or {}).get("parents")) or [],
+        )
 
     # --- the owned parts of the spec ----------------------------------------------------------
 
