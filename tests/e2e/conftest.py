@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,8 @@ def make_plant(platform: E2EPlatform, request: pytest.FixtureRequest) -> Iterato
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     plants: list[Plant] = []
 
-    def make() -> Plant:
-        plant = platform.add_plant(f"{stem}-{uuid.uuid4().hex[:5]}", seed=len(plants))
+    def make(**options: Any) -> Plant:
+        plant = platform.add_plant(f"{stem}-{uuid.uuid4().hex[:5]}", seed=len(plants), **options)
         plants.append(plant)
         return plant
 

@@ -8,7 +8,8 @@ processes (found by ``PodDiscovery``: Debian's Prometheus has no Kubernetes disc
 operator as its own process, real gRPC calls with an API key. Stand-ins: ``ProcessNode`` is
 the kubelet, with processes for containers and pod IPs in the platform's own network namespace
 (scripts/netns); ``TrafficDriver`` is the plant's clients plus the gateway's data plane, reading
-the real EndpointSlices.
+the real EndpointSlices. The real gateway, Traefik v3 (``testbed.gateway``), runs beside it and
+routes the plants added with ``gateway=True``.
 
 A *plant* is one namespace as a user has it before the first rollout: a ``scheduler``
 Deployment running the legacy rule (``SCHEDULER_DEFAULT_POLICY=mwkr``), its Service, and a
@@ -36,6 +37,7 @@ from rollout_operator.workloads import candidate_name
 from testbed.controllers import KubeControllers
 from testbed.discovery import PodDiscovery
 from testbed.endpoints import EndpointSlices
+from testbed.gateway import TraefikGateway
 from testbed.kube import KubeControlPlane
 from testbed.node import ProcessNode, check_pod_network
 from testbed.operator_process import OperatorProcess
@@ -46,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS = REPO_ROOT / "crds"
 EXAMPLE_ROLLOUT = REPO_ROOT / "examples" / "rollout.yaml"
 PORT = 50051
+GATEWAY = "plant-gateway"  # the GRPCRoute's parent (a Traefik Gateway with add_plant(gateway=True))
 METRICS_PORT = 9464
 MODELS_MOUNT = "/opt/scheduler/models"
 KEYS_MOUNT = "/etc/scheduler/keys"
@@ -192,6 +195,7 @@ class E2EPlatform:
         workdir.mkdir(parents=True, exist_ok=True)
         self.kube = KubeControlPlane(workdir / "kube", with_controllers=True)
         self.controllers: KubeControllers | None = None
+        self.gateway: TraefikGateway | None = None
         self.prometheus = PrometheusServer(workdir / "prometheus")
         self.model_dir = model_dir
         self.rate = rate
@@ -254,6 +258,7 @@ class E2EPlatform:
             self.kube.admin_kubeconfig, self.workdir / "pods", faults_dir=self.workdir / "faults"
         ).start()
         self._endpoints = EndpointSlices(self.api).start()
+        self.gateway = TraefikGateway(self.kube, self.workdir / "gateway").start()
         self._discovery = PodDiscovery(self.api, self.prometheus).start()
 
     def stop(self) -> None:
@@ -266,6 +271,8 @@ class E2EPlatform:
                 watcher.stop()
         if self._node is not None:
             self._node.stop()
+        if self.gateway is not None:
+            self.gateway.stop()
         if self.controllers is not None:
             self.controllers.stop()
         self.prometheus.stop()
@@ -275,7 +282,8 @@ class E2EPlatform:
         controllers = self.controllers.describe() if self.controllers else "no controllers"
         return (
             f"e2e platform: {self.kube.describe()}; {controllers}; node {self.node.name} "
-            f"(processes); {self.prometheus.describe()}"
+            f"(processes); {self.gateway.describe() if self.gateway else 'no gateway'}; "
+            f"{self.prometheus.describe()}"
         )
 
     def remove_plant(self, plant: Plant) -> None:
@@ -299,9 +307,16 @@ class E2EPlatform:
 
     # --- plants ----------------------------------------------------------------------------------
 
-    def add_plant(self, namespace: str, *, rate: float | None = None, seed: int = 0) -> Plant:
-        """The namespace with a stable legacy scheduler serving traffic through its GRPCRoute."""
+    def add_plant(
+        self, namespace: str, *, rate: float | None = None, seed: int = 0, gateway: bool = False
+    ) -> Plant:
+        """The namespace with a stable legacy scheduler serving traffic through its GRPCRoute.
+        ``gateway``: the route's parent is a Gateway of the real Traefik (``platform.gateway``),
+        which then routes calls to its address and reports the route's status."""
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        if gateway:
+            assert self.gateway is not None, "start() the platform first"
+            self.gateway.gateway(namespace, GATEWAY)
         for body in _plant_objects(self.model_dir, self.keys_file):
             self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
         self.endpoints.watch(namespace)
@@ -393,7 +408,7 @@ def _plant_objects(model_dir: Path, keys_file: Path) -> Iterator[Obj]:
         "kind": "GRPCRoute",
         "metadata": {"name": "scheduler"},
         "spec": {
-            "parentRefs": [{"name": "plant-gateway"}],
+            "parentRefs": [{"name": GATEWAY}],
             "rules": [{"backendRefs": [{"name": "scheduler", "port": PORT}]}],
         },
     }
