@@ -317,7 +317,7 @@ class E2EPlatform:
         if gateway:
             assert self.gateway is not None, "start() the platform first"
             self.gateway.gateway(namespace, GATEWAY)
-        for body in _plant_objects(self.model_dir, self.keys_file):
+        for body in _plant_objects(self.model_dir, self.keys_file, namespace):
             self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
         self.endpoints.watch(namespace)
         self.wait_endpoints(namespace, "scheduler")
@@ -340,7 +340,13 @@ class E2EPlatform:
         raise TimeoutError(f"Service {namespace}/{service} has no ready endpoint after {timeout}s")
 
 
-def _plant_objects(model_dir: Path, keys_file: Path) -> Iterator[Obj]:
+def plant_host(namespace: str) -> str:
+    """The host name a plant's clients call its gateway by: every plant's Gateway listens on
+    Traefik's one port, so the GRPCRoute's ``hostnames`` keep each plant's calls to its route."""
+    return f"{namespace}.plant.test"
+
+
+def _plant_objects(model_dir: Path, keys_file: Path, namespace: str) -> Iterator[Obj]:
     """The plant's Deployment (the chart's pod template in small: the model and the API keys
     mounted, the pod IP from the downward API, a gRPC readiness probe, a preStop sleep so that a
     gateway stops routing before the server drains), its Service and its GRPCRoute."""
@@ -409,6 +415,7 @@ def _plant_objects(model_dir: Path, keys_file: Path) -> Iterator[Obj]:
         "metadata": {"name": "scheduler"},
         "spec": {
             "parentRefs": [{"name": GATEWAY}],
+            "hostnames": [plant_host(namespace)],
             "rules": [{"backendRefs": [{"name": "scheduler", "port": PORT}]}],
         },
     }
