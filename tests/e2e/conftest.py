@@ -4,6 +4,7 @@ Prometheus, since drills restart and kill them; every drill gets fresh plant nam
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,17 @@ from testbed.e2e import E2EPlatform, Plant
 from tests.conftest import _session_server
 
 MakePlant = Callable[..., Plant]
+
+
+def until(what: Callable[[], Any], timeout: float, label: str) -> Any:
+    """Poll ``what`` every 0.2 s until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = what()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{label} not reached in {timeout:.0f}s")
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from rollout_operator.spec import parse_spec
 from testbed.e2e import PORT, E2EPlatform, Plant, example_rollout, plant_host
 from testbed.gateway import CONTROLLER
 from testbed.traffic import taillard_requests
+from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,18 +31,8 @@ POLICIES = {"mwkr", "ppo"}  # the stable answers with the legacy rule, the candi
 @pytest.fixture()
 def gateway_plant(platform: E2EPlatform, make_plant: Callable[..., Plant]) -> Iterator[Plant]:
     plant = make_plant(gateway=True)
-    _until(lambda: _route_accepted(plant), 30, "the plant's route accepted by Traefik")
+    until(lambda: _route_accepted(plant), 30, "the plant's route accepted by Traefik")
     yield plant
-
-
-def _until(what: Callable[[], Any], timeout: float, label: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{label} not reached in {timeout:.0f}s")
 
 
 def _route_accepted(plant: Plant) -> bool:
@@ -112,7 +103,7 @@ def test_traefik_splits_calls_by_the_routes_weights(gateway_plant: Plant) -> Non
     spec = parse_spec(example_rollout("split", platform.prometheus.url)["spec"])
     router = make_router(spec.routing, plant.namespace, platform.api, target="scheduler")
     router.set_traffic(10, 0)
-    verdict = _until(
+    verdict = until(
         lambda: (v := router.acceptance()).state == "Accepted" and v, 30, "weights accepted"
     )
     assert CONTROLLER in verdict.message
@@ -120,7 +111,7 @@ def test_traefik_splits_calls_by_the_routes_weights(gateway_plant: Plant) -> Non
     requests = taillard_requests(7)
     # Traefik reports a route Accepted as it builds the configuration and applies it after its
     # provider throttle: the split starts with the first candidate answer
-    _until(lambda: _call(platform, stub, next(requests)) == "ppo", 30, "a candidate answer")
+    until(lambda: _call(platform, stub, next(requests)) == "ppo", 30, "a candidate answer")
     answered = Counter(_call(platform, stub, next(requests)) for _ in range(200))
     # smooth weighted round robin: 90/10 of 200 calls, give or take the first pick
     assert abs(answered["mwkr"] - 180) <= 2 and abs(answered["ppo"] - 20) <= 2, answered

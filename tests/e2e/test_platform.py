@@ -13,18 +13,9 @@ from kubernetes import client
 
 from testbed.e2e import E2EPlatform
 from testbed.node import NODE_NAME, POD_CIDR
+from tests.e2e.conftest import until
 
 pytestmark = pytest.mark.e2e
-
-
-def _until(what: Callable[[], Any], timeout: float, label: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = what()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{label} not reached in {timeout:.0f}s")
 
 
 def test_the_node_is_ready_untainted_and_renews_its_lease(platform: E2EPlatform) -> None:
@@ -39,7 +30,7 @@ def test_the_node_is_ready_untainted_and_renews_its_lease(platform: E2EPlatform)
         return str(leases.read_namespaced_lease(NODE_NAME, "kube-node-lease").spec.renew_time)
 
     first = renewed()
-    _until(lambda: renewed() != first, 15, "a lease renewal")
+    until(lambda: renewed() != first, 15, "a lease renewal")
 
 
 def test_a_job_runs_to_completion_through_the_real_job_controller(platform: E2EPlatform) -> None:
@@ -61,7 +52,7 @@ def test_a_job_runs_to_completion_through_the_real_job_controller(platform: E2EP
         },
     }
     client.BatchV1Api(platform.api).create_namespaced_job(namespace, job)
-    done = _until(
+    done = until(
         lambda: (
             client.BatchV1Api(platform.api)
             .read_namespaced_job(namespace=namespace, name="check")
@@ -87,8 +78,8 @@ def test_a_deleted_pod_is_replaced_and_its_process_stops(make_plant: Callable[..
     assert len(before) == 1
     old = next(p for p in platform.node.pods.values() if p.name == before[0].pod)
     platform.core.delete_namespaced_pod(before[0].pod, plant.namespace)
-    _until(lambda: old.proc is not None and old.proc.poll() is not None, 30, "old process gone")
-    after = _until(
+    until(lambda: old.proc is not None and old.proc.poll() is not None, 30, "old process gone")
+    after = until(
         lambda: [
             e
             for e in platform.endpoints.endpoints(plant.namespace, "scheduler")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from rollout_operator.mirror_config import get_mirror
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from rollout_operator.workloads import _available
 from testbed.kube import KubeControlPlane
+from testbed.loops import Loop
 from testbed.metrics_target import MetricsTarget, contract_traffic
 from testbed.operator_process import OperatorProcess
 from testbed.prometheus import PrometheusServer, ScrapeJob
@@ -160,22 +160,19 @@ class Readiness:
         self.api = api
         self.apps = client.AppsV1Api(api)
         self.namespaces: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._loop = Loop("readiness", 0.1, self._mark_all)
 
     def start(self) -> Readiness:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(0.1):
-            for namespace in list(self.namespaces):
-                with contextlib.suppress(ApiException):
-                    self._mark(namespace)
+    def _mark_all(self) -> None:
+        for namespace in list(self.namespaces):
+            with contextlib.suppress(ApiException):
+                self._mark(namespace)
 
     def _mark(self, namespace: str) -> None:
         for dep in self.apps.list_namespaced_deployment(namespace).items:

@@ -9,15 +9,12 @@ Prometheus, per namespace, one scrape job of ``podIP:port`` for each container p
 from __future__ import annotations
 
 import contextlib
-import logging
-import threading
 
 from kubernetes import client
 
+from testbed.loops import Loop
 from testbed.node import raw_items
 from testbed.prometheus import PrometheusServer, ScrapeJob
-
-log = logging.getLogger(__name__)
 
 
 class PodDiscovery:
@@ -28,23 +25,14 @@ class PodDiscovery:
         self.prometheus = prometheus
         self.refresh = refresh
         self._targets: dict[str, tuple[str, ...]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pod-discovery", daemon=True)
+        self._loop = Loop("pod-discovery", refresh, self.sync)
 
     def start(self) -> PodDiscovery:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh):
-            try:
-                self.sync()
-            except Exception as exc:  # the API server or Prometheus restarting: next round
-                log.debug("pod discovery: %s", exc)
+        self._loop.stop()
 
     def sync(self) -> None:
         reply = self.core.list_pod_for_all_namespaces(

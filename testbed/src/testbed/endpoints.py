@@ -9,7 +9,6 @@ Each endpoint carries the track label of its pod, for the clients' records.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -17,9 +16,8 @@ from typing import Any
 from kubernetes import client
 
 from rollout_operator.workloads import TRACK_LABEL
+from testbed.loops import Loop
 from testbed.node import raw_items
-
-log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -44,8 +42,7 @@ class EndpointSlices:
         self._endpoints: dict[tuple[str, str], list[Endpoint]] = {}
         self._tracks: dict[tuple[str, str], str] = {}  # (namespace, pod) -> track label
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="endpointslices", daemon=True)
+        self._loop = Loop("endpointslices", refresh, self._read_all)
 
     def endpoints(self, namespace: str, service: str) -> list[Endpoint]:
         with self._lock:
@@ -56,20 +53,16 @@ class EndpointSlices:
         self._read(namespace)
 
     def start(self) -> EndpointSlices:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.refresh):
-            for namespace in list(self.namespaces):
-                try:
-                    self._read(namespace)
-                except Exception as exc:  # the API server restarting: keep the last answer
-                    log.debug("endpoint slices of %s: %s", namespace, exc)
+    def _read_all(self) -> None:
+        """Every watched namespace; one the API server does not answer keeps its last view."""
+        for namespace in list(self.namespaces):
+            self._read(namespace)
 
     def _read(self, namespace: str) -> None:
         reply = self.discovery.list_namespaced_endpoint_slice(

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +42,9 @@ import grpc
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from jobshop_scheduler.bench.servers import terminate
 from jobshop_scheduler.service import client as grpc_client
+from testbed.loops import Loop
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,9 @@ class ProcessNode:
         self._lock = threading.Lock()
         self._hosts = ipaddress.ip_network(POD_CIDR).hosts()
         next(self._hosts)  # .1 is the node's own address
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._sync_loop, name=f"{name}-pods", daemon=True),
-            threading.Thread(target=self._heartbeat_loop, name=f"{name}-heartbeat", daemon=True),
+        self._loops = [
+            Loop(f"{name}-pods", LOOP_S, self._sync),
+            Loop(f"{name}-heartbeat", HEARTBEAT_S, self._heartbeat),
         ]
         self.pod_starts = 0
 
@@ -179,14 +179,13 @@ class ProcessNode:
         check_pod_network()
         self._register()
         self._renew_lease()
-        for thread in self._threads:
-            thread.start()
+        for loop in self._loops:
+            loop.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        for loop in self._loops:
+            loop.stop()
         with self._lock:
             pods = list(self.pods.values())
             self.pods.clear()
@@ -269,24 +268,11 @@ class ProcessNode:
             body = {"metadata": {"name": self.name}, "spec": spec}
             self.leases.create_namespaced_lease("kube-node-lease", body, _preload_content=False)  # type: ignore[arg-type]
 
-    def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            try:
-                self._renew_lease()
-                self._post_status()
-            except Exception as exc:  # the API server restarting: next beat
-                log.debug("node heartbeat: %s", exc)
+    def _heartbeat(self) -> None:
+        self._renew_lease()
+        self._post_status()
 
     # --- pods ------------------------------------------------------------------------------------
-
-    def _sync_loop(self) -> None:
-        while not self._stop.wait(LOOP_S):
-            try:
-                self._sync()
-            except ApiException as exc:  # the API server restarting: next round
-                log.debug("node sync: %s", exc.reason)
-            except Exception:
-                log.exception("node sync failed")
 
     def _sync(self) -> None:
         reply = self.core.list_pod_for_all_namespaces(
@@ -473,23 +459,14 @@ class ProcessNode:
         started = time.monotonic()
         pre_stop = ((pod.container.get("lifecycle") or {}).get("preStop") or {}).get("sleep")
         if pre_stop and grace != 0:
-            self._stop.wait(min(float(pre_stop["seconds"]), budget))
+            self._loops[0].stopping.wait(min(float(pre_stop["seconds"]), budget))
         self._kill(pod, max(0.0, budget - (time.monotonic() - started)))
         self._forget(pod)
         self._delete_object(pod.namespace, pod.name, pod.uid)
 
     def _kill(self, pod: PodProcess, grace: float) -> None:
-        proc = pod.proc
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.info("pod %s/%s stopped (%s)", pod.namespace, pod.name, proc.returncode)
+        if pod.proc is not None and terminate(pod.proc, grace):
+            log.info("pod %s/%s stopped (%s)", pod.namespace, pod.name, pod.proc.returncode)
 
     def _forget(self, pod: PodProcess) -> None:
         with self._lock:

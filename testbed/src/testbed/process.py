@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from jobshop_scheduler.bench.servers import free_port, log_tail
+from jobshop_scheduler.bench.servers import free_port, log_tail, terminate
 
 __all__ = ["ManagedProcess", "ServerStartError", "free_port", "log_tail"]
 
@@ -79,15 +78,8 @@ class ManagedProcess:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=grace)
+        if self._proc is not None:
+            terminate(self._proc, grace)
 
     def kill(self) -> None:
         """SIGKILL at once: the crash a fault drill wants."""

@@ -15,16 +15,13 @@ API server announced. Goal (docs/e2e.md): p95 lateness <= 1 s at 50 rollouts, op
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ from tqdm import tqdm
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from testbed import MissingBinaryError, ServerStartError
 from testbed.e2e import GATEWAY, PORT, E2EPlatform
+from testbed.loops import Loop
 from testbed.node import raw_items
 from testbed.operator_process import OperatorProcess
 
@@ -109,60 +107,48 @@ def _epoch(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-@dataclass
 class Watcher:
     """Polls every rollout's status: the start time each step had, and the final phases."""
 
-    custom: client.CustomObjectsApi
-    starts: dict[tuple[str, int], float] = field(default_factory=dict)
-    phases: dict[str, str] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, custom: client.CustomObjectsApi) -> None:
+        self.custom = custom
+        self.starts: dict[tuple[str, int], float] = {}
+        self.phases: dict[str, str] = {}
+        self.loop = Loop("scale-watcher", 0.25, self._poll)
 
-    def run(self) -> None:
-        while not self._stop.wait(0.25):
-            with contextlib.suppress(Exception):  # the API server busy: next round
-                reply = self.custom.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, _preload_content=False, _request_timeout=10
-                )
-                for item in raw_items(reply):
-                    status = item.get("status") or {}
-                    namespace = item["metadata"]["namespace"]
-                    self.phases[namespace] = status.get("phase", "")
-                    started = _epoch(status.get("stepStartedAt"))
-                    if status.get("phase") == "Canary" and started is not None:
-                        self.starts.setdefault((namespace, int(status["step"])), started)
-                    if status.get("phase") == "Promoting" and started is not None:
-                        self.starts.setdefault((namespace, len(WEIGHTS)), started)
-
-    def stop(self) -> None:
-        self._stop.set()
+    def _poll(self) -> None:
+        reply = self.custom.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, _preload_content=False, _request_timeout=10
+        )
+        for item in raw_items(reply):
+            status = item.get("status") or {}
+            namespace = item["metadata"]["namespace"]
+            self.phases[namespace] = status.get("phase", "")
+            started = _epoch(status.get("stepStartedAt"))
+            if status.get("phase") == "Canary" and started is not None:
+                self.starts.setdefault((namespace, int(status["step"])), started)
+            if status.get("phase") == "Promoting" and started is not None:
+                self.starts.setdefault((namespace, len(WEIGHTS)), started)
 
 
-@dataclass
 class Usage:
     """The operator process's peak RSS and CPU seconds, sampled each second."""
 
-    pid: int
-    peak_rss: int = 0
-    cpu_start: float = 0.0
-    cpu_end: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_rss = 0
+        self.cpu_start = self.cpu_end = self._cpu()
+        self.loop = Loop("scale-usage", 1.0, self._sample)
 
     def _cpu(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def run(self) -> None:
-        self.cpu_start = self.cpu_end = self._cpu()
-        while not self._stop.wait(1.0):
-            with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.peak_rss = max(self.peak_rss, int(line.split()[1]) * 1024)
-                self.cpu_end = self._cpu()
-
-    def stop(self) -> None:
-        self._stop.set()
+    def _sample(self) -> None:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                self.peak_rss = max(self.peak_rss, int(line.split()[1]) * 1024)
+        self.cpu_end = self._cpu()
 
 
 def _api_requests(platform: E2EPlatform) -> float:
@@ -247,7 +233,7 @@ def run(platform: E2EPlatform, rollouts: int, step_s: int, timeout_s: float) -> 
     assert operator.process is not None
     usage, watcher = Usage(operator.process.pid), Watcher(platform.custom)
     for worker in (usage, watcher):
-        threading.Thread(target=worker.run, daemon=True).start()
+        worker.loop.start()
     requests_before, started = _api_requests(platform), time.monotonic()
     body = _rollout(platform.prometheus.url, step_s)
     for namespace in namespaces:
@@ -255,8 +241,8 @@ def run(platform: E2EPlatform, rollouts: int, step_s: int, timeout_s: float) -> 
     _wait_finished(watcher, namespaces, deadline)
     wall = time.monotonic() - started
     api_rate = (_api_requests(platform) - requests_before) / wall
-    usage.stop()
-    watcher.stop()
+    usage.loop.stop()
+    watcher.loop.stop()
     return 0 if _report(watcher, usage, namespaces, step_s, wall=wall, api=api_rate) else 1
 
 

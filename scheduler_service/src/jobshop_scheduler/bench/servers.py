@@ -51,6 +51,20 @@ def log_tail(path: Path, lines: int = 30) -> str:
         return "(no log written)"
 
 
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> bool:
+    """SIGTERM (a graceful drain), SIGKILL after ``grace`` seconds; False if it had ended."""
+    if proc.poll() is not None:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return True
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process (Linux: VmRSS in /proc/PID/status)."""
     try:
@@ -176,14 +190,8 @@ class ServerProcess:
     def stop(self) -> None:
         """SIGTERM (graceful drain), then SIGKILL if it lingers."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            terminate(proc, STOP_TIMEOUT_S)
 
     def __enter__(self) -> ServerProcess:
         self.start()
