@@ -12,8 +12,8 @@ import contextlib
 
 from kubernetes import client
 
+from testbed.kube import raw_items
 from testbed.loops import Loop
-from testbed.node import raw_items
 from testbed.prometheus import PrometheusServer, ScrapeJob
 
 
@@ -23,7 +23,6 @@ class PodDiscovery:
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.prometheus = prometheus
-        self.refresh = refresh
         self._targets: dict[str, tuple[str, ...]] = {}
         self._loop = Loop("pod-discovery", refresh, self.sync)
 

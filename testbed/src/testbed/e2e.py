@@ -292,7 +292,7 @@ class E2EPlatform:
         plant.traffic.stop()
         for operator in plant.operators:
             operator.stop()
-        self.endpoints.namespaces.discard(plant.namespace)
+        self.endpoints.forget(plant.namespace)
         with contextlib.suppress(ApiException):
             self.core.delete_namespace(plant.namespace)
         if plant in self.plants:

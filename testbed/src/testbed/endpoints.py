@@ -16,8 +16,8 @@ from typing import Any
 from kubernetes import client
 
 from rollout_operator.workloads import TRACK_LABEL
+from testbed.kube import raw_items
 from testbed.loops import Loop
-from testbed.node import raw_items
 
 Obj = dict[str, Any]
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -37,7 +37,6 @@ class EndpointSlices:
         self.core = client.CoreV1Api(api)
         self.discovery = client.DiscoveryV1Api(api)
         self.port_name = port_name
-        self.refresh = refresh
         self.namespaces: set[str] = set()
         self._endpoints: dict[tuple[str, str], list[Endpoint]] = {}
         self._tracks: dict[tuple[str, str], str] = {}  # (namespace, pod) -> track label
@@ -51,6 +50,9 @@ class EndpointSlices:
     def watch(self, namespace: str) -> None:
         self.namespaces.add(namespace)
         self._read(namespace)
+
+    def forget(self, namespace: str) -> None:
+        self.namespaces.discard(namespace)
 
     def start(self) -> EndpointSlices:
         self._loop.start()

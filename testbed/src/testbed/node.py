@@ -44,6 +44,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jobshop_scheduler.bench.servers import terminate
 from jobshop_scheduler.service import client as grpc_client
+from testbed.kube import raw_items
 from testbed.loops import Loop
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,6 @@ class ProcessNode:
             Loop(f"{name}-pods", LOOP_S, self._sync),
             Loop(f"{name}-heartbeat", HEARTBEAT_S, self._heartbeat),
         ]
-        self.pod_starts = 0
 
     # --- what drills use -------------------------------------------------------------------------
 
@@ -365,7 +365,6 @@ class ProcessNode:
                 start_new_session=True,
             )
         pod.started_at, pod.ready = _now(), False
-        self.pod_starts += 1
         log.info("pod %s/%s started at %s (pid %d)", pod.namespace, pod.name, pod.ip, pod.proc.pid)
         self._report(pod)
 
@@ -478,13 +477,6 @@ class ProcessNode:
         )
         with contextlib.suppress(ApiException):  # already gone
             self.core.delete_namespaced_pod(name, namespace, body=options, _preload_content=False)
-
-
-def raw_items(reply: Any) -> list[Obj]:
-    """The items of a list call made with ``_preload_content=False`` (plain JSON: listing
-    through the client's models costs more CPU than the rest of a round)."""
-    items: list[Obj] = json.loads(reply.data)["items"]
-    return items
 
 
 def _deployment_of(meta: Obj) -> str:

@@ -32,8 +32,8 @@ from tqdm import tqdm
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 from testbed import MissingBinaryError, ServerStartError
 from testbed.e2e import GATEWAY, PORT, E2EPlatform
+from testbed.kube import raw_items
 from testbed.loops import Loop
-from testbed.node import raw_items
 from testbed.operator_process import OperatorProcess
 
 Obj = dict[str, Any]

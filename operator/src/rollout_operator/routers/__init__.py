@@ -19,20 +19,7 @@ Exactly one mechanism mirrors at a time (the other is switched off by the same c
 shadow never receives a request twice. ``restore()`` switches both off.
 """
 
-from rollout_operator.routers.base import (
-    NOT_REPORTED,
-    RouteAcceptance,
-    Router,
-    RouterError,
-    TrafficState,
-)
+from rollout_operator.routers.base import Router, RouterError, TrafficState
 from rollout_operator.routers.registry import make_router
 
-__all__ = [
-    "NOT_REPORTED",
-    "RouteAcceptance",
-    "Router",
-    "RouterError",
-    "TrafficState",
-    "make_router",
-]
+__all__ = ["Router", "RouterError", "TrafficState", "make_router"]
