@@ -23,7 +23,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.planner import Planner
 from jobshop_scheduler.service.convert import problem_to_pb
 from jobshop_scheduler.service.mirror import MIRRORED_FROM_HEADER
-from jobshop_scheduler.service.servicer import INTERNAL_DETAILS
+from jobshop_scheduler.service.servicer import INTERNAL_DETAILS, TRACK_HEADER
 
 from .conftest import MAIN_MAX_JOBS, TRACK, MainServer
 
@@ -111,6 +111,20 @@ def test_production_request_is_scheduled_by_ppo(main_server: MainServer) -> None
     assert response.makespan == report.makespan and response.baseline_makespan > 0
     assert not response.unscheduled
     assert response.latency_ms > 0
+
+
+def test_answers_and_refusals_name_the_track_that_served_them(main_server: MainServer) -> None:
+    with grpc.insecure_channel(main_server.address) as channel:
+        stub = pb_grpc.SchedulerStub(channel)
+        _, answered = stub.Schedule.with_call(
+            problem_to_pb(example(), "heuristic"), metadata=main_server.auth, timeout=TIMEOUT
+        )
+        assert dict(answered.initial_metadata())[TRACK_HEADER] == TRACK
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Schedule(pb.ScheduleRequest(), metadata=main_server.auth, timeout=TIMEOUT)
+    refusal = cast(grpc.Call, err.value)
+    assert refusal.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(refusal.initial_metadata())[TRACK_HEADER] == TRACK
 
 
 def test_heuristic_policy_and_defaults_of_optional_fields(main_server: MainServer) -> None:

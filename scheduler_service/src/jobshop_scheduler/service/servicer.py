@@ -63,6 +63,9 @@ INTERNAL_DETAILS = "internal error while scheduling; the server log has the deta
 MAX_SHOWN_ERRORS = 20
 MAX_ERROR_CHARS = 300
 MAX_DETAILS_CHARS = 4000  # grpc carries details in a header: keep well under its size limit
+# Every answer (and refusal) says which track served it, so a client behind a gateway, or an
+# engineer with grpcurl, can tell the candidate's answers from the stable's during a canary.
+TRACK_HEADER = "x-scheduler-track"
 
 
 class Refusal(Exception):
@@ -215,6 +218,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         self, payload: pb.ScheduleRequest | Undecodable, context: Context
     ) -> pb.ScheduleResponse:
         started = time.perf_counter()
+        await context.send_initial_metadata(((TRACK_HEADER, self.track),))
         undecodable = payload if isinstance(payload, Undecodable) else None
         request = payload if isinstance(payload, pb.ScheduleRequest) else pb.ScheduleRequest()
         call = _Call(request, CLIENT_KEY_ID.get(), started, deadline_of(context))
