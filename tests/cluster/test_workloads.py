@@ -232,6 +232,7 @@ def test_canary_service_is_created_once_and_a_users_is_left_alone(
     got = [cluster.api.sanitize_for_serialization(p) for p in svc.spec.ports]
     assert got == ports
     assert [o.name for o in svc.metadata.owner_references or []] == ["r1"]
+    assert svc.spec.cluster_ip != "None"  # a ClusterIP stable gets a ClusterIP canary
     assert not services.ensure_canary_service(cluster.core, namespace, routing, "scheduler", OWNER)
 
     users = RoutingSpec(Provider.GATEWAY_API, "scheduler", "scheduler", "users-canary")
@@ -246,3 +247,17 @@ def test_canary_service_is_created_once_and_a_users_is_left_alone(
     assert cluster.core.read_namespaced_service("users-canary", namespace).spec.selector == {
         "x": "y"
     }
+
+
+def test_a_headless_stable_service_gets_a_headless_canary_service(
+    cluster: Cluster, namespace: str
+) -> None:
+    routing = RoutingSpec(Provider.GATEWAY_API, "scheduler", "scheduler", "scheduler-canary")
+    spec = {"clusterIP": "None", "selector": STABLE_LABELS, "ports": [{"port": 50051}]}
+    cluster.core.create_namespaced_service(
+        namespace, {"metadata": {"name": "scheduler"}, "spec": spec}
+    )
+    assert services.ensure_canary_service(cluster.core, namespace, routing, "scheduler", OWNER)
+    svc = cluster.core.read_namespaced_service("scheduler-canary", namespace)
+    assert svc.spec.cluster_ip == "None"
+    assert svc.spec.selector == {CANDIDATE_LABEL: "scheduler"}

@@ -3,8 +3,10 @@
 The canary Service (``spec.routing.canaryService``) is the user's when it exists, and is then
 never touched. When it is missing, ``ensure_canary_service`` creates it with the stable Service's
 ports, selecting ``rollouts.scheduling.io/candidate: <target>`` (the candidate pods in either
-track), owned by the rollout so that deleting the rollout deletes it. A user-made canary Service
-should use the same selector.
+track), owned by the rollout so that deleting the rollout deletes it. A headless stable Service
+(``clusterIP: None``, common for gRPC, whose clients balance over pod IPs) gets a headless canary
+Service: the stable pods' mirror and the clients then resolve both the same way. A user-made
+canary Service should use the same selector.
 """
 
 from __future__ import annotations
@@ -66,7 +68,10 @@ def ensure_canary_service(
     }
     if owner_ref:
         meta["ownerReferences"] = [dict(owner_ref)]
-    body = {"metadata": meta, "spec": {"selector": {CANDIDATE_LABEL: target}, "ports": ports}}
+    spec: dict[str, Any] = {"selector": {CANDIDATE_LABEL: target}, "ports": ports}
+    if stable["spec"].get("clusterIP") == "None":
+        spec["clusterIP"] = "None"
+    body = {"metadata": meta, "spec": spec}
     try:
         core_api.create_namespaced_service(namespace, client.V1Service.model_validate(body))
     except ApiException as exc:
