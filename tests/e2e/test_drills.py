@@ -2,8 +2,9 @@
 calls, the operator as its own process, and faults injected where a platform team meets them.
 
 Every drill asserts on what the API server holds (route weights, Deployments, the rollout's
-status) and on what the plant's clients saw: no call lost or failed across any weight change
-or rollback, and every job asked for placed, except by a candidate whose fault is the drill.
+status) and on what the plant's clients saw through the real gateway (Traefik): no call lost or
+failed across any weight change or rollback, and every job asked for placed, except by a
+candidate whose fault is the drill.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ CANDIDATE = "scheduler-candidate"
 CANARY_SVC = "scheduler-canary"
 PLAN_WEIGHTS = [0, 10, 25, 50, 100, 0]  # shadow, 10, 25, 50, (approval), 100, promoted
 RUNNING = ("Shadow", "Canary", "AwaitingApproval")
+# From a route change in the API server to the gateway routing by it: Traefik's watch, its
+# 0.2 s provider throttle and the reload (the operator counts a weight from Traefik's Accepted).
+GATEWAY_LAG_S = 1.0
 LATENCY_RULES = [
     {"name": "completion-rate", "below": 0.90, "for": 2},
     {"name": "latency-p95-seconds", "above": 1.0, "for": 2},
@@ -94,8 +98,8 @@ def record_rollouts(plant: Plant) -> Recorder:
 
 
 def assert_routed_to_stable(plant: Plant) -> None:
-    """The API server's route sends everything to stable, and the data plane applies it."""
-    route = plant.wait_route_applied()
+    """The API server's route sends everything to stable, and the gateway accepted it."""
+    route = plant.wait_route_in_force()
     assert route.weight_of("scheduler") == 100 and route.weight_of(CANARY_SVC) == 0, route
     assert route.mirror is None, route
 
@@ -114,8 +118,8 @@ def assert_clients_served(outcomes: list[Outcome], *, faulty_until: float | None
 
 
 def route_restored_at(plant: Plant) -> float:
-    """When the data plane last switched to 100% stable (epoch seconds)."""
-    times = [t for t, view in plant.traffic.history if view.weight_of(CANARY_SVC) == 0]
+    """When the API server's route last switched to 100% stable (epoch seconds)."""
+    times = [t for t, view in plant.routes.history if view.weight_of(CANARY_SVC) == 0]
     assert times, "the route never went back to stable"
     return times[-1]
 
@@ -132,7 +136,7 @@ def test_healthy_promotion(make_plant: MakePlant) -> None:
 
     assert status["phase"] == "Succeeded", status
     assert_routed_to_stable(plant)
-    assert plant.traffic.weights() == PLAN_WEIGHTS
+    assert plant.routes.weights() == PLAN_WEIGHTS
     assert plant.deployment(CANDIDATE) is None
     stable = plant.deployment("scheduler")
     assert stable is not None
@@ -144,8 +148,7 @@ def test_healthy_promotion(make_plant: MakePlant) -> None:
     clients = plant.traffic.outcomes(since)
     assert_clients_served(clients)
     assert sum(o.track == "canary" for o in clients) > 20
-    shadow = plant.traffic.outcomes(since, mirrored=True)
-    assert shadow and {o.track for o in shadow} == {"shadow"}, "shadow copies went elsewhere"
+    assert plant.shadow_answers() > 0, "the stable pods mirrored nothing to the shadow"
     assert not any(o.track == "shadow" for o in clients), "a shadow answer reached a client"
 
     # The promoted stable answers with the model: shorter schedules than the legacy rule.
@@ -185,13 +188,13 @@ def test_rollback_when_the_candidate_turns_bad_at_25_percent(
     assert_routed_to_stable(plant)
     candidate = plant.deployment(CANDIDATE)
     assert candidate is not None and candidate["spec"]["replicas"] == 0
-    assert plant.traffic.weights() == [0, 10, 25, 0]
+    assert plant.routes.weights() == [0, 10, 25, 0]
 
     time.sleep(2)
     restored = route_restored_at(plant)
     clients = plant.traffic.outcomes(since)
-    assert_clients_served(clients, faulty_until=restored)
-    assert not [o for o in clients if o.track == "canary" and o.sent > restored + 0.2]
+    assert_clients_served(clients, faulty_until=restored + GATEWAY_LAG_S)
+    assert not [o for o in clients if o.track == "canary" and o.sent > restored + GATEWAY_LAG_S]
     if "drop_job_fraction" in faults:
         assert any(o.scheduled < o.jobs for o in clients), "the fault never showed"
 
@@ -232,7 +235,7 @@ def test_operator_sigkilled_in_every_phase(make_plant: MakePlant) -> None:
     per_step = [sum(1 for step, _ in started if step == i) for i in range(6)]
     assert per_step[:5] == [1, 1, 1, 1, 1], f"a step restarted: {sorted(started)}"
     assert_routed_to_stable(plant)
-    assert plant.traffic.weights() == PLAN_WEIGHTS
+    assert plant.routes.weights() == PLAN_WEIGHTS
     assert_clients_served(plant.traffic.outcomes())
 
 
@@ -255,7 +258,7 @@ def test_prometheus_down_holds_the_step_then_the_rollout_resumes(
     status = run_to_end(plant, "hold")
     assert status["phase"] == "Succeeded", status
     assert_routed_to_stable(plant)
-    assert plant.traffic.weights() == PLAN_WEIGHTS
+    assert plant.routes.weights() == PLAN_WEIGHTS
     assert_clients_served(plant.traffic.outcomes())
 
 
@@ -274,7 +277,7 @@ def test_prometheus_down_rolls_back_under_the_rollback_policy(
         platform.prometheus.start()
     assert "no data" in status["rollbackReason"], status["rollbackReason"]
     assert_routed_to_stable(plant)
-    assert plant.traffic.weights() == [0, 10, 0]
+    assert plant.routes.weights() == [0, 10, 0]
     assert_clients_served(plant.traffic.outcomes())
 
 
@@ -288,7 +291,7 @@ def test_api_server_restarted_mid_rollout(make_plant: MakePlant, platform: E2EPl
     assert status["phase"] == "Succeeded", status
     assert operator.running, "the operator died with the API server"
     assert_routed_to_stable(plant)
-    assert plant.traffic.weights() == PLAN_WEIGHTS
+    assert plant.routes.weights() == PLAN_WEIGHTS
     assert_clients_served(plant.traffic.outcomes())
 
 
@@ -311,7 +314,7 @@ def test_deleting_the_rollout_mid_canary_restores_stable(make_plant: MakePlant) 
     restored = route_restored_at(plant)
     clients = plant.traffic.outcomes()
     assert_clients_served(clients)
-    assert not [o for o in clients if o.track == "canary" and o.sent > restored + 0.2]
+    assert not [o for o in clients if o.track == "canary" and o.sent > restored + GATEWAY_LAG_S]
 
 
 def test_two_rollouts_in_two_namespaces_at_once(make_plant: MakePlant) -> None:
@@ -329,7 +332,7 @@ def test_two_rollouts_in_two_namespaces_at_once(make_plant: MakePlant) -> None:
     assert good_status["phase"] == "Succeeded", good_status
     assert bad_status["rollbackReason"].startswith("latency-p95-seconds"), bad_status
     assert_routed_to_stable(good)
-    assert good.traffic.weights() == PLAN_WEIGHTS
+    assert good.routes.weights() == PLAN_WEIGHTS
     assert_routed_to_stable(bad)
     assert_clients_served(good.traffic.outcomes())
     assert_clients_served(bad.traffic.outcomes())  # the fault was in shadow: clients never saw it

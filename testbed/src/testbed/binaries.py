@@ -1,9 +1,9 @@
 """Where the server binaries are found.
 
 `scripts/test-deps` installs the Debian servers, builds kube-apiserver, kube-controller-manager,
-kube-scheduler, etcd, helm and traefik from their Go modules and copies the route CRDs of the
-Gateway API and Istio modules into a cache outside the work tree (so a fresh clone on the same
-machine reuses it). The lookup order of a binary is: an explicit environment variable, that
+kube-scheduler, etcd, helm, traefik and coredns from their Go modules and copies the route CRDs
+of the Gateway API and Istio modules into a cache outside the work tree (so a fresh clone on the
+same machine reuses it). The lookup order of a binary is: an explicit environment variable, that
 cache, then PATH.
 """
 
@@ -25,6 +25,7 @@ ENV_OVERRIDES = {
     "kubectl": "KUBECTL_BIN",
     "helm": "HELM_BIN",
     "traefik": "TRAEFIK_BIN",
+    "coredns": "COREDNS_BIN",
 }
 
 # Debian puts the MariaDB daemon in /usr/sbin, which is not on every PATH.

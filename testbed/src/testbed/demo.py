@@ -76,7 +76,8 @@ class Demo:
             route = plant.route()
             row = sample(
                 self.started, self.platform.prometheus, plant.namespace, name, status,
-                weight=route.weight_of("scheduler-canary"), mirror=route.mirror_percent,
+                weight=route.weight_of("scheduler-canary"),
+                mirror=int(status.get("mirrorPercent") or 0),
                 steps=steps,
             )  # fmt: skip
             self.samples.append(row)
@@ -127,7 +128,7 @@ class Demo:
             "rollbackReason": status.get("rollbackReason", ""),
             "seconds": round(took, 1),
             "clients": client_summary(plant.traffic.outcomes(since)),
-            "mirrored": len(plant.traffic.outcomes(since, mirrored=True)),
+            "mirrored": plant.shadow_answers(f"{max(1, round(took))}s"),
         }
         self.summaries.append(summary)
         return status
@@ -136,8 +137,8 @@ class Demo:
 
     def run(self) -> None:
         url = self.platform.prometheus.url
-        say("a plant namespace: the stable scheduler (legacy rule mwkr), its Service and "
-            "GRPCRoute, clients sending 6 Schedule calls/s")  # fmt: skip
+        say("a plant namespace: the stable scheduler (legacy rule mwkr), its Service, its "
+            "Gateway and GRPCRoute (Traefik), clients sending 6 calls/s through it")  # fmt: skip
         plant = self.platform.add_plant("plant")
         say(f"stable scheduler SERVING after {self.elapsed():.0f}s; starting rollout-operator")
         plant.start_operator()
@@ -149,7 +150,7 @@ class Demo:
             plant, first,
             f"kubectl apply -f examples/rollout.yaml (PPO candidate searching {DEMO_SEARCH_MS} ms "
             f"per answer; steps of {self.step_s}s instead of days, analysis every "
-            f"{self.interval_s}s, shadow copies by the route)",
+            f"{self.interval_s}s, shadow copies by the stable pods)",
             self.approve_when_asked(plant, "scheduler-1-5-0"),
         )  # fmt: skip
         second = example_rollout(
@@ -182,7 +183,7 @@ class Demo:
             f"Total time: {self.elapsed():.0f} s. Command: `bash scripts/demo`.",
             "",
             "| rollout | result | seconds | client calls | failed | client completion "
-            "| client p95 ms | mirrored copies | reason |",
+            "| client p95 ms | shadow answers | reason |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for s in self.summaries:

@@ -3,13 +3,13 @@ benchmark run on.
 
 Real parts: kube-apiserver + etcd with the project's CRDs and the real Gateway API and Istio
 CRDs, kube-controller-manager and kube-scheduler (Deployments, ReplicaSets, pod binding,
-EndpointSlices, namespaces, the node lifecycle), Prometheus scraping real ``schedctl serve``
-processes (found by ``PodDiscovery``: Debian's Prometheus has no Kubernetes discovery), the
-operator as its own process, real gRPC calls with an API key. Stand-ins: ``ProcessNode`` is
-the kubelet, with processes for containers and pod IPs in the platform's own network namespace
-(scripts/netns); ``TrafficDriver`` is the plant's clients plus the gateway's data plane, reading
-the real EndpointSlices. The real gateway, Traefik v3 (``testbed.gateway``), runs beside it and
-routes the plants added with ``gateway=True``.
+EndpointSlices, namespaces, the node lifecycle), CoreDNS as the cluster DNS (``testbed.dns``),
+Traefik v3 as every plant's gRPC gateway (``testbed.gateway``: it routes by the GRPCRoute's
+weights and reports the route's status), Prometheus scraping real ``schedctl serve`` processes
+(found by ``PodDiscovery``: Debian's Prometheus has no Kubernetes discovery), the operator as
+its own process, real gRPC calls with an API key from the plant's clients (``TrafficDriver``)
+to the gateway. The one stand-in: ``ProcessNode`` is the kubelet, with processes for containers
+and pod IPs in the platform's own network namespace (scripts/netns).
 
 A *plant* is one namespace as a user has it before the first rollout: a ``scheduler``
 Deployment running the legacy rule (``SCHEDULER_DEFAULT_POLICY=mwkr``), its Service, and a
@@ -33,25 +33,29 @@ from kubernetes.client.exceptions import ApiException
 from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.service.keys import add_key
 from rollout_operator.resource import GROUP, PLURAL, VERSION
+from rollout_operator.routers.base import RouteAcceptance
+from rollout_operator.routers.gatewayapi import parents_acceptance
 from rollout_operator.workloads import candidate_name
 from testbed.controllers import KubeControllers
 from testbed.discovery import PodDiscovery
+from testbed.dns import ClusterDNS
 from testbed.endpoints import EndpointSlices
 from testbed.gateway import TraefikGateway
 from testbed.kube import KubeControlPlane
 from testbed.node import ProcessNode, check_pod_network
 from testbed.operator_process import OperatorProcess
 from testbed.prometheus import PrometheusServer
-from testbed.traffic import GRPCROUTE, RouteView, TrafficDriver
+from testbed.traffic import GRPCROUTE, RouteHistory, RouteView, TrafficDriver
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRDS = REPO_ROOT / "crds"
 EXAMPLE_ROLLOUT = REPO_ROOT / "examples" / "rollout.yaml"
 PORT = 50051
-GATEWAY = "plant-gateway"  # the GRPCRoute's parent (a Traefik Gateway with add_plant(gateway=True))
+GATEWAY = "plant-gateway"  # the GRPCRoute's parent: the plant's Gateway of the Traefik class
 METRICS_PORT = 9464
 MODELS_MOUNT = "/opt/scheduler/models"
 KEYS_MOUNT = "/etc/scheduler/keys"
+MIRROR_MOUNT = "/etc/scheduler/mirror"  # the chart's: the ConfigMap the operator writes
 STABLE_IMAGE = "registry.example/scheduler:1.4.0"
 POD_READY_TIMEOUT_S = 240.0
 
@@ -68,12 +72,12 @@ def example_rollout(
     **analysis: Any,
 ) -> Obj:
     """examples/rollout.yaml with its days compressed to ``step_s`` seconds, its analysis every
-    ``interval_s``, Prometheus at ``prometheus_url`` and shadow copies sent by the gateway (the
-    route's RequestMirror filter, which the traffic driver executes). The candidate runs PPO."""
+    ``interval_s`` and Prometheus at ``prometheus_url``. Shadow copies come from the stable pods
+    (``mirror: app``, the default: Traefik implements no RequestMirror filter). The candidate
+    runs PPO."""
     body = cast(Obj, yaml.safe_load(EXAMPLE_ROLLOUT.read_text()))
     body["metadata"] = {"name": name}
     spec = body["spec"]
-    spec["routing"]["mirror"] = "route"
     env = {e["name"]: e["value"] for e in spec["candidate"].get("env") or []}
     env |= {"SCHEDULER_DEFAULT_POLICY": "ppo", **(extra_env or {})}
     spec["candidate"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
@@ -94,6 +98,7 @@ class Plant:
     platform: E2EPlatform
     namespace: str
     traffic: TrafficDriver
+    routes: RouteHistory
     operators: list[OperatorProcess] = field(default_factory=list)
 
     # --- the rollout ----------------------------------------------------------------------------
@@ -126,20 +131,41 @@ class Plant:
         return (found or {}).get("status") or {}
 
     def route(self) -> RouteView:
-        route = self.platform.custom.get_namespaced_custom_object(
-            *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], "scheduler"
-        )
-        return RouteView.of(cast(Obj, route))
+        return RouteView.of(self._route())
 
-    def wait_route_applied(self, timeout: float = 10.0) -> RouteView:
-        """Until the data plane routes as the API server's GRPCRoute says; that route."""
+    def _route(self) -> Obj:
+        return cast(
+            Obj,
+            self.platform.custom.get_namespaced_custom_object(
+                *GRPCROUTE[:2], self.namespace, GRPCROUTE[2], "scheduler"
+            ),
+        )
+
+    def acceptance(self) -> RouteAcceptance:
+        """What the gateway says of the route's current generation."""
+        route = self._route()
+        parents = (route.get("status") or {}).get("parents") or []
+        return parents_acceptance(int(route["metadata"]["generation"]), parents)
+
+    def wait_route_in_force(self, timeout: float = 10.0) -> RouteView:
+        """Until the gateway accepted the route's current generation; the route then."""
         deadline = time.monotonic() + timeout
         while True:
-            route = self.route()
-            if self.traffic.view == route or time.monotonic() > deadline:
-                assert self.traffic.view == route, f"data plane {self.traffic.view}, API {route}"
-                return route
+            acceptance = self.acceptance()
+            if acceptance.state == "Accepted" or time.monotonic() > deadline:
+                assert acceptance.state == "Accepted", acceptance
+                return self.route()
             time.sleep(0.1)
+
+    def shadow_answers(self, window: str = "15m") -> int:
+        """Mirrored requests the candidate's shadow pods answered in ``window``, from Prometheus
+        (the clients never see them)."""
+        query = (
+            f'sum(max_over_time(scheduler_requests_total{{namespace="{self.namespace}",'
+            f'track="shadow",code="OK"}}[{window}]))'
+        )
+        result = self.platform.prometheus.query(query)
+        return int(float(result[0]["value"][1])) if result else 0
 
     def deployment(self, name: str) -> Obj | None:
         try:
@@ -204,6 +230,7 @@ class E2EPlatform:
         self.plants: list[Plant] = []
         self.operators: list[OperatorProcess] = []
         self._node: ProcessNode | None = None
+        self._dns: ClusterDNS | None = None
         self._endpoints: EndpointSlices | None = None
         self._discovery: PodDiscovery | None = None
         self._api: client.ApiClient | None = None
@@ -254,9 +281,11 @@ class E2EPlatform:
         else:
             self.api_key = (self.workdir / "client.key").read_text().strip()
         (self.workdir / "client.key").write_text(self.api_key)
+        self._dns = ClusterDNS(self.kube, self.workdir / "dns").start()
         self._node = ProcessNode(
-            self.kube.admin_kubeconfig, self.workdir / "pods", faults_dir=self.workdir / "faults"
-        ).start()
+            self.kube.admin_kubeconfig, self.workdir / "pods", faults_dir=self.workdir / "faults",
+            cluster_dns=self._dns.address,
+        ).start()  # fmt: skip
         self._endpoints = EndpointSlices(self.api).start()
         self.gateway = TraefikGateway(self.kube, self.workdir / "gateway").start()
         self._discovery = PodDiscovery(self.api, self.prometheus).start()
@@ -264,6 +293,7 @@ class E2EPlatform:
     def stop(self) -> None:
         for plant in self.plants:
             plant.traffic.stop()
+            plant.routes.stop()
         for operator in self.operators:
             operator.stop()
         for watcher in (self._discovery, self._endpoints):
@@ -271,8 +301,9 @@ class E2EPlatform:
                 watcher.stop()
         if self._node is not None:
             self._node.stop()
-        if self.gateway is not None:
-            self.gateway.stop()
+        for server in (self.gateway, self._dns):
+            if server is not None:
+                server.stop()
         if self.controllers is not None:
             self.controllers.stop()
         self.prometheus.stop()
@@ -282,7 +313,8 @@ class E2EPlatform:
         controllers = self.controllers.describe() if self.controllers else "no controllers"
         return (
             f"e2e platform: {self.kube.describe()}; {controllers}; node {self.node.name} "
-            f"(processes); {self.gateway.describe() if self.gateway else 'no gateway'}; "
+            f"(processes); {self._dns.describe() if self._dns else 'no DNS'}; "
+            f"{self.gateway.describe() if self.gateway else 'no gateway'}; "
             f"{self.prometheus.describe()}"
         )
 
@@ -290,6 +322,7 @@ class E2EPlatform:
         """Stop the plant's clients and operators, and delete its namespace: the namespace
         controller deletes its pods, which the node stops (logs stay in the work folder)."""
         plant.traffic.stop()
+        plant.routes.stop()
         for operator in plant.operators:
             operator.stop()
         self.endpoints.forget(plant.namespace)
@@ -307,25 +340,24 @@ class E2EPlatform:
 
     # --- plants ----------------------------------------------------------------------------------
 
-    def add_plant(
-        self, namespace: str, *, rate: float | None = None, seed: int = 0, gateway: bool = False
-    ) -> Plant:
-        """The namespace with a stable legacy scheduler serving traffic through its GRPCRoute.
-        ``gateway``: the route's parent is a Gateway of the real Traefik (``platform.gateway``),
-        which then routes calls to its address and reports the route's status."""
+    def add_plant(self, namespace: str, *, rate: float | None = None, seed: int = 0) -> Plant:
+        """The namespace with a stable legacy scheduler and its Gateway of the Traefik class,
+        and clients calling the gateway once Traefik routes the plant's GRPCRoute (``rate``
+        calls a second, the platform's by default; 0: no clients)."""
+        assert self.gateway is not None, "start() the platform first"
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        if gateway:
-            assert self.gateway is not None, "start() the platform first"
-            self.gateway.gateway(namespace, GATEWAY)
+        self.gateway.gateway(namespace, GATEWAY)
         for body in _plant_objects(self.model_dir, self.keys_file, namespace):
             self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
         self.endpoints.watch(namespace)
         self.wait_endpoints(namespace, "scheduler")
-        traffic = TrafficDriver(
-            self.api, namespace, self.endpoints.endpoints, self.api_key,
-            rate=rate or self.rate, seed=seed,
-        ).start()  # fmt: skip
-        plant = Plant(self, namespace, traffic)
+        routes = RouteHistory(self.api, namespace).start()
+        plant = Plant(self, namespace, TrafficDriver(
+            self.gateway.address, plant_host(namespace), self.api_key,
+            rate=self.rate if rate is None else rate, seed=seed,
+        ), routes)  # fmt: skip
+        plant.wait_route_in_force(POD_READY_TIMEOUT_S)
+        plant.traffic.start()
         self.plants.append(plant)
         return plant
 
@@ -347,9 +379,12 @@ def plant_host(namespace: str) -> str:
 
 
 def _plant_objects(model_dir: Path, keys_file: Path, namespace: str) -> Iterator[Obj]:
-    """The plant's Deployment (the chart's pod template in small: the model and the API keys
-    mounted, the pod IP from the downward API, a gRPC readiness probe, a preStop sleep so that a
-    gateway stops routing before the server drains), its Service and its GRPCRoute."""
+    """The plant's Deployment (the chart's pod template in small: the model, the API keys and
+    the mirror ConfigMap mounted, the pod IP from the downward API, a gRPC readiness probe, a
+    preStop sleep so that a gateway stops routing before the server drains), its Service and
+    its GRPCRoute. The Service is headless, as gRPC Services often are (clients balance over
+    the pod IPs themselves): the platform has cluster DNS but no kube-proxy, and the stable
+    pods' mirror calls the canary Service (the operator makes it headless too) by name."""
     labels = {"app": "scheduler", "track": "stable"}
     env = [
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
@@ -365,7 +400,7 @@ def _plant_objects(model_dir: Path, keys_file: Path, namespace: str) -> Iterator
         "args": [
             "serve", "--host=$(POD_IP)", f"--port={PORT}", f"--metrics-port={METRICS_PORT}",
             f"--model-dir={MODELS_MOUNT}", f"--keys={KEYS_MOUNT}/{keys_file.name}",
-            "--workers=1", "--log-format=json",
+            "--workers=1", "--log-format=json", f"--mirror-config={MIRROR_MOUNT}/mirror.json",
         ],
         "env": env,
         "ports": [
@@ -380,11 +415,13 @@ def _plant_objects(model_dir: Path, keys_file: Path, namespace: str) -> Iterator
         "volumeMounts": [
             {"name": "model", "mountPath": MODELS_MOUNT, "readOnly": True},
             {"name": "keys", "mountPath": KEYS_MOUNT, "readOnly": True},
+            {"name": "mirror", "mountPath": MIRROR_MOUNT, "readOnly": True},
         ],
     }  # fmt: skip
     volumes = [
         {"name": "model", "hostPath": {"path": str(model_dir.resolve())}},
         {"name": "keys", "hostPath": {"path": str(keys_file.parent.resolve())}},
+        {"name": "mirror", "configMap": {"name": "scheduler-mirror", "optional": True}},
     ]
     yield {
         "apiVersion": "apps/v1",
@@ -407,7 +444,11 @@ def _plant_objects(model_dir: Path, keys_file: Path, namespace: str) -> Iterator
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "scheduler"},
-        "spec": {"selector": labels, "ports": [{"name": "grpc", "port": PORT}]},
+        "spec": {
+            "clusterIP": "None",
+            "selector": labels,
+            "ports": [{"name": "grpc", "port": PORT}],
+        },
     }
     yield {
         "apiVersion": "gateway.networking.k8s.io/v1",

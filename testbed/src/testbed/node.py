@@ -7,10 +7,16 @@ The real kube-scheduler binds pods to this node and the real controllers do ever
   node-lifecycle controller would otherwise taint it ``not-ready`` and nothing would schedule);
 - runs each Pod bound to it as a local process: the main container's ``command`` and ``args``
   (an image's entrypoint is ``entrypoint``: the scheduler image's ``schedctl``), its env with
-  ``valueFrom.fieldRef`` (``status.podIP``, ``metadata.name``, ...) and ``$(VAR)`` expansion, and
-  ``hostPath`` volumes as path translation from the mount path to the host path;
+  ``valueFrom.fieldRef`` (``status.podIP``, ``metadata.name``, ...) and ``$(VAR)`` expansion,
+  ``hostPath`` volumes as path translation from the mount path to the host path, and
+  ``configMap`` volumes as files under the pod's folder, kept in step with the ConfigMap each
+  second (the kubelet's sync, faster) and translated the same way;
 - gives each Pod its own IP from ``POD_CIDR`` (the platform's network namespace routes the range
-  to its loopback, see ``scripts/netns``), reports phase, IPs and container state, and the Ready
+  to its loopback, see ``scripts/netns``) and, with ``cluster_dns`` (the kubelet's
+  ``--cluster-dns``), its own ``/etc/resolv.conf`` for ``dnsPolicy: ClusterFirst``: the
+  namespace's search path and the cluster's resolver, bind-mounted in a mount namespace of the
+  pod's own (``unshare -m``), as the kubelet mounts it into a container; reports phase, IPs and
+  container state, and the Ready
   condition from the readiness probe (gRPC health, TCP or none);
 - restarts exited containers as ``restartPolicy`` says, or ends the Pod Succeeded/Failed;
 - on deletion runs the ``preStop`` sleep, sends SIGTERM, SIGKILLs after the grace period, then
@@ -60,6 +66,12 @@ LEASE_SECONDS = 40
 PROBE_PERIOD_S = 1.0  # the test platform probes each second, whatever periodSeconds says
 KUBELET_VERSION = "v1.33.13"
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+# argv prefix: a mount namespace of the pod's own with its resolv.conf (the next argument) over
+# /etc/resolv.conf, then exec the container's command (same PID: signals reach the server).
+WITH_RESOLV_CONF = (
+    "unshare", "--mount", "--propagation", "private", "--",
+    "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+)  # fmt: skip
 
 
 class NetworkNamespaceError(RuntimeError):
@@ -95,6 +107,13 @@ def expand(value: str, env: dict[str, str]) -> str:
     return out.replace("\0", "$")
 
 
+def resolv_conf(namespace: str, nameserver: str, domain: str) -> str:
+    """The kubelet's resolv.conf for a ``ClusterFirst`` pod: Service names resolve bare
+    (``scheduler-canary``) or namespace-qualified, through the cluster's DNS."""
+    search = f"{namespace}.svc.{domain} svc.{domain} {domain}"
+    return f"search {search}\nnameserver {nameserver}\noptions ndots:5\n"
+
+
 def translate(value: str, mounts: list[tuple[str, str]]) -> str:
     """A container path under a hostPath mount as the host path (longest mount first)."""
     for mount, host in mounts:
@@ -116,6 +135,7 @@ class PodProcess:
     restarts: int = 0
     ready: bool = False
     probed_at: float = 0.0
+    projected_at: float = 0.0
     terminating: bool = False
     finished: bool = False
     proc: subprocess.Popen[bytes] | None = None
@@ -142,6 +162,8 @@ class ProcessNode:
         name: str = NODE_NAME,
         faults_dir: Path | None = None,
         entrypoint: tuple[str, ...] = SCHEDULER_ENTRYPOINT,
+        cluster_dns: str | None = None,
+        cluster_domain: str = "cluster.local",
     ) -> None:
         self.api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         self.core = client.CoreV1Api(self.api)
@@ -150,6 +172,8 @@ class ProcessNode:
         self.workdir = workdir
         self.faults_dir = faults_dir
         self.entrypoint = entrypoint
+        self.cluster_dns = cluster_dns
+        self.cluster_domain = cluster_domain
         self.pods: dict[str, PodProcess] = {}
         self._lock = threading.Lock()
         self._hosts = ipaddress.ip_network(POD_CIDR).hosts()
@@ -337,6 +361,7 @@ class ProcessNode:
             for v in pod.spec.get("volumes") or []
             if "hostPath" in v
         }
+        volumes |= {name: str(folder) for name, (folder, _) in self._config_maps(pod).items()}
         mounts = [
             (m["mountPath"].rstrip("/"), volumes[m["name"]])
             for m in pod.container.get("volumeMounts") or []
@@ -344,7 +369,44 @@ class ProcessNode:
         ]
         return sorted(mounts, key=lambda m: -len(m[0]))
 
+    def _config_maps(self, pod: PodProcess) -> dict[str, tuple[Path, Obj]]:
+        """The pod's configMap volumes: name -> (the folder that holds its files, its source)."""
+        base = self.workdir / pod.namespace / f"{pod.name}.volumes"
+        return {
+            v["name"]: (base / v["name"], v["configMap"])
+            for v in pod.spec.get("volumes") or []
+            if "configMap" in v
+        }
+
+    def _project(self, pod: PodProcess) -> None:
+        """Write each configMap volume's keys as files (only what changed, each replaced at
+        once, so a server watching a file never reads half of it); a missing optional
+        ConfigMap is an empty folder."""
+        pod.projected_at = time.monotonic()
+        for folder, source in self._config_maps(pod).values():
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                data = self.core.read_namespaced_config_map(source["name"], pod.namespace).data
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                data = None
+            files = {
+                item["path"]: (data or {})[item["key"]]
+                for item in source.get("items") or [{"key": k, "path": k} for k in data or {}]
+                if item["key"] in (data or {})
+            }
+            for stale in set(p.name for p in folder.iterdir()) - set(files):
+                (folder / stale).unlink()
+            for name, text in files.items():
+                path = folder / name
+                if not path.is_file() or path.read_text() != text:
+                    tmp = folder / f".{name}.tmp"
+                    tmp.write_text(text)
+                    tmp.replace(path)
+
     def _launch(self, pod: PodProcess) -> None:
+        self._project(pod)
         env = self._environment(pod)
         mounts = self._mounts(pod)
         container = pod.container
@@ -355,6 +417,10 @@ class ProcessNode:
         env = {k: translate(v, mounts) for k, v in env.items()}
         logfile = self.workdir / pod.namespace / f"{pod.name}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
+        if self.cluster_dns and pod.spec.get("dnsPolicy", "ClusterFirst") == "ClusterFirst":
+            resolv = logfile.with_suffix(".resolv.conf")
+            resolv.write_text(resolv_conf(pod.namespace, self.cluster_dns, self.cluster_domain))
+            argv = [*WITH_RESOLV_CONF, str(resolv), *argv]
         with logfile.open("ab") as out:
             pod.proc = subprocess.Popen(
                 argv,
@@ -383,6 +449,8 @@ class ProcessNode:
             self._report(pod, exit_code=code)
             return
         now = time.monotonic()
+        if now - pod.projected_at >= PROBE_PERIOD_S:
+            self._project(pod)
         if now - pod.probed_at >= (PROBE_PERIOD_S if pod.ready else LOOP_S):
             pod.probed_at = now
             pod.ready = self._probe(pod)
