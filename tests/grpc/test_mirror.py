@@ -116,6 +116,32 @@ def requests(prefix: str, n: int) -> list[pb.ScheduleRequest]:
     ]
 
 
+async def test_the_callers_key_goes_with_the_copy_unless_a_key_file_is_named(
+    tmp_path: Path, shadow: Shadow
+) -> None:
+    path = write_config(tmp_path / "mirror.json", target=f"127.0.0.1:{shadow.port}", percent=100)
+    registry = CollectorRegistry()
+    mirror = Mirror(path, registry, TRACK, poll_interval_s=POLL_S)
+    await mirror.start()
+    try:
+        assert mirror.offer(requests("caller", 1)[0], "the-callers-key")
+        assert mirror.offer(requests("anonymous", 1)[0])
+        await wait_for(lambda: counts(registry)["sent"] == 2)
+        keys = {m.get("x-api-key") for _, m in shadow.servicer.received}
+        assert keys == {"the-callers-key", None}
+
+        key_file = tmp_path / "key"
+        key_file.write_text(API_KEY + "\n")
+        write_config(path, target=f"127.0.0.1:{shadow.port}", percent=100,
+                     api_key_file=str(key_file))  # fmt: skip
+        await wait_for(lambda: mirror.config is not None and mirror.config.api_key_file is not None)
+        assert mirror.offer(requests("named", 1)[0], "the-callers-key")
+        await wait_for(lambda: counts(registry)["sent"] == 3)
+        assert shadow.servicer.received[-1][1]["x-api-key"] == API_KEY
+    finally:
+        await mirror.stop()
+
+
 async def test_mirrors_with_metadata_then_stops_at_percent_0(
     tmp_path: Path, shadow: Shadow, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MIRRORED_FROM_HEADER = "x-mirrored-from"
 OUTCOMES = ("sent", "failed", "dropped")
 _WARN_EVERY_S = 30.0
+_Copy = tuple[pb.ScheduleRequest, str | None]  # a queued request and its caller's API key
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Mirror:
             raise ValueError("queue_size and workers must be at least 1")
         self.track = track
         self._path = config_path
-        self._queue: asyncio.Queue[pb.ScheduleRequest] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[_Copy] = asyncio.Queue(maxsize=queue_size)
         self._n_workers = workers
         self._workers: list[asyncio.Task[None]] = []
         self._target: _Target | None = None
@@ -163,8 +164,10 @@ class Mirror:
             await target.channel.close(None)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def offer(self, request: pb.ScheduleRequest) -> bool:
-        """Queue ``request`` for the shadow if sampled; True if queued. Never blocks or raises."""
+    def offer(self, request: pb.ScheduleRequest, api_key: str | None = None) -> bool:
+        """Queue ``request`` for the shadow if sampled; True if queued. Never blocks or raises.
+        ``api_key``: the caller's, sent with the copy unless the config names a key file, as a
+        gateway's mirror copies the request's headers (the shadow checks keys like the stable)."""
         try:
             target = self._target
             if target is None or self._loop is None:
@@ -173,7 +176,7 @@ class Mirror:
                 return False
             if not self._sampled(request.request_id, target.config.percent):
                 return False
-            self._queue.put_nowait(request)
+            self._queue.put_nowait((request, api_key))
         except asyncio.QueueFull:
             self._outcomes["dropped"].inc()
             return False
@@ -244,21 +247,24 @@ class Mirror:
 
     async def _work(self) -> None:
         while True:
-            request = await self._queue.get()
+            request, api_key = await self._queue.get()
             try:
-                await self._send(request)
+                await self._send(request, api_key)
             finally:
                 self._queue.task_done()
 
-    async def _send(self, request: pb.ScheduleRequest) -> None:
+    async def _send(self, request: pb.ScheduleRequest, api_key: str | None) -> None:
         target = self._target
         if target is None:
             return  # mirroring was turned off while the request waited
+        metadata = target.metadata
+        if api_key is not None and target.config.api_key_file is None:
+            metadata = (*metadata, (API_KEY_HEADER, api_key))
         try:
             await target.call(
                 request,
                 timeout=target.config.timeout_ms / 1000,
-                metadata=target.metadata,
+                metadata=metadata,
                 wait_for_ready=False,
             )
         except grpc.aio.AioRpcError as exc:

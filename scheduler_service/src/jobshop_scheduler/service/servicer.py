@@ -35,7 +35,7 @@ from jobshop_scheduler.domain.validator import (
 from jobshop_scheduler.planner import Plan, Planner
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.service.audit import AuditTrail
-from jobshop_scheduler.service.auth import CLIENT_KEY_ID
+from jobshop_scheduler.service.auth import API_KEY_HEADER, CLIENT_KEY_ID
 from jobshop_scheduler.service.convert import (
     UnknownPolicy,
     plan_to_pb,
@@ -245,7 +245,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         response = plan_to_pb(plan, latency_ms)
         self._finish(call, started, grpc.StatusCode.OK)
         if self.mirror is not None and not _was_mirrored(context):
-            self.mirror.offer(request)  # O(1), never blocks: the shadow is fed after we answer
+            # O(1), never blocks: the shadow is fed after we answer
+            self.mirror.offer(request, _api_key(context))
         return response
 
     async def _answer(self, call: _Call) -> Plan:
@@ -359,6 +360,14 @@ async def _inject(plan: Plan, faults: FaultConfig, seed: str) -> Plan:
     if faults.drop_job_fraction:
         plan = drop_jobs(plan, faults.drop_job_fraction, seed)
     return plan
+
+
+def _api_key(context: Any) -> str | None:
+    """The caller's API key, which the mirror sends on with the copy."""
+    for key, value in context.invocation_metadata() or ():
+        if key == API_KEY_HEADER:
+            return str(value)
+    return None
 
 
 def _was_mirrored(context: Any) -> bool:
