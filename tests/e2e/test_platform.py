@@ -77,6 +77,7 @@ def test_a_deleted_pod_is_replaced_and_its_process_stops(make_plant: Callable[..
     before = platform.endpoints.endpoints(plant.namespace, "scheduler")
     assert len(before) == 1
     old = next(p for p in platform.node.pods.values() if p.name == before[0].pod)
+    deleted = time.time()
     platform.core.delete_namespaced_pod(before[0].pod, plant.namespace)
     until(lambda: old.proc is not None and old.proc.poll() is not None, 30, "old process gone")
     after = until(
@@ -88,9 +89,14 @@ def test_a_deleted_pod_is_replaced_and_its_process_stops(make_plant: Callable[..
         60,
         "a replacement endpoint",
     )
+    replaced = time.time()
     assert after[0].address != before[0].address  # a new pod, a new IP
-    time.sleep(1.0)
+    time.sleep(2.0)
     failed = [o for o in plant.traffic.outcomes() if o.code != "OK"]
-    # the preStop sleep keeps the old pod serving while the gateway's view catches up; a window
-    # with no ready endpoint (one replica) is answered NO_ENDPOINTS, never a failed call
-    assert {o.code for o in failed} <= {"NO_ENDPOINTS"}
+    # One replica: between the old pod turning not-ready and the new one ready, Traefik has no
+    # endpoint and answers UNAVAILABLE itself (no scheduler's track header). Nothing else fails:
+    # the preStop sleep kept the old process serving until the gateway stopped sending to it.
+    assert all(o.code == "UNAVAILABLE" and o.track == "" for o in failed), failed
+    assert all(deleted <= o.sent <= replaced + 1.0 for o in failed), (deleted, replaced, failed)
+    answered = [o for o in plant.traffic.outcomes(replaced + 1.0) if o.ok]
+    assert answered and {o.track for o in answered} == {"stable"}
