@@ -6,7 +6,9 @@ reconcile compute and apply them again. **Announcements** (events, webhook notif
 sent *after* the status write succeeded, so a failed write never announces a change that did not
 happen. The state machine repeats the effects that hold a steady state (the candidate's track,
 the traffic split, the promotion) on every reconcile of a phase, which also repairs drift; the
-one-off effects and all announcements come only with the transition that causes them.
+one-off effects and all announcements come only with the transition that causes them. The
+reconciler applies a repeated track and split again at least every 5 s, not at every analysis
+round (`reconcile.SteadyEffects`).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rollout_operator import __version__
@@ -44,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
     parser.add_argument(
         "--tick", type=float, default=5.0,
-        help="seconds between timer reconciles of each rollout (default: %(default)s); analysis "
-        "still runs at each rollout's own spec.analysis.interval",
+        help="seconds between reconciles of a rollout that waits on the cluster (candidate or "
+        "promoted stable availability, the gateway taking the route; default: %(default)s); "
+        "step ends, analysis rounds and deadlines are reconciled when due, any other rollout "
+        "at least every max(tick, 5) seconds",
     )  # fmt: skip
     parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS,
@@ -125,6 +129,19 @@ def _stop_on_signals() -> tuple[threading.Event, concurrent.futures.Future[int]]
     return stop, kopf_stop
 
 
+def _releasing(kopf_stop: concurrent.futures.Future[int]) -> Callable[..., None]:
+    """A cleanup handler that sets ``kopf_stop`` if nothing did. Once kopf runs, its own signal
+    handlers replace ours, so a SIGTERM stops kopf without setting the flag, and the thread in
+    which kopf waits for it would keep the process from exiting (until SIGKILL, the Lease not
+    released)."""
+
+    def release(**_: object) -> None:
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            kopf_stop.set_result(0)
+
+    return release
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.tick <= 0:
@@ -176,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         api_client, metrics, post_event, progress_deadline_s=args.progress_deadline
     )
     registry = build_registry(reconciler, args.tick)
+    kopf.on.cleanup(registry=registry)(_releasing(kopf_stop))
     health = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     settings = kopf.OperatorSettings()
     settings.execution.max_workers = args.workers

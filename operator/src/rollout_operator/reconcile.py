@@ -24,6 +24,7 @@ from kubernetes import client
 from rollout_operator import commands, notify, services, workloads
 from rollout_operator.actions import (
     Action,
+    Effect,
     EmitEvent,
     EnsureCandidate,
     Notify,
@@ -42,6 +43,7 @@ from rollout_operator.routers.registry import make_router
 from rollout_operator.services import ServiceError
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import (
+    PROGRESS_DEADLINE_S,
     RETRYABLE_PHASES,
     advance,
     analysis_due,
@@ -54,6 +56,8 @@ from rollout_operator.workloads import WorkloadError
 log = logging.getLogger(__name__)
 
 FIELD_ERRORS = (RouterError, WorkloadError, ServiceError)
+REASSERT_S = 5.0  # steady effects are applied again at least this often (see SteadyEffects)
+_STEADY_EFFECTS = (EnsureCandidate, SetTraffic)
 
 
 def _is_retry(pending: str | None) -> bool:
@@ -116,6 +120,58 @@ class Rollout:
         }
 
 
+@dataclass(frozen=True)
+class Reconciled:
+    """What a reconcile left, for the handlers to schedule the next one: the status as written,
+    the spec it followed (None: a spec that does not parse, or a finished rollout, which was
+    not looked at), the time it acted at, and the object's ``resourceVersion`` as it left it
+    (its status patch's, else the one it read): a copy of the object at that version is the
+    object as this reconcile left it."""
+
+    status: RolloutStatus
+    spec: RolloutSpec | None
+    now: float
+    version: str | None = None
+
+
+class SteadyEffects:
+    """The steady effects (the candidate's track, the traffic split) last applied per rollout.
+
+    A reconcile whose effects are all steady and equal those applied for the same spec
+    generation less than ``reassert_s`` ago does not apply them again: they hold, unless someone
+    changed the objects since, which the next re-assertion repairs. This keeps an analysis round
+    (every second, at scale) from re-reading the Services, the ConfigMap and the candidate's
+    template each time; drift is still repaired within ``reassert_s``, as the default 5 s
+    tick did. Anything else is applied at once: a transition's effects, a changed split or
+    track, a spec edit, the first reconcile after a restart. Thread-safe per rollout (one
+    reconcile of a rollout at a time)."""
+
+    def __init__(self, reassert_s: float = REASSERT_S) -> None:
+        self.reassert_s = reassert_s
+        self._applied: dict[str, tuple[int | None, tuple[Effect, ...], float]] = {}
+
+    def in_force(self, uid: str, generation: int | None, effects: list[Effect], now: float) -> bool:
+        """Whether ``effects`` may be skipped (see the class)."""
+        applied = self._applied.get(uid)
+        return (
+            applied is not None
+            and applied[:2] == (generation, tuple(effects))
+            and now - applied[2] < self.reassert_s
+        )
+
+    def applied(self, uid: str, generation: int | None, effects: list[Effect], now: float) -> None:
+        """``effects`` all went through at ``now``; only steady ones are remembered."""
+        if effects and all(isinstance(effect, _STEADY_EFFECTS) for effect in effects):
+            self._applied[uid] = (generation, tuple(effects), now)
+        else:
+            self.forget(uid)
+
+    def forget(self, uid: str) -> None:
+        """Apply the next effects whatever they are (called before applying: a failure midway
+        leaves nothing remembered)."""
+        self._applied.pop(uid, None)
+
+
 class Reconciler:
     """Holds the clients; one instance serves every rollout of the operator process."""
 
@@ -133,41 +189,49 @@ class Reconciler:
         self.custom = client.CustomObjectsApi(api_client)
         self.metrics = metrics
         self.emit = emit
-        self.deadline_kw = (
-            {} if progress_deadline_s is None else {"progress_deadline_s": progress_deadline_s}
+        self.progress_deadline_s = (
+            PROGRESS_DEADLINE_S if progress_deadline_s is None else progress_deadline_s
         )
+        self.steady = SteadyEffects()
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def reconcile(self, rollout: Rollout) -> None:
-        """Bring one rollout one step forward."""
+    def reconcile(self, rollout: Rollout) -> Reconciled:
+        """Bring one rollout one step forward; what it left."""
         now = time.time()
         status = RolloutStatus.from_dict(rollout.status)
         pending = commands.pending(rollout.annotations, rollout.status)
         if status.phase in TERMINAL_PHASES and not (
             _is_retry(pending) and status.phase in RETRYABLE_PHASES
         ):
-            self._finished(rollout, status, pending)
-            return
+            return self._finished(rollout, status, pending, now)
         try:
             spec = parse_spec(rollout.spec)
             wanted = commands.to_commands(pending)
         except (SpecError, commands.CommandError) as exc:
-            self._invalid(rollout, status, exc, now, pending)
-            return
+            return self._invalid(rollout, status, exc, now, pending)
+        # Each Deployment is read once in this reconcile (a write reads it afresh).
+        apps = workloads.ReadOnceAppsApi(self.api_client)
         try:
             router = self._router(spec, rollout)
-            new, actions = self._advance(spec, rollout, status, now, wanted, router=router)
-            new = self._apply(spec, rollout, router, new, actions)
+            new, actions = self._advance(
+                spec, rollout, status, now, wanted, apps=apps, router=router
+            )
+            effects, _ = split(actions)
+            if not self.steady.in_force(rollout.uid, rollout.generation, effects, now):
+                self.steady.forget(rollout.uid)
+                new = self._apply(spec, rollout, router, new, actions, apps=apps)
+                self.steady.applied(rollout.uid, rollout.generation, effects, now)
         except FIELD_ERRORS as exc:
-            self._invalid(rollout, status, SpecError(exc.field, str(exc)), now, pending)
-            return
+            error = SpecError(exc.field, str(exc))
+            return self._invalid(rollout, status, error, now, pending)
         new = replace(
             new,
             last_command=pending or new.last_command,
             observed_generation=rollout.generation,
         )
-        self._write(rollout, status, new, actions, webhook_url=spec.webhook_url)
+        version = self._write(rollout, status, new, actions, webhook_url=spec.webhook_url)
+        return Reconciled(new, spec, now, version)
 
     def finalize(self, rollout: Rollout) -> None:
         """The rollout is being deleted: all traffic to stable, no mirror, no candidate."""
@@ -183,6 +247,7 @@ class Reconciler:
             log.warning("routing of %s/%s not restored: %s", rollout.namespace, rollout.name, exc)
         workloads.remove_candidate(self.apps, rollout.namespace, spec.target)
         self.metrics.forget(rollout.name, rollout.namespace)
+        self.steady.forget(rollout.uid)
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -203,6 +268,7 @@ class Reconciler:
         now: float,
         wanted: Commands,
         *,
+        apps: client.AppsV1Api,
         router: Router,
     ) -> tuple[RolloutStatus, list[Action]]:
         report = None
@@ -223,11 +289,11 @@ class Reconciler:
             now,
             report,
             wanted,
-            candidate_available=workloads.candidate_available(self.apps, ns, target),
-            stable_available=workloads.stable_available(self.apps, ns, target),
+            candidate_available=workloads.candidate_available(apps, ns, target),
+            stable_available=workloads.stable_available(apps, ns, target),
             router_sizes_candidate=router.sizes_candidate,
             route=router.acceptance(),
-            **self.deadline_kw,
+            progress_deadline_s=self.progress_deadline_s,
         )
 
     def _apply(
@@ -237,6 +303,8 @@ class Reconciler:
         router: Router,
         status: RolloutStatus,
         actions: list[Action],
+        *,
+        apps: client.AppsV1Api,
     ) -> RolloutStatus:
         """Carry out the effects (idempotent); the revisions they report go into the status."""
         ns, target = rollout.namespace, spec.target
@@ -247,9 +315,9 @@ class Reconciler:
                     self.core, ns, spec.routing, target, rollout.owner_ref
                 )
                 hide = services.service_selector(self.core, ns, spec.routing.stable_service)
-                replicas = self._candidate_replicas(router, ns, target)
+                replicas = self._candidate_replicas(router, apps, ns, target)
                 revision = workloads.ensure_candidate(
-                    self.apps, ns, target, spec.candidate, effect.track, rollout.name,
+                    apps, ns, target, spec.candidate, effect.track, rollout.name,
                     rollout.owner_ref, hide_from=hide, replicas=replicas,
                 )  # fmt: skip
                 status = replace(status, candidate_revision=revision)
@@ -259,32 +327,34 @@ class Reconciler:
                 else:
                     router.set_traffic(effect.weight, effect.mirror_percent)
             elif isinstance(effect, PromoteStable):
-                revision = workloads.promote_stable(self.apps, ns, target)
+                revision = workloads.promote_stable(apps, ns, target)
                 status = replace(status, stable_revision=revision)
             elif isinstance(effect, ScaleDownCandidate):
-                workloads.scale_down_candidate(self.apps, ns, target)
+                workloads.scale_down_candidate(apps, ns, target)
             elif isinstance(effect, RemoveCandidate):
-                workloads.remove_candidate(self.apps, ns, target)
+                workloads.remove_candidate(apps, ns, target)
         if not status.stable_revision:
-            status = replace(
-                status, stable_revision=workloads.stable_revision(self.apps, ns, target)
-            )
+            status = replace(status, stable_revision=workloads.stable_revision(apps, ns, target))
         return status
 
-    def _candidate_replicas(self, router: Router, namespace: str, target: str) -> int | None:
+    def _candidate_replicas(
+        self, router: Router, apps: client.AppsV1Api, namespace: str, target: str
+    ) -> int | None:
         """As many pods as stable (mirrored or weighted traffic can reach the full load), unless
         the router sizes the candidate itself (None: keep its count)."""
         if router.sizes_candidate:
             return None
-        return max(1, workloads.stable_replicas(self.apps, namespace, target))
+        return max(1, workloads.stable_replicas(apps, namespace, target))
 
-    def _finished(self, rollout: Rollout, status: RolloutStatus, pending: str | None) -> None:
+    def _finished(
+        self, rollout: Rollout, status: RolloutStatus, pending: str | None, now: float
+    ) -> Reconciled:
         """A finished rollout changes only by ``retry``: nothing is read or checked (a target
         Deployment deleted after a promotion must not turn Succeeded into Invalid); a command
         that does not apply is recorded as handled, so it is not looked at again."""
         new = replace(status, last_command=pending or status.last_command,
                       observed_generation=rollout.generation)  # fmt: skip
-        self._write(rollout, status, new, [])
+        return Reconciled(new, None, now, self._write(rollout, status, new, []))
 
     def _invalid(
         self,
@@ -293,14 +363,15 @@ class Reconciler:
         error: SpecError | commands.CommandError,
         now: float,
         pending: str | None,
-    ) -> None:
+    ) -> Reconciled:
+        self.steady.forget(rollout.uid)
         spec_error = (
             error if isinstance(error, SpecError) else SpecError("metadata.annotations", str(error))
         )
         new, actions = invalid_status(status, spec_error, now)
         new = replace(new, last_command=pending or new.last_command,
                       observed_generation=rollout.generation)  # fmt: skip
-        self._write(rollout, status, new, actions)
+        return Reconciled(new, None, now, self._write(rollout, status, new, actions))
 
     def _write(
         self,
@@ -310,16 +381,19 @@ class Reconciler:
         actions: list[Action],
         *,
         webhook_url: str = "",
-    ) -> None:
-        """One status patch (only when changed), then events, webhook and metrics.
+    ) -> str | None:
+        """One status patch (only when changed), then events, webhook and metrics; the object's
+        ``resourceVersion`` after it (the patch's, else the one read).
 
         ``webhook_url`` comes from the parsed spec; a spec that does not parse notifies nobody.
         """
+        version = _resource_version(rollout.body)
         written = new.to_dict()
         if written != old.to_dict():
-            self.custom.patch_namespaced_custom_object_status(
+            patched = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, rollout.namespace, PLURAL, rollout.name, {"status": written}
             )
+            version = _resource_version(patched)
         _, announcements = split(actions)
         for announcement in announcements:
             if isinstance(announcement, EmitEvent):
@@ -337,3 +411,11 @@ class Reconciler:
         self.metrics.record_state(rollout.name, rollout.namespace, new.phase, new.weight)
         if new.phase is Phase.ROLLED_BACK and old.phase is not Phase.ROLLED_BACK:
             self.metrics.record_rollback(rollout.name, rollout.namespace, rollback_cause(new))
+        return version
+
+
+def _resource_version(body: object) -> str | None:
+    """``metadata.resourceVersion`` of an object as the API returned it; None if it has none."""
+    meta = body.get("metadata") if isinstance(body, Mapping) else None
+    version = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return version if isinstance(version, str) else None

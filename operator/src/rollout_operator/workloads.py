@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from rollout_operator.actions import Track
 from rollout_operator.kube import none_if_missing, retry_on_conflict
@@ -135,6 +136,51 @@ def candidate_template(
 
 
 # --- API helpers ---------------------------------------------------------------------------------
+
+
+class ReadOnceAppsApi(client.AppsV1Api):
+    """The apps API for one reconcile: each Deployment is fetched once and the answer (a 404
+    too) reused, since the reconcile asks for the stable Deployment up to four times and for the
+    candidate twice. Any write through it forgets every answer, so what follows the write, and
+    the retry after a 409, reads afresh. Make a new one for each reconcile: it never expires."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        super().__init__(api_client)
+        self._answers: dict[tuple[str, str], Any] = {}  # a V1Deployment, or the 404
+
+    def read_namespaced_deployment(
+        self, name: str, namespace: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        if args or kwargs:  # options: not what the reconcile asks, not remembered
+            return super().read_namespaced_deployment(name, namespace, *args, **kwargs)
+        key = (namespace, name)
+        if key not in self._answers:
+            try:
+                self._answers[key] = super().read_namespaced_deployment(name, namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                self._answers[key] = exc
+        answer = self._answers[key]
+        if isinstance(answer, ApiException):
+            raise answer
+        return answer
+
+    def create_namespaced_deployment(self, *args: Any, **kwargs: Any) -> Any:
+        self._answers.clear()
+        return super().create_namespaced_deployment(*args, **kwargs)
+
+    def replace_namespaced_deployment(self, *args: Any, **kwargs: Any) -> Any:
+        self._answers.clear()
+        return super().replace_namespaced_deployment(*args, **kwargs)
+
+    def patch_namespaced_deployment(self, *args: Any, **kwargs: Any) -> Any:
+        self._answers.clear()
+        return super().patch_namespaced_deployment(*args, **kwargs)
+
+    def delete_namespaced_deployment(self, *args: Any, **kwargs: Any) -> Any:
+        self._answers.clear()
+        return super().delete_namespaced_deployment(*args, **kwargs)
 
 
 def _to_dict(api: Any, obj: Any) -> Obj:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
-from rollout_operator.cli import DEFAULT_WORKERS, build_parser, main
+from rollout_operator.cli import DEFAULT_WORKERS, _releasing, build_parser, main
 
 pytestmark = pytest.mark.unit
 
@@ -25,3 +27,15 @@ def test_bad_flags_exit_2_naming_the_flag(
 
 def test_reconcile_threads_default_beyond_kopfs_cpus_plus_four() -> None:
     assert build_parser().parse_args(["-A"]).workers == DEFAULT_WORKERS >= 16
+
+
+def test_kopfs_cleanup_releases_the_stop_flag_a_signal_to_kopf_left_unset() -> None:
+    """kopf's own SIGTERM handler stops it without our flag; a thread waits on that flag."""
+    flag: concurrent.futures.Future[int] = concurrent.futures.Future()
+    release = _releasing(flag)
+    release(logger=None)
+    assert flag.result(timeout=0) == 0
+    signalled: concurrent.futures.Future[int] = concurrent.futures.Future()
+    signalled.set_result(15)  # our handler ran first (SIGTERM before kopf started)
+    _releasing(signalled)()
+    assert signalled.result(timeout=0) == 15

@@ -123,8 +123,9 @@ class GrpcRouteRouter(RouteRouter):
         return TrafficState(weight=weight, mirror_percent=mirror)
 
     def acceptance(self) -> RouteAcceptance:
-        """What the gateways of the route's parents report for its current generation."""
-        route = self.route.read()
+        """What the gateways of the route's parents report for its current generation (the
+        read is kept for the `set_traffic` that follows in the same reconcile)."""
+        route = self.route.read(keep=True)
         return parents_acceptance(
             int((route.get("metadata") or {}).get("generation") or 0),
             ((route.get("status") or {}).get("parents")) or [],

@@ -44,6 +44,7 @@ class RouteObject:
         self.kind = kind
         self.namespace = namespace
         self.name = name
+        self._kept: dict[str, Any] | None = None  # see read(keep=True)
 
     def describe(self) -> str:
         return f"{self.kind.kind} {self.namespace}/{self.name}"
@@ -51,7 +52,11 @@ class RouteObject:
     def error(self, problem: str, field: str = ROUTE_FIELD) -> RouterError:
         return RouterError(f"{self.describe()} {problem}", resource=self.describe(), field=field)
 
-    def read(self) -> dict[str, Any]:
+    def read(self, *, keep: bool = False) -> dict[str, Any]:
+        """The route as the API server has it now. ``keep``: the next `update` starts from this
+        copy instead of reading the route again (one read per reconcile: `acceptance` reads it,
+        `set_traffic` writes it); a copy that went stale meanwhile costs a 409 and a fresh read,
+        never someone else's edit."""
         k = self.kind
         obj = none_if_missing(
             lambda: self.api.get_namespaced_custom_object(
@@ -60,7 +65,9 @@ class RouteObject:
         )
         if obj is None:
             raise self.error(f"not found ({ROUTE_FIELD})")
-        return cast("dict[str, Any]", obj)
+        found = cast("dict[str, Any]", obj)
+        self._kept = copy.deepcopy(found) if keep else None
+        return found
 
     def read_spec(self) -> Spec:
         spec: Spec = self.read().get("spec") or {}
@@ -72,7 +79,8 @@ class RouteObject:
         k = self.kind
 
         def attempt() -> None:
-            obj = self.read()
+            obj = self._kept if self._kept is not None else self.read()
+            self._kept = None  # a retry after a 409 reads afresh
             spec: Spec = obj.setdefault("spec", {})
             before = copy.deepcopy(spec)
             mutate(spec)
