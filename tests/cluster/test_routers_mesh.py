@@ -281,6 +281,24 @@ def test_restore_sends_everything_to_stable_and_stops_mirroring(mesh: Setup) -> 
     assert mesh.app_mirror()["percent"] == 0
 
 
+def test_restore_drops_the_candidate_backend_when_asked(mesh: Setup) -> None:
+    """The operator's canary Service goes with the rollout: the restored route stops naming it
+    (a gateway would report the dangling backend), and is otherwise as before."""
+    before = mesh.route()["spec"]
+    router = mesh.router()
+    router.set_traffic(25, 0)
+    router.restore(drop_candidate=True)
+    spec = mesh.route()["spec"]
+    if mesh.mesh is GATEWAY:
+        names = [r["name"] for r in spec["rules"][0]["backendRefs"]]
+    else:
+        names = [d["destination"]["host"].split(".")[0] for d in spec["http"][0]["route"]]
+    assert names == ["scheduler"]
+    assert mesh.mesh.untouched(spec) == mesh.mesh.untouched(before)
+    router.set_traffic(10, 0)  # the next rollout adds it back
+    assert mesh.mesh.weights(mesh.route()["spec"]) == (90, 10)
+
+
 def test_a_foreign_mirror_and_other_backends_are_left_alone(mesh: Setup) -> None:
     spec = mesh.mesh.spec(mesh.namespace)
     if mesh.mesh is GATEWAY:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rollout_operator import __version__
+from rollout_operator.drain import DEFAULT_DRAIN_S
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress-deadline", type=float, metavar="SECONDS",
         help="how long a candidate may stay unavailable before the rollout fails (default: the "
         "state machine's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--drain-seconds", type=float, default=DEFAULT_DRAIN_S, metavar="SECONDS",
+        help="after a rollback, promotion or deletion routes everything back to stable, wait "
+        "for the gateway to accept that route (at most 10 s), then this long for its data "
+        "plane to load it, before the candidate's pods go (default: %(default)s, Traefik's "
+        "default provider throttle)",
     )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     election = parser.add_argument_group("leader election (for more than one replica)")
@@ -142,17 +150,24 @@ def _releasing(kopf_stop: concurrent.futures.Future[int]) -> Callable[..., None]
     return release
 
 
+def _usage_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the flags together, or ""."""
+    if args.tick <= 0:
+        return "--tick must be positive"
+    if args.workers < 1:
+        return "--workers must be at least 1"
+    if args.drain_seconds < 0:
+        return "--drain-seconds must not be negative"
+    if args.leader_elect and not args.lease_namespace:
+        return "--leader-elect needs --lease-namespace (or $POD_NAMESPACE)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.tick <= 0:
-        print("rollout-operator: --tick must be positive", file=sys.stderr)
-        return 2
-    if args.workers < 1:
-        print("rollout-operator: --workers must be at least 1", file=sys.stderr)
-        return 2
-    if args.leader_elect and not args.lease_namespace:
-        print("rollout-operator: --leader-elect needs --lease-namespace (or $POD_NAMESPACE)",
-              file=sys.stderr)  # fmt: skip
+    problem = _usage_problem(args)
+    if problem:
+        print(f"rollout-operator: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -190,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics.close()
         return 0  # stopped by a signal while standing by
     reconciler = Reconciler(
-        api_client, metrics, post_event, progress_deadline_s=args.progress_deadline
+        api_client,
+        metrics,
+        post_event,
+        progress_deadline_s=args.progress_deadline,
+        drain_s=args.drain_seconds,
     )
     registry = build_registry(reconciler, args.tick)
     kopf.on.cleanup(registry=registry)(_releasing(kopf_stop))

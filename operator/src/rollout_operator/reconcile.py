@@ -35,6 +35,7 @@ from rollout_operator.actions import (
     split,
 )
 from rollout_operator.analysis.runner import analyse
+from rollout_operator.drain import DEFAULT_DRAIN_S, drain
 from rollout_operator.metrics import OperatorMetrics
 from rollout_operator.model import TERMINAL_PHASES, Commands, Phase, RolloutSpec
 from rollout_operator.resource import GROUP, KIND, PLURAL, VERSION
@@ -182,8 +183,10 @@ class Reconciler:
         emit: EventSink,
         *,
         progress_deadline_s: float | None = None,
+        drain_s: float = DEFAULT_DRAIN_S,
     ) -> None:
         self.api_client = api_client
+        self.drain_s = drain_s
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -241,13 +244,25 @@ class Reconciler:
             log.warning("deleting %s/%s with an invalid spec: nothing to restore",
                         rollout.namespace, rollout.name)  # fmt: skip
             return
+        router = self._router(spec, rollout)
         try:
-            self._router(spec, rollout).restore()
+            # the operator's canary Service goes with the rollout: the route stops naming it
+            made = services.made_by_operator(self.core, rollout.namespace, spec.routing)
+            router.restore(drop_candidate=made)
         except RouterError as exc:
             log.warning("routing of %s/%s not restored: %s", rollout.namespace, rollout.name, exc)
+        else:
+            self._drain(router, rollout)
         workloads.remove_candidate(self.apps, rollout.namespace, spec.target)
         self.metrics.forget(rollout.name, rollout.namespace)
         self.steady.forget(rollout.uid)
+
+    def _drain(self, router: Router, rollout: Rollout) -> None:
+        """Before the candidate's pods go: the gateway routes nothing to them (see drain)."""
+        if not router.sizes_candidate:  # a replica ratio has no gateway to wait for
+            drain(
+                router.acceptance, self.drain_s, what=f"route of {rollout.namespace}/{rollout.name}"
+            )
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -330,8 +345,10 @@ class Reconciler:
                 revision = workloads.promote_stable(apps, ns, target)
                 status = replace(status, stable_revision=revision)
             elif isinstance(effect, ScaleDownCandidate):
+                self._drain(router, rollout)
                 workloads.scale_down_candidate(apps, ns, target)
             elif isinstance(effect, RemoveCandidate):
+                self._drain(router, rollout)
                 workloads.remove_candidate(apps, ns, target)
         if not status.stable_revision:
             status = replace(status, stable_revision=workloads.stable_revision(apps, ns, target))

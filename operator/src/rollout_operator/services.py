@@ -47,6 +47,16 @@ def service_selector(core_api: client.CoreV1Api, namespace: str, name: str) -> d
     return dict(_read_stable(core_api, namespace, name)["spec"].get("selector") or {})
 
 
+def made_by_operator(core_api: client.CoreV1Api, namespace: str, routing: RoutingSpec) -> bool:
+    """Whether the canary Service is the one ``ensure_canary_service`` made (it is deleted with
+    the rollout), not the user's."""
+    svc = none_if_missing(
+        lambda: core_api.read_namespaced_service(routing.canary_service, namespace)
+    )
+    labels = (svc.metadata.labels or {}) if svc is not None and svc.metadata else {}
+    return all(labels.get(k) == v for k, v in MANAGED_BY.items()) and CANDIDATE_LABEL in labels
+
+
 def ensure_canary_service(
     core_api: client.CoreV1Api,
     namespace: str,

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.unit
     [
         (["--tick", "0"], "--tick must be positive"),
         (["--workers", "0"], "--workers must be at least 1"),
+        (["--drain-seconds", "-1"], "--drain-seconds must not be negative"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(

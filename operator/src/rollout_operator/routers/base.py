@@ -80,8 +80,10 @@ class Router(Protocol):
         """The routing as the API server has it now."""
         ...
 
-    def restore(self) -> None:
-        """All traffic to stable, no mirror: the finalizer calls this."""
+    def restore(self, *, drop_candidate: bool = False) -> None:
+        """All traffic to stable, no mirror: the finalizer calls this. ``drop_candidate``: the
+        candidate's Service goes with the rollout, so a route stops naming it (a gateway would
+        report the dangling backend as unresolved)."""
         ...
 
     def acceptance(self) -> RouteAcceptance:

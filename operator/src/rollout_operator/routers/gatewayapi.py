@@ -2,7 +2,8 @@
 
 The router owns, in every rule whose backendRefs include the stable Service: the stable and the
 candidate backendRefs' ``weight`` (the candidate's ref is added, with ``spec.routing.port``, when
-missing, and kept with weight 0 by ``restore`` — the route's author may have written it), and
+missing, and kept with weight 0 by ``restore`` — the route's author may have written it — unless
+the candidate's Service is the operator's, which goes with the rollout), and
 its own ``RequestMirror`` filter (the one whose backendRef is the candidate Service). Other
 rules, other backendRefs and other filters are left as they are. Weights are written as
 ``100 - weight`` and ``weight``, so they read back as exact percentages.
@@ -172,6 +173,13 @@ class GrpcRouteRouter(RouteRouter):
                     rule["filters"] = new
                 else:
                     del rule["filters"]
+
+    def _drop_candidate(self, spec: Spec) -> None:
+        r, ns = self.routing, self.route.namespace
+        for rule in self._managed_rules(spec):
+            rule["backendRefs"] = [
+                ref for ref in rule["backendRefs"] if not is_service_ref(ref, r.canary_service, ns)
+            ]
 
 
 # The registry builds routers through this (routers/registry.py).

@@ -105,6 +105,10 @@ class VirtualServiceRouter(RouteRouter):
                 http.pop("mirror")
                 http.pop("mirrorPercentage", None)
 
+    def _drop_candidate(self, spec: Spec) -> None:
+        for http in self._managed_routes(spec):
+            http["route"] = [d for d in http["route"] if not self._is(d, "canary")]
+
 
 # The registry builds routers through this (routers/registry.py).
 make = VirtualServiceRouter.make

@@ -101,9 +101,10 @@ class ReplicaRatioRouter(Router):
                 weight = w
         return TrafficState(weight=weight, mirror_percent=self.app_mirror.percent() if c else 0)
 
-    def restore(self) -> None:
+    def restore(self, *, drop_candidate: bool = False) -> None:
         """Stable back to its replica count, no candidate pod, mirror off. Works without a
-        candidate (the finalizer may run after it was removed)."""
+        candidate (the finalizer may run after it was removed); there is no route to drop the
+        candidate from."""
         stable = self._read(self.target, TARGET_FIELD)
         n = self._base_replicas(stable)
         self._scale(self.target, n, {STABLE_REPLICAS_ANNOTATION: None})

@@ -126,8 +126,19 @@ class RouteRouter(Router):
         self.route.update(lambda spec: self._apply(spec, weight, on_route))
         self.app_mirror.set(0 if self.route_mirror else mirror_percent)
 
-    def restore(self) -> None:
-        """100 % stable, no mirror; a route that is gone has nothing left to restore."""
+    def _drop_candidate(self, spec: Spec) -> None:
+        """Rewrite ``spec`` in place without the candidate's backend (restore's last step)."""
+        raise NotImplementedError
+
+    def restore(self, *, drop_candidate: bool = False) -> None:
+        """100 % stable, no mirror (and no candidate backend with ``drop_candidate``); a route
+        that is gone has nothing left to restore."""
+
+        def restored(spec: Spec) -> None:
+            self._apply(spec, 0, 0)
+            if drop_candidate:
+                self._drop_candidate(spec)
+
         with contextlib.suppress(RouterError):
-            self.route.update(lambda spec: self._apply(spec, 0, 0))
+            self.route.update(restored)
         self.app_mirror.set(0)
