@@ -357,6 +357,7 @@ class E2EPlatform:
             rate=self.rate if rate is None else rate, seed=seed,
         ), routes)  # fmt: skip
         plant.wait_route_in_force(POD_READY_TIMEOUT_S)
+        plant.traffic.wait_routed(POD_READY_TIMEOUT_S)
         plant.traffic.start()
         self.plants.append(plant)
         return plant

@@ -153,6 +153,20 @@ class TrafficDriver:
         self._pool.shutdown(wait=True)
         self._channel.close()
 
+    def wait_routed(self, timeout: float) -> None:
+        """Until a call through the gateway is answered (not recorded): a gateway reports a
+        route accepted before its data plane has loaded it."""
+        deadline = time.monotonic() + timeout
+        request = next(self._requests)
+        while True:
+            try:
+                self._stub.Schedule(request, metadata=self.metadata, timeout=CALL_TIMEOUT_S)
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def outcomes(self, since: float = 0.0) -> list[Outcome]:
         """Recorded calls answered at or after ``since``."""
         with self._lock:
