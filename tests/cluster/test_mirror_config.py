@@ -22,13 +22,13 @@ def test_written_updated_and_turned_off(cluster: Cluster, namespace: str) -> Non
     assert get_mirror(core, namespace, "scheduler-mirror") is None
     set_mirror(core, namespace, "scheduler-mirror", "scheduler-canary:50051", 10)
     written = text(cluster, namespace)
-    assert written == '{"target": "scheduler-canary:50051", "percent": 10, "timeout_ms": 2000}'
+    assert written == '{"target": "scheduler-canary:50051", "percent": 10, "timeout_ms": 30000}'
     config = parse_mirror_config(written)
     assert config is not None
     assert (config.target, config.percent, config.timeout_ms) == (
         "scheduler-canary:50051",
         10,
-        2000,
+        30000,
     )
 
     set_mirror(core, namespace, "scheduler-mirror", "scheduler-canary:50051", 100)
@@ -37,7 +37,7 @@ def test_written_updated_and_turned_off(cluster: Cluster, namespace: str) -> Non
 
     set_mirror(core, namespace, "scheduler-mirror", "scheduler-canary:50051", 0)
     off = text(cluster, namespace)
-    assert off == '{"target": null, "percent": 0, "timeout_ms": 2000}'
+    assert off == '{"target": null, "percent": 0, "timeout_ms": 30000}'
     assert parse_mirror_config(off) is None
     set_mirror(core, namespace, "scheduler-mirror", None, 50)  # no target: off as well
     assert text(cluster, namespace) == off

@@ -74,7 +74,7 @@ def test_shadow_keeps_one_pod_and_mirrors_through_the_stable_pods(
     assert get_mirror(cluster.core, namespace, "scheduler-mirror") == {
         "target": "scheduler-canary:50051",
         "percent": 100,
-        "timeout_ms": 2000,
+        "timeout_ms": 30000,
     }
     assert router.get_traffic() == TrafficState(0, 100)
     router.restore()

@@ -241,7 +241,7 @@ def test_route_mirror_on_percent_and_off(mesh: Setup) -> None:
     else:
         assert (vs_mirror(spec) or {}).get("mirrorPercentage") == {"value": 10}
     # route mirroring switches the application-level mirror off: the shadow never gets two copies
-    assert mesh.app_mirror() == {"target": None, "percent": 0, "timeout_ms": 2000}
+    assert mesh.app_mirror() == {"target": None, "percent": 0, "timeout_ms": 30000}
 
     router.set_traffic(10, 0)
     spec = mesh.route()["spec"]
@@ -259,7 +259,7 @@ def test_default_mirror_is_the_application_config_map(mesh: Setup) -> None:
     assert mesh.app_mirror() == {
         "target": "scheduler-canary:50051",
         "percent": 100,
-        "timeout_ms": 2000,
+        "timeout_ms": 30000,
     }
     assert router.get_traffic() == TrafficState(0, 100)
     router.set_traffic(25, 0)

@@ -321,9 +321,7 @@ def test_two_rollouts_in_two_namespaces_at_once(make_plant: MakePlant) -> None:
     good, bad = make_plant(), make_plant()
     good.start_operator(bad.namespace)
     bad.operators.extend(good.operators)  # the same operator watches both
-    # 1.5 s: above the 1 s latency trigger, below the stable pods' 2 s mirror timeout (a copy
-    # cut off by that timeout would count as an error of the shadow, not as latency)
-    bad.platform.node.set_faults(bad.namespace, CANDIDATE, latency_ms=1500)
+    bad.platform.node.set_faults(bad.namespace, CANDIDATE, latency_ms=2500)
     good.apply(rollout(good, "good", rollback=LATENCY_RULES))
     bad_body = rollout(bad, "bad", faults=True, rollback=LATENCY_RULES)
     bad_body["spec"]["steps"][0]["shadow"]["duration"] = "120s"  # caught in shadow

@@ -56,7 +56,7 @@ def test_healthy_rollout_walks_every_step_and_promotes(
 
     bed.wait_phase(NAME, "Shadow", 30, operator)
     assert route_weights(bed.route()) == (100, 0)
-    assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 2000}
+    assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 30000}
 
     bed.wait_phase(NAME, "AwaitingApproval", 40, operator)
     held_since = time.monotonic()

@@ -175,7 +175,7 @@ def test_istio_router_walks_every_step_and_promotes(
     bed.wait_phase(NAME, "Shadow", 30, operator)
     assert vs_weights(bed.route(provider="istio")) == (100, 0)
     # The application mirrors (mirror: app, the default); the VirtualService gets no mirror.
-    assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 2000}
+    assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 30000}
     assert "mirror" not in bed.route(provider="istio")["spec"]["http"][0]
 
     bed.wait_phase(NAME, "AwaitingApproval", 40, operator)
@@ -219,7 +219,7 @@ def test_replica_ratio_router_walks_a_short_plan_and_promotes(
     bed.apply(rollout_manifest(NAME, bed.prometheus_url, provider="replicas", steps=SHORT_PLAN))
 
     bed.wait_phase(NAME, "Shadow", 30, operator)
-    assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 2000}
+    assert bed.mirror() == {"target": "scheduler-canary:50051", "percent": 100, "timeout_ms": 30000}
     bed.wait_phase(NAME, "AwaitingApproval", 40, operator)
     time.sleep(1.0)
     assert bed.plugin("approve", NAME) == 0

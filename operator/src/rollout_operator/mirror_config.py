@@ -6,10 +6,10 @@ scheduler pods mount this ConfigMap and forward a sample of their requests to th
 (``jobshop_scheduler.service.mirror`` reads it; the operator does not import the scheduler, the
 format below is the contract). One key, ``mirror.json``::
 
-    {"target": "scheduler-canary:50051", "percent": 10, "timeout_ms": 2000}
+    {"target": "scheduler-canary:50051", "percent": 10, "timeout_ms": 30000}
 
 plus ``tls_ca_file``/``api_key_file`` (paths inside the stable pods) when given. Off is written
-explicitly as ``{"target": null, "percent": 0, "timeout_ms": 2000}`` rather than by deleting the
+explicitly as ``{"target": null, "percent": 0, "timeout_ms": 30000}`` rather than by deleting the
 key, so a pod never mistakes a missing file for a mount it cannot read. The ConfigMap is created
 when missing (the Deployment should mount it with ``optional: true``) and never deleted: the
 stable pods keep mounting it after the rollout.
@@ -29,7 +29,11 @@ from rollout_operator.model import RoutingSpec
 from rollout_operator.resource import MANAGED_BY
 
 MIRROR_KEY = "mirror.json"
-DEFAULT_TIMEOUT_MS = 2000
+# How long a copy waits for the shadow's answer. Long on purpose: cutting a copy off sooner hides
+# exactly the slowness the rollback rules look for (a shadow that took 12 s per answer looked
+# healthy under a 2 s cut-off: its calls ended CANCELLED, not slow). The stable pods' mirror
+# queue is bounded: copies beyond what its workers can wait for are dropped and counted.
+DEFAULT_TIMEOUT_MS = 30_000
 MAX_TIMEOUT_MS = 600_000
 
 

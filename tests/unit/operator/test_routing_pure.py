@@ -83,9 +83,9 @@ def test_no_containers_is_an_error() -> None:
 
 
 def test_mirror_json() -> None:
-    assert json.loads(render("c:1", 10)) == {"target": "c:1", "percent": 10, "timeout_ms": 2000}
-    assert json.loads(render("c:1", 0)) == {"target": None, "percent": 0, "timeout_ms": 2000}
-    assert json.loads(render(None, 30)) == {"target": None, "percent": 0, "timeout_ms": 2000}
+    assert json.loads(render("c:1", 10)) == {"target": "c:1", "percent": 10, "timeout_ms": 30000}
+    assert json.loads(render("c:1", 0)) == {"target": None, "percent": 0, "timeout_ms": 30000}
+    assert json.loads(render(None, 30)) == {"target": None, "percent": 0, "timeout_ms": 30000}
     for bad in ({"percent": True}, {"percent": 10, "timeout_ms": 0}, {"target": ":80"}):
         args = {"target": "c:1", "percent": 10, **bad}
         with pytest.raises(ValueError):
