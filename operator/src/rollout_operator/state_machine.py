@@ -364,8 +364,11 @@ def _enter_step(turn: _Turn, index: int) -> None:
     gate = track_changes and not turn.router_sizes_candidate
     traffic = SetTraffic(0, 0) if gate else _candidate_traffic(turn, weight, mirror)
     turn.effect(EnsureCandidate(track_at(steps, index)), traffic)
+    # As the step itself records it, so that the next reconcile of the step changes nothing.
     if not turn.candidate_available and turn.status.candidate_unavailable_since is None:
-        turn.update(candidate_unavailable_since=turn.now)  # as the step itself would record it
+        turn.update(candidate_unavailable_since=turn.now)
+    elif turn.candidate_available and turn.status.candidate_unavailable_since is not None:
+        turn.update(candidate_unavailable_since=None)
 
 
 def _enter_promoting(turn: _Turn, why: str) -> None:
