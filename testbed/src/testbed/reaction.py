@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rollout-reaction-bench",
         description="Time from the first scrape that shows a completion-rate breach to the "
-        "GRPCRoute at 100%% stable, over several rollouts on the local e2e platform.",
+        "GRPCRoute at 100 % stable, over several rollouts on the local e2e platform.",
     )
     parser.add_argument("--runs", type=int, default=10, help="rollouts (default: %(default)s)")
     parser.add_argument(
