@@ -74,7 +74,7 @@ def test_a_job_runs_to_completion_through_the_real_job_controller(platform: E2EP
 def test_a_deleted_pod_is_replaced_and_its_process_stops(make_plant: Callable[..., Any]) -> None:
     plant = make_plant()
     platform: E2EPlatform = plant.platform
-    before = platform.endpoints.endpoints(plant.namespace, "scheduler")
+    before = platform.ready_endpoints(plant.namespace, "scheduler")
     assert len(before) == 1
     old = next(p for p in platform.node.pods.values() if p.name == before[0].pod)
     deleted = time.time()
@@ -83,7 +83,7 @@ def test_a_deleted_pod_is_replaced_and_its_process_stops(make_plant: Callable[..
     after = until(
         lambda: [
             e
-            for e in platform.endpoints.endpoints(plant.namespace, "scheduler")
+            for e in platform.ready_endpoints(plant.namespace, "scheduler")
             if e.pod != before[0].pod
         ],
         60,

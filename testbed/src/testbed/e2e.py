@@ -39,7 +39,7 @@ from rollout_operator.workloads import candidate_name
 from testbed.controllers import KubeControllers
 from testbed.discovery import PodDiscovery
 from testbed.dns import ClusterDNS
-from testbed.endpoints import EndpointSlices
+from testbed.endpoints import Endpoint, ready_endpoints
 from testbed.gateway import TraefikGateway
 from testbed.kube import KubeControlPlane
 from testbed.node import ProcessNode, check_pod_network
@@ -231,7 +231,6 @@ class E2EPlatform:
         self.operators: list[OperatorProcess] = []
         self._node: ProcessNode | None = None
         self._dns: ClusterDNS | None = None
-        self._endpoints: EndpointSlices | None = None
         self._discovery: PodDiscovery | None = None
         self._api: client.ApiClient | None = None
 
@@ -246,11 +245,6 @@ class E2EPlatform:
     def node(self) -> ProcessNode:
         assert self._node is not None, "start() the platform first"
         return self._node
-
-    @property
-    def endpoints(self) -> EndpointSlices:
-        assert self._endpoints is not None, "start() the platform first"
-        return self._endpoints
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -286,7 +280,6 @@ class E2EPlatform:
             self.kube.admin_kubeconfig, self.workdir / "pods", faults_dir=self.workdir / "faults",
             cluster_dns=self._dns.address,
         ).start()  # fmt: skip
-        self._endpoints = EndpointSlices(self.api).start()
         self.gateway = TraefikGateway(self.kube, self.workdir / "gateway").start()
         self._discovery = PodDiscovery(self.api, self.prometheus).start()
 
@@ -296,9 +289,8 @@ class E2EPlatform:
             plant.routes.stop()
         for operator in self.operators:
             operator.stop()
-        for watcher in (self._discovery, self._endpoints):
-            if watcher is not None:
-                watcher.stop()
+        if self._discovery is not None:
+            self._discovery.stop()
         if self._node is not None:
             self._node.stop()
         for server in (self.gateway, self._dns):
@@ -325,7 +317,6 @@ class E2EPlatform:
         plant.routes.stop()
         for operator in plant.operators:
             operator.stop()
-        self.endpoints.forget(plant.namespace)
         with contextlib.suppress(ApiException):
             self.core.delete_namespace(plant.namespace)
         if plant in self.plants:
@@ -349,7 +340,6 @@ class E2EPlatform:
         self.gateway.gateway(namespace, GATEWAY)
         for body in _plant_objects(self.model_dir, self.keys_file, namespace):
             self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
-        self.endpoints.watch(namespace)
         self.wait_endpoints(namespace, "scheduler")
         routes = RouteHistory(self.api, namespace).start()
         plant = Plant(self, namespace, TrafficDriver(
@@ -362,12 +352,15 @@ class E2EPlatform:
         self.plants.append(plant)
         return plant
 
+    def ready_endpoints(self, namespace: str, service: str) -> list[Endpoint]:
+        return ready_endpoints(self.api, namespace, service)
+
     def wait_endpoints(
         self, namespace: str, service: str, timeout: float = POD_READY_TIMEOUT_S
     ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.endpoints.endpoints(namespace, service):
+            if self.ready_endpoints(namespace, service):
                 return
             time.sleep(0.2)
         raise TimeoutError(f"Service {namespace}/{service} has no ready endpoint after {timeout}s")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import json
 import logging
@@ -50,6 +51,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jobshop_scheduler.bench.servers import terminate
 from jobshop_scheduler.service import client as grpc_client
+from rollout_operator.kube import none_if_missing
 from testbed.kube import raw_items
 from testbed.loops import Loop
 
@@ -385,17 +387,13 @@ class ProcessNode:
         pod.projected_at = time.monotonic()
         for folder, source in self._config_maps(pod).values():
             folder.mkdir(parents=True, exist_ok=True)
-            try:
-                data = self.core.read_namespaced_config_map(source["name"], pod.namespace).data
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                data = None
-            files = {
-                item["path"]: (data or {})[item["key"]]
-                for item in source.get("items") or [{"key": k, "path": k} for k in data or {}]
-                if item["key"] in (data or {})
-            }
+            read = functools.partial(
+                self.core.read_namespaced_config_map, source["name"], pod.namespace
+            )
+            found = none_if_missing(read)
+            data: dict[str, str] = (found.data if found is not None else None) or {}
+            items = source.get("items") or [{"key": key, "path": key} for key in data]
+            files = {item["path"]: data[item["key"]] for item in items if item["key"] in data}
             for stale in set(p.name for p in folder.iterdir()) - set(files):
                 (folder / stale).unlink()
             for name, text in files.items():
