@@ -52,6 +52,15 @@ class RemoveCandidate:
 
 
 @dataclass(frozen=True)
+class RunVerification:
+    """Create the verify step's Job (``job`` is its name's suffix, unique per attempt) from the
+    candidate's pod template; the status records that it was created."""
+
+    job: str
+    step: int
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     """A Kubernetes Event on the rollout."""
 
@@ -68,7 +77,14 @@ class Notify:
     message: str
 
 
-Effect = EnsureCandidate | SetTraffic | PromoteStable | ScaleDownCandidate | RemoveCandidate
+Effect = (
+    EnsureCandidate
+    | SetTraffic
+    | RunVerification
+    | PromoteStable
+    | ScaleDownCandidate
+    | RemoveCandidate
+)
 Announcement = EmitEvent | Notify
 Action = Effect | Announcement
 

@@ -56,7 +56,10 @@ def to_commands(value: str | None) -> Commands:
     if value is None:
         return Commands()
     verb = decode(value)
-    return Commands(**{verb: True})
+    return Commands(
+        approve=verb == "approve", abort=verb == "abort", retry=verb == "retry",
+        promote=verb == "promote",
+    )  # fmt: skip
 
 
 def patch_for(verb: str) -> dict[str, Any]:

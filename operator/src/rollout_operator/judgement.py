@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rollout_operator.model import (
+    SEQUENTIAL_CHECK,
     AnalysisReport,
     Comparison,
     Counters,
@@ -91,6 +92,8 @@ def judge(
                 f"{describe(check.result)} for {count} interval{plural}",
                 "ThresholdBreached",
             )
+            if check.name == SEQUENTIAL_CHECK:  # its detail says more than an LLR and a bound
+                rollback = (f"candidate worse in shadow: {check.result.detail}", "ShadowWorse")
             break
     analysis = spec.analysis
     out_of_data = analysis.no_data is NoDataPolicy.ROLLBACK and no_data >= analysis.no_data_limit

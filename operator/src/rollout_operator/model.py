@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 class Phase(enum.StrEnum):
     PENDING = "Pending"
+    VERIFYING = "Verifying"
     SHADOW = "Shadow"
     CANARY = "Canary"
     AWAITING_APPROVAL = "AwaitingApproval"
@@ -48,10 +49,34 @@ class WeightStep:
 
 @dataclass(frozen=True)
 class ApprovalStep:
-    """Wait for a human: the CLI's approve (or promote) moves on."""
+    """Wait for people. Without roles: the CLI's approve (or promote) moves on. With roles:
+    every role must sign off (`signoffs.py`); the API server vouches for who signed."""
+
+    roles: tuple[str, ...] = ()
 
 
-Step = ShadowStep | WeightStep | ApprovalStep
+@dataclass(frozen=True)
+class LoadTest:
+    """``requests`` calls at ``concurrency`` in flight; p99 latency at most ``p99_s``."""
+
+    concurrency: int
+    requests: int
+    p99_s: float
+
+
+@dataclass(frozen=True)
+class VerifyStep:
+    """Before any traffic: a Job from the candidate's pod template checks it (replay of
+    recorded requests against stable's answers, then an optional load test)."""
+
+    replay_config_map: str
+    max_makespan_ratio: float = 1.0  # mean candidate/stable makespan over the replay
+    load: LoadTest | None = None
+    timeout_s: float = 600.0  # the Job's activeDeadlineSeconds
+    api_key_secret: str = ""  # Secret with key `api-key`, for a candidate with auth on
+
+
+Step = ShadowStep | WeightStep | ApprovalStep | VerifyStep
 
 
 # --- analysis configuration --------------------------------------------------------------------
@@ -82,15 +107,56 @@ class NoDataPolicy(enum.StrEnum):
     ROLLBACK = "rollback"  # roll back after `no_data_limit` consecutive intervals without data
 
 
+class ShadowTest(enum.StrEnum):
+    MEAN = "mean"  # mean makespan ratios over the window, candidate minus stable
+    SEQUENTIAL = "sequential"  # Wald's SPRT on paired outcomes (app mirror only)
+
+
 @dataclass(frozen=True)
 class ShadowCompare:
-    """During shadow: mean(candidate makespan ratio) may exceed mean(stable's) by at most this."""
+    """During shadow: mean(candidate makespan ratio) may exceed mean(stable's) by at most this;
+    or, with ``test: sequential``, a sequential sign test on the mirror's paired outcomes."""
 
     max_makespan_regression: float = 0.0
     query: str = ""  # default built by the analysis from the metric contract when empty
     # The built-in comparison has no data until the candidate answered this many mirrored
     # requests in the window: a mean over two or three schedules is noise, not a regression.
+    # The sequential test needs it only to end the step undecided.
     min_samples: int = 20
+    test: ShadowTest = ShadowTest.MEAN
+    alpha: float = 0.05  # chance to roll back a candidate that is not worse
+    beta: float = 0.05  # chance to let pass one that is worse by ``effect``
+    effect: float = 0.2  # "worse": worse in 0.5 + effect of the pairs that differ
+    promote_early: bool = False  # leave shadow once the candidate is significantly better
+
+
+SEQUENTIAL_CHECK = "shadow-sequential"  # the sequential test's check, in reports and reasons
+
+
+class Decision(enum.StrEnum):
+    WORSE = "worse"  # roll back
+    BETTER = "better"  # significantly better (early promotion, when asked for)
+    NOT_WORSE = "notWorse"  # the worse-test accepted "no worse"
+    UNDECIDED = "undecided"
+
+
+@dataclass(frozen=True)
+class SequentialVerdict:
+    """The sequential test's state after the pairs counted since the shadow step began."""
+
+    worse: int
+    better: int
+    equal: int
+    decision: Decision
+    llr: float  # log-likelihood ratio of "worse" against "no difference"
+    estimate: float | None  # share of differing pairs where the candidate was worse
+    ci_low: float | None  # 95 % Wilson interval of that share
+    ci_high: float | None
+    mean_ratio: float | None = None  # mean candidate/stable makespan over the pairs
+
+    @property
+    def pairs(self) -> int:
+        return self.worse + self.better + self.equal
 
 
 @dataclass(frozen=True)
@@ -174,6 +240,7 @@ class AnalysisReport:
     rollback: tuple[MetricResult, ...] = ()
     warn: tuple[MetricResult, ...] = ()
     shadow_compare: MetricResult | None = None
+    sequential: SequentialVerdict | None = None  # with ``test: sequential``, in shadow
 
     @property
     def has_no_data(self) -> bool:
@@ -189,6 +256,28 @@ class Commands:
     abort: bool = False
     retry: bool = False
     promote: bool = False  # skip the remaining steps
+    # The sign-off annotations as they are now: role -> (user, value). Which of them are new
+    # is the state machine's to decide (the value each role had when the approval step began).
+    sign_offs: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+class JobState(enum.StrEnum):
+    ABSENT = "Absent"  # not found (never created, or deleted)
+    WAITING = "Waiting"  # created, no container started yet
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    """The verification Job as the cluster shows it: its state, the result its container left
+    as termination message (parsed JSON, None when absent or unreadable) and the reason the
+    Job or its pod gives (``DeadlineExceeded``, ``ImagePullBackOff``, ...)."""
+
+    state: JobState
+    result: dict[str, object] | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

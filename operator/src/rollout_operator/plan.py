@@ -16,6 +16,7 @@ from rollout_operator.model import (
     RolloutSpec,
     ShadowStep,
     Step,
+    VerifyStep,
     WeightStep,
 )
 from rollout_operator.status import RolloutStatus
@@ -40,6 +41,8 @@ def phase_of(step: Step) -> Phase:
     """The phase a rollout is in during ``step``."""
     if isinstance(step, ShadowStep):
         return Phase.SHADOW
+    if isinstance(step, VerifyStep):
+        return Phase.VERIFYING
     return Phase.CANARY if isinstance(step, WeightStep) else Phase.AWAITING_APPROVAL
 
 
@@ -103,12 +106,13 @@ def next_check_in(
 def waits_on_cluster(spec: RolloutSpec, status: RolloutStatus, now: float, poll_s: float) -> bool:
     """Whether the rollout, as a reconcile at ``now`` left it, waits for something only the
     cluster can change, which no timer announces: the candidate (or the promoted stable) to
-    become available, the gateway to take the route, an analysis round that was due but could
-    not be counted, or the routing of a step that began less than ``poll_s`` ago to come into
-    force. Such a rollout is polled (every ``poll_s``); any other waits for its next due time."""
+    become available, the verification Job to finish, the gateway to take the route, an
+    analysis round that was due but could not be counted, or the routing of a step that began
+    less than ``poll_s`` ago to come into force. Such a rollout is polled (every ``poll_s``);
+    any other waits for its next due time."""
     started = status.step_started_at
     return (
-        status.phase in (Phase.PENDING, Phase.PROMOTING)
+        status.phase in (Phase.PENDING, Phase.VERIFYING, Phase.PROMOTING)
         or status.candidate_unavailable_since is not None
         or status.route_pending_since is not None
         or analysis_due(spec, status, now)

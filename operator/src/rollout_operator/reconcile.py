@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from kubernetes import client
 
-from rollout_operator import commands, notify, services, workloads
+from rollout_operator import commands, notify, services, signoffs, verification, workloads
 from rollout_operator.actions import (
     Action,
     Effect,
@@ -30,6 +30,7 @@ from rollout_operator.actions import (
     Notify,
     PromoteStable,
     RemoveCandidate,
+    RunVerification,
     ScaleDownCandidate,
     SetTraffic,
     split,
@@ -37,7 +38,14 @@ from rollout_operator.actions import (
 from rollout_operator.analysis.runner import analyse
 from rollout_operator.drain import DEFAULT_DRAIN_S, drain
 from rollout_operator.metrics import OperatorMetrics
-from rollout_operator.model import TERMINAL_PHASES, Commands, Phase, RolloutSpec
+from rollout_operator.model import (
+    TERMINAL_PHASES,
+    Commands,
+    Phase,
+    RolloutSpec,
+    VerifyJob,
+    VerifyStep,
+)
 from rollout_operator.resource import GROUP, KIND, PLURAL, VERSION
 from rollout_operator.routers.base import Router, RouterError
 from rollout_operator.routers.registry import make_router
@@ -190,6 +198,7 @@ class Reconciler:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
+        self.batch = client.BatchV1Api(api_client)
         self.metrics = metrics
         self.emit = emit
         self.progress_deadline_s = (
@@ -210,7 +219,11 @@ class Reconciler:
             return self._finished(rollout, status, pending, now)
         try:
             spec = parse_spec(rollout.spec)
-            wanted = commands.to_commands(pending)
+            signed = signoffs.parse(rollout.annotations)
+            wanted = replace(
+                commands.to_commands(pending),
+                sign_offs={role: (s.user, s.value) for role, s in signed.items()},
+            )
         except (SpecError, commands.CommandError) as exc:
             return self._invalid(rollout, status, exc, now, pending)
         # Each Deployment is read once in this reconcile (a write reads it afresh).
@@ -295,6 +308,7 @@ class Reconciler:
                 rollout=rollout.name,
                 shadow=status.phase is Phase.SHADOW,
                 now=now,
+                shadow_since=status.step_started_at,
             )
             self.metrics.record_analysis(rollout.name, rollout.namespace, report)
         ns, target = rollout.namespace, spec.target
@@ -309,7 +323,16 @@ class Reconciler:
             router_sizes_candidate=router.sizes_candidate,
             route=router.acceptance(),
             progress_deadline_s=self.progress_deadline_s,
+            verify_job=self._verify_job(rollout, status),
         )
+
+    def _verify_job(self, rollout: Rollout, status: RolloutStatus) -> VerifyJob | None:
+        """The verification Job as the cluster shows it, while the rollout verifies."""
+        found = status.verification
+        if status.phase is not Phase.VERIFYING or found is None:
+            return None
+        name = verification.job_name(rollout.name, found.job)
+        return verification.observe(self.batch, self.core, rollout.namespace, name)
 
     def _apply(
         self,
@@ -341,18 +364,45 @@ class Reconciler:
                     router.set_promotion_traffic(effect.weight, effect.mirror_percent)
                 else:
                     router.set_traffic(effect.weight, effect.mirror_percent)
+            elif isinstance(effect, RunVerification):
+                status = self._run_verification(spec, rollout, status, effect, apps=apps)
             elif isinstance(effect, PromoteStable):
                 revision = workloads.promote_stable(apps, ns, target)
                 status = replace(status, stable_revision=revision)
             elif isinstance(effect, ScaleDownCandidate):
+                verification.stop_active(self.batch, ns, rollout.name)
                 self._drain(router, rollout)
                 workloads.scale_down_candidate(apps, ns, target)
             elif isinstance(effect, RemoveCandidate):
+                verification.stop_active(self.batch, ns, rollout.name)
                 self._drain(router, rollout)
                 workloads.remove_candidate(apps, ns, target)
         if not status.stable_revision:
             status = replace(status, stable_revision=workloads.stable_revision(apps, ns, target))
         return status
+
+    def _run_verification(
+        self,
+        spec: RolloutSpec,
+        rollout: Rollout,
+        status: RolloutStatus,
+        effect: RunVerification,
+        *,
+        apps: client.AppsV1Api,
+    ) -> RolloutStatus:
+        """Create the verify step's Job from the candidate as it is now; the status records it
+        (an absent Job the status says was created was deleted: the state machine ends it)."""
+        step = spec.steps[effect.step]
+        found = status.verification
+        if not isinstance(step, VerifyStep) or found is None or found.job != effect.job:
+            return status
+        candidate = workloads.read_candidate(apps, rollout.namespace, spec.target)
+        job = verification.build_job(
+            candidate, step, spec.routing, namespace=rollout.namespace, rollout=rollout.name,
+            name=verification.job_name(rollout.name, effect.job), owner_ref=rollout.owner_ref,
+        )  # fmt: skip
+        verification.create_job(self.batch, job)
+        return replace(status, verification=replace(found, created=True, state="Waiting"))
 
     def _candidate_replicas(
         self, router: Router, apps: client.AppsV1Api, namespace: str, target: str

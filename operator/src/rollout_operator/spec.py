@@ -20,6 +20,7 @@ from rollout_operator.model import (
     ApprovalStep,
     CandidateSpec,
     Comparison,
+    LoadTest,
     NoDataPolicy,
     Provider,
     RolloutSpec,
@@ -27,10 +28,13 @@ from rollout_operator.model import (
     Rule,
     ShadowCompare,
     ShadowStep,
+    ShadowTest,
     Step,
+    VerifyStep,
     WeightStep,
 )
 from rollout_operator.routers.registry import has_route
+from rollout_operator.signoffs import ROLE_PATTERN
 
 # The defaults, as the CRD's schema writes them: the two must agree.
 DEFAULT_STEPS: tuple[dict[str, Any], ...] = (
@@ -56,6 +60,8 @@ DEFAULT_PROMETHEUS_URL = "http://prometheus.monitoring.svc:9090"
 DEFAULT_PORT = 50051
 DEFAULT_NO_DATA_LIMIT = 10
 MIN_INTERVAL_S = 1.0
+DEFAULT_VERIFY_TIMEOUT = "10m"
+STEP_KINDS = ("shadow", "weight", "approval", "verify")
 
 
 class SpecError(ValueError):
@@ -75,10 +81,19 @@ def parse_spec(body_spec: Mapping[str, Any]) -> RolloutSpec:
     spec = _mapping(body_spec, "spec")
     analysis = _analysis(_mapping(_opt(spec, "analysis", {}), "spec.analysis"))
     webhook = _mapping(_opt(spec, "webhook", {}), "spec.webhook")
+    routing = _routing(_mapping(spec.get("routing"), "spec.routing"))
+    compare = analysis.shadow_compare
+    if compare is not None and compare.test is ShadowTest.SEQUENTIAL and routing.mirror != "app":
+        raise SpecError(
+            "spec.analysis.shadowCompare.test",
+            "sequential needs routing.mirror: app (a route's mirror sees no pairs of answers)",
+        )
+    if compare is not None and compare.promote_early and compare.test is not ShadowTest.SEQUENTIAL:
+        raise SpecError("spec.analysis.shadowCompare.promoteEarly", "needs test: sequential")
     return RolloutSpec(
         target=_name(_mapping(spec.get("targetRef"), "spec.targetRef"), "spec.targetRef"),
         candidate=_candidate(_mapping(spec.get("candidate"), "spec.candidate")),
-        routing=_routing(_mapping(spec.get("routing"), "spec.routing")),
+        routing=routing,
         steps=_steps(_opt(spec, "steps", DEFAULT_STEPS)),
         analysis=analysis,
         webhook_url=_url(_opt(webhook, "url", ""), "spec.webhook.url", required=False),
@@ -151,14 +166,15 @@ def _steps(value: Any) -> tuple[Step, ...]:
 
 def _step(data: Mapping[str, Any], index: int) -> Step:
     field = f"spec.steps[{index}]"
-    kinds = [kind for kind in ("shadow", "weight", "approval") if data.get(kind) is not None]
+    kinds = [kind for kind in STEP_KINDS if data.get(kind) is not None]
     if len(kinds) != 1:
-        raise SpecError(field, f"set exactly one of shadow, weight or approval (got {kinds})")
+        raise SpecError(field, f"set exactly one of {', '.join(STEP_KINDS)} (got {kinds})")
     if kinds[0] != "weight" and data.get("duration") is not None:
         raise SpecError(f"{field}.duration", f"only a weight step has a duration ({kinds[0]} step)")
     if kinds[0] == "approval":
-        _mapping(data["approval"], f"{field}.approval")
-        return ApprovalStep()
+        return _approval(_mapping(data["approval"], f"{field}.approval"), f"{field}.approval")
+    if kinds[0] == "verify":
+        return _verify(_mapping(data["verify"], f"{field}.verify"), f"{field}.verify")
     if kinds[0] == "shadow":
         shadow = _mapping(data["shadow"], f"{field}.shadow")
         percent = _opt(shadow, "percent", 100)
@@ -169,6 +185,46 @@ def _step(data: Mapping[str, Any], index: int) -> Step:
     if not _is_int(weight) or not 0 <= weight <= 100:
         raise SpecError(f"{field}.weight", f"{weight!r} is not a weight (0-100)")
     return WeightStep(weight, _duration(data.get("duration"), f"{field}.duration"))
+
+
+def _approval(data: Mapping[str, Any], field: str) -> ApprovalStep:
+    roles: list[str] = []
+    for i, item in enumerate(_sequence(_opt(data, "roles", []), f"{field}.roles")):
+        role = _text(item, f"{field}.roles[{i}]")
+        if not ROLE_PATTERN.match(role):
+            raise SpecError(
+                f"{field}.roles[{i}]", f"{role!r} is not a lower-case DNS label (a-z, 0-9, '-')"
+            )
+        if role in roles:
+            raise SpecError(f"{field}.roles[{i}]", f"duplicate role {role!r}")
+        roles.append(role)
+    return ApprovalStep(tuple(roles))
+
+
+def _verify(data: Mapping[str, Any], field: str) -> VerifyStep:
+    replay = _mapping(data.get("replay"), f"{field}.replay")
+    config_map = _text(replay.get("configMap"), f"{field}.replay.configMap")
+    ratio = _number(_opt(data, "maxMakespanRatio", 1.0), f"{field}.maxMakespanRatio")
+    if ratio <= 0:
+        raise SpecError(f"{field}.maxMakespanRatio", f"{ratio:g} is not a ratio > 0")
+    timeout = _duration(_opt(data, "timeout", DEFAULT_VERIFY_TIMEOUT), f"{field}.timeout")
+    if timeout < 1:
+        raise SpecError(f"{field}.timeout", f"must be at least 1s (got {timeout:g}s)")
+    load = None
+    if data.get("load") is not None:
+        spec = _mapping(data["load"], f"{field}.load")
+        counts = {}
+        for key, default in (("concurrency", 8), ("requests", 200)):
+            value = _opt(spec, key, default)
+            if not _is_int(value) or value < 1:
+                raise SpecError(f"{field}.load.{key}", f"{value!r} is not a count >= 1")
+            counts[key] = int(value)
+        p99 = _duration(_opt(spec, "p99", "1s"), f"{field}.load.p99")
+        if p99 <= 0:
+            raise SpecError(f"{field}.load.p99", "must be more than 0s")
+        load = LoadTest(counts["concurrency"], counts["requests"], p99)
+    secret = _text(_opt(data, "apiKeySecret", ""), f"{field}.apiKeySecret", required=False)
+    return VerifyStep(config_map, ratio, load, timeout, secret)
 
 
 def _analysis(data: Mapping[str, Any]) -> AnalysisSpec:
@@ -243,12 +299,32 @@ def _shadow_compare(value: Any, interval_s: float) -> ShadowCompare | None:
         raise SpecError(f"{field}.enabled", f"{enabled!r} is not true or false")
     if not enabled:
         return None
+    test_text = _opt(data, "test", ShadowTest.MEAN.value)
+    try:
+        test = ShadowTest(test_text)
+    except ValueError:
+        raise SpecError(f"{field}.test", f"{test_text!r} is not mean or sequential") from None
+    rates = {}
+    for key, default, low, high in (("alpha", 0.05, 0.0, 0.5), ("beta", 0.05, 0.0, 0.5),
+                                    ("effect", 0.2, 0.0, 0.5)):  # fmt: skip
+        value = _number(_opt(data, key, default), f"{field}.{key}")
+        if not low < value < high:
+            raise SpecError(f"{field}.{key}", f"{value:g} is not between {low:g} and {high:g}")
+        rates[key] = value
+    early = _opt(data, "promoteEarly", False)
+    if not isinstance(early, bool):
+        raise SpecError(f"{field}.promoteEarly", f"{early!r} is not true or false")
     compare = ShadowCompare(
         max_makespan_regression=_number(
             _opt(data, "maxMakespanRegression", 0.0), f"{field}.maxMakespanRegression"
         ),
         query=_text(_opt(data, "query", ""), f"{field}.query", required=False),
         min_samples=_min_samples(_opt(data, "minSamples", 20), f"{field}.minSamples"),
+        test=test,
+        alpha=rates["alpha"],
+        beta=rates["beta"],
+        effect=rates["effect"],
+        promote_early=early,
     )
     if compare.query:
         probe = Rule("shadow-compare", compare.query, Comparison.ABOVE, 0.0)

@@ -65,16 +65,23 @@ from rollout_operator.actions import (
     Notify,
     PromoteStable,
     RemoveCandidate,
+    RunVerification,
     ScaleDownCandidate,
     SetTraffic,
 )
 from rollout_operator.model import (
     TERMINAL_PHASES,
     AnalysisReport,
+    ApprovalStep,
     Commands,
+    Decision,
+    JobState,
     Phase,
     RolloutSpec,
     ShadowStep,
+    ShadowTest,
+    VerifyJob,
+    VerifyStep,
     WeightStep,
 )
 from rollout_operator.plan import (
@@ -90,11 +97,16 @@ from rollout_operator.routers.base import NOT_REPORTED, RouteAcceptance
 from rollout_operator.status import (
     APPROVED,
     HEALTHY,
+    HISTORY_LIMIT,
     PROGRESSING,
     ROLLED_BACK,
     ROUTE_ACCEPTED,
+    VERIFIED,
     WARNING,
+    HistoryEntry,
     RolloutStatus,
+    SignOffRecord,
+    Verification,
     set_condition,
     stamp,
 )
@@ -104,7 +116,15 @@ if TYPE_CHECKING:  # spec.py checks queries with the analysis package, which tal
 
 RETRYABLE_PHASES = frozenset({Phase.ROLLED_BACK, Phase.FAILED, Phase.INVALID})
 _ABORTABLE_PHASES = frozenset(Phase) - TERMINAL_PHASES - {Phase.PROMOTING}
-_EFFECT_ORDER = (EnsureCandidate, PromoteStable, SetTraffic, ScaleDownCandidate, RemoveCandidate)
+_EFFECT_ORDER = (
+    EnsureCandidate,
+    PromoteStable,
+    SetTraffic,
+    RunVerification,
+    ScaleDownCandidate,
+    RemoveCandidate,
+)
+VERIFY_GRACE_S = 30.0  # past the Job's own deadline before the operator gives up on it
 
 
 class _Turn:
@@ -126,9 +146,11 @@ class _Turn:
         router_sizes_candidate: bool,
         route: RouteAcceptance,
         deadline_s: float,
+        verify_job: VerifyJob | None = None,
     ) -> None:
         self.spec, self.status, self.now = spec, status, now
         self.route = route
+        self.verify_job = verify_job
         self.commands = commands
         self.candidate_available = candidate_available
         self.stable_available = stable_available
@@ -167,6 +189,9 @@ class _Turn:
         ``fresh``: a new rollout entering its first phase, which counts as a phase change."""
         changed = fresh or phase is not self.status.phase
         self.update(phase=phase, message=message, step_started_at=self.now, **changes)
+        entry = HistoryEntry(phase, self.status.step, self.status.weight,
+                             self.status.mirror_percent, self.now, reason, message)  # fmt: skip
+        self.update(history=(*self.status.history, entry)[-HISTORY_LIMIT:])
         progressing = "False" if phase in TERMINAL_PHASES else "True"
         self.condition(PROGRESSING, progressing, reason, message)
         warning = phase in (Phase.ROLLED_BACK, Phase.FAILED)
@@ -199,8 +224,10 @@ def advance(
     router_sizes_candidate: bool = False,
     route: RouteAcceptance = NOT_REPORTED,
     progress_deadline_s: float = PROGRESS_DEADLINE_S,
+    verify_job: VerifyJob | None = None,
 ) -> tuple[RolloutStatus, list[Action]]:
-    """The next status and the actions to get there (see the module docstring for the rules)."""
+    """The next status and the actions to get there (see the module docstring for the rules).
+    ``verify_job``: the verification Job as the cluster shows it (Verifying only)."""
     turn = _Turn(
         spec,
         status,
@@ -211,6 +238,7 @@ def advance(
         router_sizes_candidate=router_sizes_candidate,
         route=route,
         deadline_s=progress_deadline_s,
+        verify_job=verify_job,
     )
     if status.phase in TERMINAL_PHASES:
         if not (commands.retry and status.phase in RETRYABLE_PHASES):
@@ -223,6 +251,7 @@ def advance(
     else:
         _run(turn, report)
     _refresh_health(turn)
+    _refresh_gate(turn)
     return turn.result()
 
 
@@ -252,10 +281,9 @@ def _run(turn: _Turn, report: AnalysisReport | None) -> None:
         if turn.status.phase is Phase.ROLLED_BACK:
             return
     phase = turn.status.phase
-    if turn.commands.promote and phase is not Phase.PROMOTING:
-        turn.condition(APPROVED, "True", "Promoted", "promoted by user: remaining steps skipped")
-        _enter_promoting(turn, "promoted by user")
-    elif phase is Phase.PENDING:
+    if _promote(turn):
+        return
+    if phase is Phase.PENDING:
         _pending(turn)
     elif phase is Phase.PROMOTING:
         _promoting(turn)
@@ -265,8 +293,24 @@ def _run(turn: _Turn, report: AnalysisReport | None) -> None:
         _enter_step(turn, turn.status.step)
     elif phase is Phase.AWAITING_APPROVAL:
         _awaiting(turn)
+    elif phase is Phase.VERIFYING:
+        _verifying(turn)
     else:
         _stepping(turn)
+
+
+def _promote(turn: _Turn) -> bool:
+    """A ``promote`` command: skip the remaining steps, unless that skips sign-offs by role
+    (which only their roles may give: refused with an Event). Whether it promoted."""
+    if not turn.commands.promote or turn.status.phase is Phase.PROMOTING:
+        return False
+    unsigned = _unsigned_roles_ahead(turn)
+    if unsigned:
+        turn.announce("Warning", "PromoteRefused", f"promote would skip {unsigned}: sign off first")
+        return False
+    turn.condition(APPROVED, "True", "Promoted", "promoted by user: remaining steps skipped")
+    _enter_promoting(turn, "promoted by user")
+    return True
 
 
 def _start(turn: _Turn) -> None:
@@ -298,6 +342,11 @@ def _stepping(turn: _Turn) -> None:
     if not _candidate_ok(turn) or not _route_ok(turn):
         return
     status = turn.status  # _route_ok may have restarted the step's clock
+    better = _significantly_better(turn)
+    if better:
+        turn.announce("Normal", "ShadowBetter", better)
+        _enter_step(turn, status.step + 1)
+        return
     duration = duration_of(turn.spec.steps[status.step])
     if turn.now - (status.step_started_at or turn.now) < duration:
         return
@@ -316,7 +365,11 @@ def _awaiting(turn: _Turn) -> None:
         EnsureCandidate(track_at(turn.spec.steps, status.step)),
         _candidate_traffic(turn, status.weight, status.mirror_percent),
     )
-    if turn.commands.approve:
+    step = turn.spec.steps[status.step]
+    roles = step.roles if isinstance(step, ApprovalStep) else ()
+    if roles:
+        _sign_offs(turn, roles)
+    elif turn.commands.approve:
         turn.condition(APPROVED, "True", "Approved", f"step {status.step + 1} approved by user")
         _enter_step(turn, status.step + 1)
     else:
@@ -348,18 +401,44 @@ def _enter_step(turn: _Turn, index: int) -> None:
     before = track_at(steps, turn.status.step if turn.status.phase != Phase.PENDING else 0)
     track_changes = track_at(steps, index) != before
     weight, mirror = turn.status.weight, turn.status.mirror_percent
+    turn.update(shadow_verdict=None)
     if isinstance(step, ShadowStep):
         weight, mirror = 0, step.percent
         phase, text = Phase.SHADOW, f"shadow, {mirror}% mirrored, for {_dur(step.duration_s)}"
     elif isinstance(step, WeightStep):
         weight, mirror = step.weight, 0
         phase, text = Phase.CANARY, f"{weight}% of traffic for {_dur(step.duration_s)}"
+    elif isinstance(step, VerifyStep):
+        weight, mirror = 0, 0
+        phase, text = (
+            Phase.VERIFYING,
+            f"verifying the candidate (Job, at most {_dur(step.timeout_s)})",
+        )
+        job = f"verify-{index + 1}-{_token(turn.now)}"
+        turn.update(verification=Verification(job=job, step=index, started_at=turn.now))
+        turn.condition(VERIFIED, "Unknown", "Verifying", f"{where}: verification Job started")
+    elif step.roles:
+        phase = Phase.AWAITING_APPROVAL
+        text = f"waiting for sign-offs by {', '.join(step.roles)}"
+        text += " (kubectl schedrollout approve NAME --role ROLE)"
+        baseline = {
+            r: turn.commands.sign_offs[r][1] for r in step.roles if r in turn.commands.sign_offs
+        }
+        turn.update(approval_baseline=baseline)
+        turn.condition(
+            APPROVED,
+            "False",
+            "AwaitingSignOffs",
+            f"{where} needs sign-offs by {', '.join(step.roles)}",
+        )
     else:
         phase, text = Phase.AWAITING_APPROVAL, "waiting for approval (kubectl schedrollout approve)"
         turn.condition(APPROVED, "False", "AwaitingApproval", f"{where} needs an approval")
     turn.transition(
         phase, f"{where}: {text}", "StepStarted", step=index, weight=weight, mirror_percent=mirror
     )
+    if isinstance(step, VerifyStep) and turn.status.verification is not None:
+        turn.effect(RunVerification(turn.status.verification.job, index))
     # A new track rolls the candidate's pods: no traffic until the new ones are available.
     gate = track_changes and not turn.router_sizes_candidate
     traffic = SetTraffic(0, 0) if gate else _candidate_traffic(turn, weight, mirror)
@@ -384,7 +463,7 @@ def _roll_back(turn: _Turn, reason: str, code: str) -> None:
         Phase.ROLLED_BACK, f"rolled back: {reason}", "RolledBack",
         weight=0, mirror_percent=0, rollback_reason=reason,
     )  # fmt: skip
-    turn.drop(EnsureCandidate, PromoteStable)
+    turn.drop(EnsureCandidate, PromoteStable, RunVerification)
     turn.effect(SetTraffic(0, 0), ScaleDownCandidate())
 
 
@@ -401,8 +480,10 @@ def _retry(turn: _Turn) -> None:
         candidate_revision=old.candidate_revision,
         observed_generation=old.observed_generation,
         last_command=old.last_command,
+        history=old.history,
+        sign_offs=old.sign_offs,
     )
-    for type_ in (ROLLED_BACK, APPROVED, WARNING):
+    for type_ in (ROLLED_BACK, APPROVED, WARNING, VERIFIED):
         if old.condition(type_) is not None:
             turn.condition(type_, "False", "Retried", "cleared by retry")
     turn.condition(HEALTHY, "Unknown", "NotAnalysed", "no analysis round yet")
@@ -456,6 +537,210 @@ def _route_ok(turn: _Turn) -> bool:
     return False
 
 
+# --- the gates ----------------------------------------------------------------------------------
+
+
+def _verifying(turn: _Turn) -> None:
+    """The verify step: the Job runs against the candidate before any traffic reaches it; its
+    result ends the step (passed: next step; failed, deleted, never started, overdue: rolled
+    back with the reason)."""
+    status = turn.status
+    step = turn.spec.steps[status.step]
+    assert isinstance(step, VerifyStep)  # _run routes only a verify step here
+    turn.effect(EnsureCandidate(track_at(turn.spec.steps, status.step)), SetTraffic(0, 0))
+    found = status.verification
+    if found is None or found.step != status.step:  # a status from before the plan's edit
+        _enter_step(turn, status.step)
+        return
+    if not _candidate_ok(turn):
+        return
+    job, name = turn.verify_job, f"verify Job {found.job}"
+    state = job.state if job is not None else JobState.ABSENT
+    age = turn.now - found.started_at
+    if state is JobState.ABSENT:
+        if found.created:
+            _verification_failed(turn, f"{name} was deleted before it finished", "JobDeleted")
+        else:
+            turn.effect(RunVerification(found.job, status.step))
+        return
+    if state is JobState.SUCCEEDED or state is JobState.FAILED:
+        _verification_done(turn, step, job)
+        return
+    started = found.started or state is JobState.RUNNING
+    turn.update(verification=replace(found, state=state.value, started=started,
+                                     reason=job.reason if job else ""))  # fmt: skip
+    start_limit = min(turn.deadline_s, step.timeout_s)
+    if not started and age >= start_limit:
+        why = f" ({job.reason})" if job is not None and job.reason else ""
+        _verification_failed(
+            turn, f"{name}: no container started within {_dur(start_limit)}{why}", "JobNotStarted"
+        )
+    elif age >= step.timeout_s + VERIFY_GRACE_S:
+        overdue = f"{name} still running {_dur(age)} after it began"
+        _verification_failed(turn, f"{overdue} (timeout {_dur(step.timeout_s)})", "JobTimedOut")
+
+
+def _verification_done(turn: _Turn, step: VerifyStep, job: VerifyJob | None) -> None:
+    found = turn.status.verification
+    assert found is not None and job is not None  # the caller checked both
+    result, name = job.result, f"verify Job {found.job}"
+    if job.state is JobState.SUCCEEDED and result is not None and result.get("passed") is True:
+        turn.update(verification=replace(found, state="Passed", started=True, result=result))
+        message = f"verification passed: {verification_summary(result)}"
+        turn.condition(VERIFIED, "True", "Passed", message)
+        turn.announce("Normal", "VerificationPassed", message)
+        _enter_step(turn, turn.status.step + 1)
+        return
+    if result is not None and result.get("reason"):
+        reason = f"{name}: {result['reason']}"
+    elif job.reason == "DeadlineExceeded":
+        reason = f"{name} exceeded its timeout of {_dur(step.timeout_s)}"
+    elif job.state is JobState.SUCCEEDED:
+        reason = f"{name} finished without a result"
+    else:
+        reason = f"{name} failed ({job.reason or 'no reason given'}) without a result"
+    turn.update(verification=replace(found, state="Failed", started=True, result=result,
+                                     reason=job.reason))  # fmt: skip
+    _verification_failed(turn, reason, "VerificationFailed")
+
+
+def _verification_failed(turn: _Turn, reason: str, code: str) -> None:
+    found = turn.status.verification
+    if found is not None and found.state != "Failed":
+        turn.update(verification=replace(found, state="Failed", reason=code))
+    turn.condition(VERIFIED, "False", code, reason)
+    _roll_back(turn, f"verification failed: {reason}", code)
+
+
+def verification_summary(result: dict[str, object]) -> str:
+    """The figures of a verification result in a line: replay and load test."""
+    parts = []
+    replay = result.get("replay")
+    if isinstance(replay, dict):
+        parts.append(
+            f"replay {replay.get('requests')} requests, {replay.get('invalid')} invalid, "
+            f"mean makespan ratio {_num(replay.get('meanRatio'))}"
+        )
+    load = result.get("load")
+    if isinstance(load, dict):
+        parts.append(
+            f"load {load.get('requests')} calls at {load.get('concurrency')} in flight, "
+            f"p99 {_num(load.get('p99Seconds'))} s (limit {_num(load.get('limitSeconds'))} s)"
+        )
+    return "; ".join(parts) or "no figures"
+
+
+def _num(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, int | float) else "-"
+
+
+def _sign_offs(turn: _Turn, roles: tuple[str, ...]) -> None:
+    """Count the sign-offs new since the step began, one person per role (four eyes: a user who
+    signed as one role does not count for another); all roles signed: the next step."""
+    status = turn.status
+    where = f"step {status.step + 1}"
+    if turn.commands.approve:
+        turn.announce(
+            "Warning", "SignOffsRequired",
+            f"{where} needs sign-offs by {', '.join(roles)}: a plain approve does not count "
+            "(kubectl schedrollout approve NAME --role ROLE)",
+        )  # fmt: skip
+    signed = {r.role: r for r in _current_sign_offs(status)}
+    for role in roles:
+        found = turn.commands.sign_offs.get(role)
+        if role in signed or found is None or found[1] == status.approval_baseline.get(role):
+            continue
+        user = found[0]
+        other = next((r.role for r in signed.values() if r.user == user), None)
+        if other is not None:
+            turn.announce(
+                "Warning", "SignOffNotCounted",
+                f"{user} signed off as {other} already; {role} needs another person",
+            )  # fmt: skip
+            continue
+        record = SignOffRecord(status.step, role, user, turn.now)
+        signed[role] = record
+        turn.update(sign_offs=(*turn.status.sign_offs, record))
+        turn.announce("Normal", "SignedOff", f"{where}: {role} signed off by {user}")
+    done = [f"{r} {signed[r].user}" for r in roles if r in signed]
+    if len(done) == len(roles):
+        turn.condition(APPROVED, "True", "SignedOff", f"{where} signed off by {', '.join(done)}")
+        _enter_step(turn, status.step + 1)
+        return
+    waiting = [r for r in roles if r not in signed]
+    message = f"{where}: waiting for sign-offs by {', '.join(waiting)}"
+    if done:
+        message += f" (signed: {', '.join(done)})"
+    turn.update(message=message)
+    _candidate_ok(turn)
+
+
+def _current_sign_offs(status: RolloutStatus) -> list[SignOffRecord]:
+    """The sign-offs counted for the current step (earlier attempts' stay in the record)."""
+    started = status.step_started_at if status.step_started_at is not None else 0.0
+    return [r for r in status.sign_offs if r.step == status.step and r.at >= started]
+
+
+def _unsigned_roles_ahead(turn: _Turn) -> str:
+    """The sign-offs a promote would skip, in words ("" when none)."""
+    status = turn.status
+    if status.phase in TERMINAL_PHASES or status.phase is Phase.PROMOTING:
+        return ""
+    signed = {r.role for r in _current_sign_offs(status)}
+    missing = []
+    for index in range(status.step, len(turn.spec.steps)):
+        step = turn.spec.steps[index]
+        if isinstance(step, ApprovalStep) and step.roles:
+            roles = [r for r in step.roles if index != status.step or r not in signed]
+            if roles:
+                missing.append(f"step {index + 1}'s sign-offs by {', '.join(roles)}")
+    return "; ".join(missing)
+
+
+def _significantly_better(turn: _Turn) -> str:
+    """Why the shadow step may end early ("" when it may not): asked for, and the sequential
+    test decided ``better`` on a round taken in this step."""
+    compare, verdict = turn.spec.analysis.shadow_compare, turn.status.shadow_verdict
+    if (
+        turn.status.phase is not Phase.SHADOW
+        or compare is None
+        or compare.test is not ShadowTest.SEQUENTIAL
+        or not compare.promote_early
+        or verdict is None
+        or verdict.decision is not Decision.BETTER
+    ):
+        return ""
+    return f"candidate significantly better in shadow after {verdict.pairs} pairs: leaving early"
+
+
+def _refresh_gate(turn: _Turn) -> None:
+    """``status.gate``: what the current step waits for, in a few words."""
+    status = turn.status
+    gate = ""
+    if status.phase is Phase.VERIFYING and status.verification is not None:
+        gate = f"verify {status.verification.state}"
+    elif status.phase is Phase.AWAITING_APPROVAL and status.step < len(turn.spec.steps):
+        step = turn.spec.steps[status.step]
+        if isinstance(step, ApprovalStep) and step.roles:
+            gate = f"sign-offs {len(_current_sign_offs(status))}/{len(step.roles)}"
+        else:
+            gate = "approval"
+    elif status.phase is Phase.SHADOW and status.shadow_verdict is not None:
+        verdict = status.shadow_verdict
+        gate = f"pairs {verdict.pairs} {verdict.decision.value}"
+    turn.update(gate=gate)
+
+
+def _token(now: float) -> str:
+    """A short name part unique per step entry: the milliseconds, in base 36."""
+    digits, value = "0123456789abcdefghijklmnopqrstuvwxyz", int(now * 1000)
+    out = ""
+    while value:
+        value, rest = divmod(value, 36)
+        out = digits[rest] + out
+    return out[-8:] or "0"
+
+
 # --- analysis -----------------------------------------------------------------------------------
 
 
@@ -472,6 +757,8 @@ def _judge(turn: _Turn, report: AnalysisReport) -> None:
         turn.spec, status.counters, status.active_warnings, report, status.phase
     )
     turn.update(counters=verdict.counters, active_warnings=verdict.active_warnings)
+    if report.sequential is not None and status.phase is Phase.SHADOW:
+        turn.update(shadow_verdict=report.sequential)
     for text in verdict.started:
         turn.announce("Warning", "AnalysisWarning", text)
     for text in verdict.cleared:

@@ -22,8 +22,10 @@ from rollout_operator.model import (
     AnalysisReport,
     Comparison,
     Counters,
+    Decision,
     MetricResult,
     Phase,
+    SequentialVerdict,
     Verdict,
 )
 
@@ -34,6 +36,47 @@ WARNING = "Warning"
 APPROVED = "Approved"
 ROLLED_BACK = "RolledBack"
 ROUTE_ACCEPTED = "RouteAccepted"
+VERIFIED = "Verified"
+
+HISTORY_LIMIT = 50  # phase and step changes kept in the status (the report's timeline)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """A phase or step the rollout entered: when, at what traffic, and why."""
+
+    phase: Phase
+    step: int
+    weight: int
+    mirror_percent: int
+    at: float
+    reason: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SignOffRecord:
+    """A role's sign-off the operator counted: at which step, by whom, when."""
+
+    step: int
+    role: str
+    user: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verify step's Job: its name, whether the operator created it (an absent Job that
+    was created was deleted), its state, and the figures its container reported."""
+
+    job: str
+    step: int
+    started_at: float
+    state: str = "Creating"  # Creating | Waiting | Running | Passed | Failed
+    created: bool = False
+    started: bool = False  # a container of the Job ran (a Job that never starts ends clearly)
+    reason: str = ""
+    result: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +108,14 @@ class RolloutStatus:
     candidate_revision: str = ""
     observed_generation: int | None = None
     last_command: str = ""  # the command annotation value last acted on (commands.py)
+    history: tuple[HistoryEntry, ...] = ()
+    sign_offs: tuple[SignOffRecord, ...] = ()  # counted sign-offs, all steps, this attempt
+    # role -> the sign-off annotation's value when the current approval step began: only a
+    # value other than this one is a sign-off for this step.
+    approval_baseline: dict[str, str] = field(default_factory=dict)
+    verification: Verification | None = None
+    shadow_verdict: SequentialVerdict | None = None
+    gate: str = ""  # what the current step waits for, in a few words (a printer column)
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -88,6 +139,18 @@ class RolloutStatus:
             "candidateRevision": self.candidate_revision,
             "observedGeneration": self.observed_generation,
             "lastCommand": self.last_command,
+            "history": [_history_to_dict(h) for h in self.history],
+            "signOffs": [
+                {"step": o.step, "role": o.role, "user": o.user, "at": format_time(o.at)}
+                for o in self.sign_offs
+            ],
+            # a list, not a map: a merge patch replaces a list, but merges a map's keys
+            "approvalBaseline": [
+                {"role": role, "value": value} for role, value in self.approval_baseline.items()
+            ],
+            "verification": _verification_to_dict(self.verification),
+            "shadowVerdict": _verdict_to_dict(self.shadow_verdict),
+            "gate": self.gate,
         }
 
     @classmethod
@@ -118,6 +181,17 @@ class RolloutStatus:
             candidate_revision=str(data.get("candidateRevision") or ""),
             observed_generation=None if generation is None else int(generation),
             last_command=str(data.get("lastCommand") or ""),
+            history=tuple(_history_from_dict(h) for h in data.get("history") or ()),
+            sign_offs=tuple(
+                SignOffRecord(int(o["step"]), str(o["role"]), str(o["user"]), parse_time(o["at"]))
+                for o in data.get("signOffs") or ()
+            ),
+            approval_baseline={
+                str(b["role"]): str(b["value"]) for b in data.get("approvalBaseline") or ()
+            },
+            verification=_verification_from_dict(data.get("verification")),
+            shadow_verdict=_verdict_from_dict(data.get("shadowVerdict")),
+            gate=str(data.get("gate") or ""),
         )
 
 
@@ -238,4 +312,100 @@ def _report_from_dict(data: Mapping[str, Any]) -> AnalysisReport:
         rollback=tuple(kinds["rollback"]),
         warn=tuple(kinds["warn"]),
         shadow_compare=shadow[0] if shadow else None,
+    )
+
+
+def _history_to_dict(h: HistoryEntry) -> dict[str, Any]:
+    return {
+        "phase": h.phase.value,
+        "step": h.step,
+        "weight": h.weight,
+        "mirrorPercent": h.mirror_percent,
+        "at": format_time(h.at),
+        "reason": h.reason,
+        "message": h.message,
+    }
+
+
+def _history_from_dict(data: Mapping[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        phase=Phase(data["phase"]),
+        step=int(data.get("step") or 0),
+        weight=int(data.get("weight") or 0),
+        mirror_percent=int(data.get("mirrorPercent") or 0),
+        at=parse_time(data["at"]),
+        reason=str(data.get("reason") or ""),
+        message=str(data.get("message") or ""),
+    )
+
+
+def _verification_to_dict(v: Verification | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    return {
+        "job": v.job,
+        "step": v.step,
+        "startedAt": format_time(v.started_at),
+        "state": v.state,
+        "created": v.created,
+        "started": v.started,
+        "reason": v.reason,
+        "result": v.result,
+    }
+
+
+def _verification_from_dict(data: Mapping[str, Any] | None) -> Verification | None:
+    if not data:
+        return None
+    result = data.get("result")
+    return Verification(
+        job=str(data["job"]),
+        step=int(data.get("step") or 0),
+        started_at=parse_time(data["startedAt"]),
+        state=str(data.get("state") or "Creating"),
+        created=bool(data.get("created")),
+        started=bool(data.get("started")),
+        reason=str(data.get("reason") or ""),
+        result=dict(result) if isinstance(result, Mapping) else None,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _verdict_to_dict(v: SequentialVerdict | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    return {
+        "pairs": v.pairs,
+        "worse": v.worse,
+        "better": v.better,
+        "equal": v.equal,
+        "decision": v.decision.value,
+        "llr": _finite(v.llr),
+        "estimate": _finite(v.estimate),
+        "ciLow": _finite(v.ci_low),
+        "ciHigh": _finite(v.ci_high),
+        "meanRatio": _finite(v.mean_ratio),
+    }
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _verdict_from_dict(data: Mapping[str, Any] | None) -> SequentialVerdict | None:
+    if not data:
+        return None
+    return SequentialVerdict(
+        worse=int(data.get("worse") or 0),
+        better=int(data.get("better") or 0),
+        equal=int(data.get("equal") or 0),
+        decision=Decision(data.get("decision") or Decision.UNDECIDED.value),
+        llr=float(data.get("llr") or 0.0),
+        estimate=_optional_float(data.get("estimate")),
+        ci_low=_optional_float(data.get("ciLow")),
+        ci_high=_optional_float(data.get("ciHigh")),
+        mean_ratio=_optional_float(data.get("meanRatio")),
     )

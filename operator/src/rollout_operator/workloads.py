@@ -202,7 +202,7 @@ def _read_stable(apps_api: client.AppsV1Api, namespace: str, target: str) -> Obj
     return stable
 
 
-def _read_candidate(apps_api: client.AppsV1Api, namespace: str, target: str) -> Obj:
+def read_candidate(apps_api: client.AppsV1Api, namespace: str, target: str) -> Obj:
     name = candidate_name(target)
     found = _read_deployment(apps_api, namespace, name)
     if found is None:
@@ -386,7 +386,7 @@ def promote_stable(apps_api: client.AppsV1Api, namespace: str, target: str) -> s
 
     def attempt() -> str:
         stable = _read_stable(apps_api, namespace, target)
-        cand = _read_candidate(apps_api, namespace, target)
+        cand = read_candidate(apps_api, namespace, target)
         dst = main_container(stable["spec"]["template"])
         src = next(
             c for c in cand["spec"]["template"]["spec"]["containers"] if c["name"] == dst["name"]

@@ -72,6 +72,12 @@ def test_the_status_json_shape() -> None:
         "candidateRevision",
         "observedGeneration",
         "lastCommand",
+        "history",
+        "signOffs",
+        "approvalBaseline",
+        "verification",
+        "shadowVerdict",
+        "gate",
     }
     assert data["phase"] == "Shadow"
     assert data["stepStartedAt"] == "2027-01-15T08:00:00Z"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import re
 
-from rollout_operator.model import Comparison, Rule, ShadowCompare
+from rollout_operator.model import SEQUENTIAL_CHECK, Comparison, Rule, ShadowCompare
 
 SHADOW_COMPARE = "shadow-makespan-regression"
 MIN_WINDOW_S = 60
@@ -112,6 +112,31 @@ and on ()
   ))
   >= %d
 )"""
+
+
+# The sequential test's inputs: paired outcomes counted by the stable pods' app mirror since the
+# shadow step began ({{window}} is the step's age), and the mean candidate/stable ratio of them.
+SEQUENTIAL = SEQUENTIAL_CHECK
+SHADOW_PAIRS = """
+sum(increase(
+  scheduler_shadow_pairs_total{track="stable", namespace="{{namespace}}", outcome="%s"}[{{window}}]
+))"""
+SHADOW_PAIR_MEAN_RATIO = """
+sum(increase(
+  scheduler_shadow_pair_ratio_sum{track="stable", namespace="{{namespace}}"}[{{window}}]
+))
+/
+sum(increase(
+  scheduler_shadow_pair_ratio_count{track="stable", namespace="{{namespace}}"}[{{window}}]
+))"""
+PAIR_OUTCOMES = ("worse", "better", "equal")
+
+
+def sequential_rules() -> tuple[Rule, ...]:
+    """The sequential test's queries as rules (a rule is how a query gets rendered): one count
+    per outcome, then the mean ratio. Their comparisons are not used."""
+    counts = [Rule(f"pairs-{o}", SHADOW_PAIRS % o, Comparison.ABOVE, 0.0) for o in PAIR_OUTCOMES]
+    return (*counts, Rule("pair-mean-ratio", SHADOW_PAIR_MEAN_RATIO, Comparison.ABOVE, 0.0))
 
 
 def shadow_rule(compare: ShadowCompare) -> Rule:
