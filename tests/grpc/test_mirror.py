@@ -1,14 +1,16 @@
 """Mirroring to real grpc.aio shadow servers on loopback: delivery, switch-off, dead and slow
-shadows, TLS. Config changes go through the file and the watcher, as in a pod."""
+shadows, TLS, and the paired outcomes between a real stable scheduler and a real shadow one.
+Config changes go through the file and the watcher, as in a pod."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,19 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from jobshop_scheduler.api import pb, pb_grpc
+from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.planner import Planner
+from jobshop_scheduler.service.convert import problem_to_pb
+from jobshop_scheduler.service.faults import ENABLE_ENV, FaultConfig
 from jobshop_scheduler.service.mirror import Mirror
+from jobshop_scheduler.service.shadow_pairs import OUTCOMES, outcome
 from jobshop_scheduler.service.tls import server_credentials
 from testbed.pki import CertificateAuthority
 from testbed.process import free_port
+
+from .conftest import ServerFactory, ServerThread, base_config
 
 pytestmark = pytest.mark.grpc
 
@@ -251,3 +262,148 @@ async def test_mirrors_over_tls(tmp_path: Path) -> None:
     finally:
         await mirror.stop()
         await running.servers[0].stop(grace=None)
+
+
+# Paired outcomes between two real schedulers: the stable answers AUTO with the legacy rule, the
+# shadow with a weaker rule. Each mirrored request is judged independently here, by planning it
+# locally with the same rules, and the stable's pair counters must agree request by request.
+WEAK_RULE = "fifo"
+
+
+@dataclass
+class Pair:
+    stable: ServerThread
+    shadow: ServerThread
+    faults_file: Path
+
+    def counts(self) -> dict[str, float]:
+        return counts(self.stable.running.metrics.registry)
+
+    def pairs(self) -> dict[str, float]:
+        registry = self.stable.running.metrics.registry
+        return {
+            outcome: registry.get_sample_value(
+                "scheduler_shadow_pairs_total", {"track": TRACK, "outcome": outcome}
+            )
+            or 0.0
+            for outcome in OUTCOMES
+        }
+
+    def ratio(self, suffix: str) -> float:
+        registry = self.stable.running.metrics.registry
+        value = registry.get_sample_value(f"scheduler_shadow_pair_ratio_{suffix}", {"track": TRACK})
+        return value or 0.0
+
+    def schedule(self, request: pb.ScheduleRequest) -> pb.ScheduleResponse:
+        with grpc.insecure_channel(self.stable.address) as channel:
+            response: pb.ScheduleResponse = pb_grpc.SchedulerStub(channel).Schedule(
+                request, timeout=30
+            )
+        return response
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, server_thread: ServerFactory
+) -> Iterator[Pair]:
+    root = tmp_path_factory.mktemp("pair")
+    faults = root / "faults.json"
+    faults.write_text("")
+    shadow_config = base_config(
+        tiny_model_dir, track="shadow", default_policy=WEAK_RULE, faults_file=faults
+    )
+    with server_thread(shadow_config, environ={ENABLE_ENV: "1"}) as shadow:
+        mirror = write_config(root / "mirror.json", target=shadow.address, percent=100)
+        stable_config = base_config(
+            tiny_model_dir, track=TRACK, default_policy=LEGACY_RULE, mirror_config=mirror
+        )
+        with server_thread(stable_config) as stable:
+            yield Pair(stable, shadow, faults)
+
+
+def settle(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def local_makespan(problem: Problem, policy: str) -> int:
+    return Planner(None, default_policy=LEGACY_RULE).plan(problem, policy, 0).schedule.makespan
+
+
+def test_pairs_count_worse_better_and_equal_plans(pair: Pair) -> None:
+    before, pairs_before = pair.counts(), pair.pairs()
+    ratio_count, ratio_sum = pair.ratio("count"), pair.ratio("sum")
+    expected = dict.fromkeys(OUTCOMES, 0)
+    ratios = []
+    for seed in range(8):
+        problem = replace(production_like(12, seed=seed), request_id=f"pair-{seed}")
+        for policy in ("auto", "heuristic"):  # auto: each server's own rule; heuristic: legacy
+            candidate = local_makespan(problem, WEAK_RULE if policy == "auto" else "heuristic")
+            stable = local_makespan(problem, "heuristic")
+            expected[outcome(candidate, stable)] += 1
+            ratios.append(candidate / stable)
+            answer = pair.schedule(problem_to_pb(problem, policy, time_budget_ms=0))
+            assert answer.makespan == stable
+    assert min(expected.values()) > 0, expected  # the seeds give every outcome
+    assert expected["worse"] > expected["better"]  # the weaker rule loses on most
+    settle(lambda: pair.counts()["sent"] - before["sent"] == 16)
+    gained = {o: pair.pairs()[o] - pairs_before[o] for o in OUTCOMES}
+    assert gained == expected
+    assert pair.ratio("count") - ratio_count == 16
+    assert pair.ratio("sum") - ratio_sum == pytest.approx(sum(ratios))
+
+
+def mirror_once_under(pair: Pair, faults: FaultConfig) -> tuple[dict[str, float], bool]:
+    """With ``faults`` on the shadow, one request to the stable: its mirror counts' change and
+    whether any pair was counted for it."""
+    injector = pair.shadow.running.servicer.faults
+    assert injector is not None
+    write_config(pair.faults_file, **dataclasses.asdict(faults))
+    settle(lambda: injector.current() == faults)
+    before, pairs_before = pair.counts(), pair.pairs()
+    problem = replace(production_like(10, seed=3), request_id="no-pair")
+    pair.schedule(problem_to_pb(problem, "auto", time_budget_ms=0))
+    settle(lambda: sum(pair.counts().values()) > sum(before.values()))
+    change = {key: value - before[key] for key, value in pair.counts().items()}
+    return change, pair.pairs() != pairs_before
+
+
+def test_errors_and_partial_plans_make_no_pair(pair: Pair) -> None:
+    try:
+        partial = mirror_once_under(pair, FaultConfig(drop_job_fraction=0.5))
+        assert partial == ({"sent": 1, "failed": 0, "dropped": 0}, False)
+        failed = mirror_once_under(pair, FaultConfig(error_rate=1.0))
+        assert failed == ({"sent": 0, "failed": 1, "dropped": 0}, False)
+    finally:
+        injector = pair.shadow.running.servicer.faults
+        pair.faults_file.write_text("")
+        settle(lambda: injector is not None and injector.current() == FaultConfig())
+
+    # A request the stable refuses is neither mirrored nor paired, as before pairing existed.
+    before, pairs_before = pair.counts(), pair.pairs()
+    with pytest.raises(grpc.RpcError) as refused:
+        pair.schedule(pb.ScheduleRequest(request_id="refused"))
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    time.sleep(0.3)
+    assert pair.counts() == before and pair.pairs() == pairs_before
+
+
+def test_machine_time_saved_is_the_makespan_gain_times_the_machines(pair: Pair) -> None:
+    registry = pair.stable.running.metrics.registry
+    labels = {"track": TRACK}
+
+    def saved() -> float:
+        return registry.get_sample_value("scheduler_machine_time_saved_total", labels) or 0.0
+
+    before = saved()
+    expected = 0
+    for seed in (1, 2):
+        problem = replace(production_like(12, seed=seed), request_id=f"saved-{seed}")
+        answer = pair.schedule(problem_to_pb(problem, "ppo", time_budget_ms=0))  # untrained model
+        expected += (local_makespan(problem, "heuristic") - answer.makespan) * len(problem.machines)
+    assert expected != 0  # the untrained policy does not tie the legacy rule
+    assert saved() - before == expected
+    pair.schedule(problem_to_pb(production_like(12, seed=4), "heuristic", time_budget_ms=0))
+    assert saved() - before == expected  # the legacy rule's own answer saves nothing

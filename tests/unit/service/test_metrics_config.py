@@ -25,6 +25,7 @@ def test_series_exist_from_the_start_with_the_track() -> None:
         'scheduler_fallback_total{reason="no_model",track="canary"} 0.0',
         'scheduler_request_duration_seconds_count{track="canary"} 0.0',
         'scheduler_makespan_ratio_count{track="canary"} 0.0',
+        'scheduler_machine_time_saved_total{track="canary"} 0.0',
     ):
         assert line in text, line
     assert "scheduler_model_info{" not in text  # only once a model is loaded
@@ -35,8 +36,9 @@ def test_recording() -> None:
     metrics.record_call(grpc.StatusCode.OK, 0.02)
     metrics.record_call(grpc.StatusCode.UNAUTHENTICATED)  # counted, not timed
     metrics.record_requested(20)
-    metrics.record_answer(18, makespan=90, baseline_makespan=100, batches=1)
-    metrics.record_answer(5, makespan=50, baseline_makespan=50, batches=3)
+    metrics.record_answer(18, makespan=90, baseline_makespan=100, batches=1, machines=4)
+    metrics.record_answer(5, makespan=50, baseline_makespan=50, batches=3, machines=7)
+    metrics.record_answer(2, makespan=30, baseline_makespan=24, batches=1, machines=3)
     metrics.record_fallback("policy_error")
     metrics.record_fallback("")
     metrics.set_model("v1", "a" * 64)
@@ -45,8 +47,10 @@ def test_recording() -> None:
     for line in (
         'scheduler_requests_total{code="UNAUTHENTICATED",track="stable"} 1.0',
         'scheduler_request_duration_seconds_count{track="stable"} 1.0',
-        'scheduler_jobs_scheduled_total{track="stable"} 23.0',
-        'scheduler_makespan_ratio_sum{track="stable"} 1.9',
+        'scheduler_jobs_scheduled_total{track="stable"} 25.0',
+        'scheduler_makespan_ratio_sum{track="stable"} 3.15',
+        # (100 - 90) x 4 + 0 x 7 + (24 - 30) x 3: an answer longer than the rule's costs time
+        'scheduler_machine_time_saved_total{track="stable"} 22.0',
         'scheduler_batches_total{track="stable"} 3.0',
         'scheduler_fallback_total{reason="policy_error",track="stable"} 1.0',
         f'scheduler_model_info{{sha256="{"b" * 64}",track="stable",version="v2"}} 1.0',

@@ -6,6 +6,10 @@ request goes into a bounded queue, and when the queue is full it is dropped and 
 tasks send queued requests to the shadow; their failures are counted and logged (rate limited),
 never propagated. A config the scheduler cannot use is logged once and the previous one is kept:
 a typo in a ConfigMap must not take the serving pods down.
+
+The copy is offered after this pod answered, with its own answer: when the shadow's answer
+comes back, the two plans for the same request make one pair (``shadow_pairs``), the evidence
+the operator's sequential shadow verdict counts.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from jobshop_scheduler.service.mirror_config import (
     read_api_key,
 )
 from jobshop_scheduler.service.sampling import sampled
+from jobshop_scheduler.service.shadow_pairs import ShadowPairs, complete_makespan
 from jobshop_scheduler.service.watched_file import ConfigWatcher
 
 log = logging.getLogger(__name__)
@@ -39,7 +44,15 @@ log = logging.getLogger(__name__)
 MIRRORED_FROM_HEADER = "x-mirrored-from"
 OUTCOMES = ("sent", "failed", "dropped")
 _WARN_EVERY_S = 30.0
-_Copy = tuple[pb.ScheduleRequest, str | None]  # a queued request and its caller's API key
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """A queued request, its caller's API key and the makespan of this pod's complete answer."""
+
+    request: pb.ScheduleRequest
+    api_key: str | None
+    stable_makespan: int | None
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,7 @@ class Mirror:
             registry=registry,
         )
         depth.labels(track=track).set_function(self._queue.qsize)
+        self._pairs = ShadowPairs(registry, track)
 
     @property
     def config(self) -> MirrorConfig | None:
@@ -164,10 +178,16 @@ class Mirror:
             await target.channel.close(None)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
-    def offer(self, request: pb.ScheduleRequest, api_key: str | None = None) -> bool:
+    def offer(
+        self,
+        request: pb.ScheduleRequest,
+        api_key: str | None = None,
+        answer: pb.ScheduleResponse | None = None,
+    ) -> bool:
         """Queue ``request`` for the shadow if sampled; True if queued. Never blocks or raises.
         ``api_key``: the caller's, sent with the copy unless the config names a key file, as a
-        gateway's mirror copies the request's headers (the shadow checks keys like the stable)."""
+        gateway's mirror copies the request's headers (the shadow checks keys like the stable).
+        ``answer``: this pod's own answer, which the shadow's is paired with (None: no pair)."""
         try:
             target = self._target
             if target is None or self._loop is None:
@@ -176,7 +196,7 @@ class Mirror:
                 return False
             if not self._sampled(request.request_id, target.config.percent):
                 return False
-            self._queue.put_nowait((request, api_key))
+            self._queue.put_nowait(_Copy(request, api_key, complete_makespan(answer)))
         except asyncio.QueueFull:
             self._outcomes["dropped"].inc()
             return False
@@ -247,22 +267,22 @@ class Mirror:
 
     async def _work(self) -> None:
         while True:
-            request, api_key = await self._queue.get()
+            copy = await self._queue.get()
             try:
-                await self._send(request, api_key)
+                await self._send(copy)
             finally:
                 self._queue.task_done()
 
-    async def _send(self, request: pb.ScheduleRequest, api_key: str | None) -> None:
+    async def _send(self, copy: _Copy) -> None:
         target = self._target
         if target is None:
             return  # mirroring was turned off while the request waited
         metadata = target.metadata
-        if api_key is not None and target.config.api_key_file is None:
-            metadata = (*metadata, (API_KEY_HEADER, api_key))
+        if copy.api_key is not None and target.config.api_key_file is None:
+            metadata = (*metadata, (API_KEY_HEADER, copy.api_key))
         try:
-            await target.call(
-                request,
+            response = await target.call(
+                copy.request,
                 timeout=target.config.timeout_ms / 1000,
                 metadata=metadata,
                 wait_for_ready=False,
@@ -278,6 +298,7 @@ class Mirror:
             self._failed(target, type(exc).__name__)
         else:
             self._outcomes["sent"].inc()
+            self._pairs.record(copy.stable_makespan, response)
 
     def _failed(self, target: _Target, reason: str) -> None:
         self._outcomes["failed"].inc()

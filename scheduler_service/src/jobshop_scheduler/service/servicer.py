@@ -245,8 +245,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         response = plan_to_pb(plan, latency_ms)
         self._finish(call, started, grpc.StatusCode.OK)
         if self.mirror is not None and not _was_mirrored(context):
-            # O(1), never blocks: the shadow is fed after we answer
-            self.mirror.offer(request, _api_key(context))
+            # O(1), never blocks: the shadow is fed after we answer, and its answer is paired
+            # with ours. Refused or failed calls never get here: nothing to mirror or pair.
+            self.mirror.offer(request, _api_key(context), response)
         return response
 
     async def _answer(self, call: _Call) -> Plan:
@@ -301,7 +302,11 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
     def _measure(self, plan: Plan) -> None:
         scheduled = len(plan.problem.jobs) - len(unscheduled_jobs(plan.problem, plan.report))
         self.metrics.record_answer(
-            scheduled, plan.schedule.makespan, plan.baseline_makespan, plan.batches
+            scheduled,
+            plan.schedule.makespan,
+            plan.baseline_makespan,
+            plan.batches,
+            len(plan.problem.machines),
         )
         self.metrics.record_fallback(plan.fallback_kind)
         if plan.search.time_budget_ms > 0:
