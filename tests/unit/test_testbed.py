@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from testbed import MissingBinaryError, ServerStartError, binaries
+from testbed.node import MAX_MESSAGE_BYTES, TERMINATION_PATH, termination_message, translate
 from testbed.pki import CertificateAuthority
 from testbed.process import ManagedProcess
 
@@ -89,3 +90,20 @@ def test_missing_server_fails_under_ci_and_skips_locally(
     result.assert_outcomes(**{outcome: 1})
     expected = "CI=true and a required test server is missing" if ci else "scripts/test-deps"
     result.stdout.fnmatch_lines([f"*{expected}*"])
+
+
+def test_termination_message_is_the_file_or_a_failed_containers_log_tail(tmp_path: Path) -> None:
+    """The node's stand-in for the kubelet's terminationMessagePath handling."""
+    message, log = tmp_path / "pod.termination-log", tmp_path / "pod.log"
+    log.write_bytes(b"".join(f"line {i}\n".encode() for i in range(200)))
+    message.write_bytes(b'{"passed": true}' + b"x" * 5000)
+    text = termination_message(message, log, failed=False, policy="File")
+    assert text.startswith('{"passed": true}') and len(text) == MAX_MESSAGE_BYTES
+    message.write_bytes(b"")
+    assert termination_message(message, log, failed=True, policy="File") == ""
+    tail = termination_message(message, log, failed=True, policy="FallbackToLogsOnError")
+    assert tail.endswith("line 199\n") and "line 119\n" not in tail  # the last 80 lines
+    assert termination_message(message, log, failed=False, policy="FallbackToLogsOnError") == ""
+    mounts = [(TERMINATION_PATH, str(message))]
+    assert translate(f"--result-file={TERMINATION_PATH}", mounts) == f"--result-file={message}"
+    assert translate(TERMINATION_PATH, mounts) == str(message)

@@ -62,6 +62,19 @@ def verify_args(step: VerifyStep, routing: RoutingSpec, namespace: str) -> list[
     return args
 
 
+def _model_dir_args(container: Obj) -> list[str]:
+    """The server's ``--model-dir`` as the template passes it (``--model-dir=D`` or
+    ``--model-dir D``): the check compares the model the candidate serves with the one its
+    image ships. A template that sets ``SCHEDULER_MODEL_DIR`` instead keeps it in the env."""
+    args = [str(a) for a in container.get("args") or []]
+    for i, arg in enumerate(args):
+        if arg.startswith("--model-dir="):
+            return [arg]
+        if arg == "--model-dir" and i + 1 < len(args):
+            return [arg, args[i + 1]]
+    return []
+
+
 def build_job(
     candidate: Obj,
     step: VerifyStep,
@@ -82,7 +95,7 @@ def build_job(
     spec["restartPolicy"] = "Never"
     for key in _DROPPED:
         container.pop(key, None)
-    container["args"] = verify_args(step, routing, namespace)
+    container["args"] = verify_args(step, routing, namespace) + _model_dir_args(container)
     container["terminationMessagePath"] = TERMINATION_LOG
     container["terminationMessagePolicy"] = "File"
     volumes = [v for v in spec.get("volumes") or [] if v.get("name") != "verify-requests"]

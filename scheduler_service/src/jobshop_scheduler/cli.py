@@ -93,6 +93,10 @@ COMMANDS: dict[str, Command] = {
         "add_verify_model_arguments",
         "run_verify_model",
     ),
+    "verify-candidate": Command(
+        "jobshop_scheduler.verify_cli",
+        "replay recorded requests and a load test against a candidate server (a rollout's gate)",
+    ),
     "backup-model": Command(
         "jobshop_scheduler.ops.cli",
         "keep a timestamped, checksum-verified copy of the model",

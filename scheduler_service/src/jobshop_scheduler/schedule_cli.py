@@ -30,7 +30,7 @@ from jobshop_scheduler.planner import Planner, PolicyUnavailable
 from jobshop_scheduler.rl.model_store import ModelError, load_model
 
 
-def _read_problem(path: Path) -> tuple[Problem, str, int | None]:
+def read_request(path: Path) -> tuple[Problem, str, int | None]:
     """The request's problem, policy and time budget, or a CliError naming the file and field."""
     try:
         doc = read_document(path)
@@ -96,7 +96,7 @@ def _output(
 def run(args: argparse.Namespace) -> int:
     if args.local == bool(args.target):
         raise CliError("give either --local (schedule in this process) or --target HOST:PORT")
-    problem, requested, requested_budget = _read_problem(args.file)
+    problem, requested, requested_budget = read_request(args.file)
     policy = args.policy or requested
     budget = args.time_budget_ms if args.time_budget_ms is not None else requested_budget
     if args.target:
@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rpc_error(exc: grpc.RpcError) -> CliError:
+def rpc_error(exc: grpc.RpcError) -> CliError:
+    """``CODE: details``; exit 2 when the caller is at fault (bad request, key), else 1."""
     code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
     caller_fault = code in (
@@ -146,7 +147,7 @@ def _schedule_remote(
             tls_ca=args.tls_ca, timeout=args.timeout,
         )  # fmt: skip
     except grpc.RpcError as exc:
-        raise _rpc_error(exc) from exc
+        raise rpc_error(exc) from exc
     except (client.ClientError, OSError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     response = response_from_pb(answer)
@@ -167,7 +168,7 @@ def run_health(args: argparse.Namespace) -> int:
             args.target, tls_ca=args.tls_ca, timeout=args.timeout, service=args.service
         )
     except grpc.RpcError as exc:
-        raise CliError(f"{args.target}: {_rpc_error(exc)}", code=1) from exc
+        raise CliError(f"{args.target}: {rpc_error(exc)}", code=1) from exc
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     print(status)

@@ -9,8 +9,8 @@ The real kube-scheduler binds pods to this node and the real controllers do ever
   (an image's entrypoint is ``entrypoint``: the scheduler image's ``schedctl``), its env with
   ``valueFrom.fieldRef`` (``status.podIP``, ``metadata.name``, ...) and ``$(VAR)`` expansion,
   ``hostPath`` volumes as path translation from the mount path to the host path, and
-  ``configMap`` volumes as files under the pod's folder, kept in step with the ConfigMap each
-  second (the kubelet's sync, faster) and translated the same way;
+  ``configMap`` and ``secret`` volumes as files under the pod's folder, kept in step with their
+  source each second (the kubelet's sync, faster) and translated the same way;
 - gives each Pod its own IP from ``POD_CIDR`` (the platform's network namespace routes the range
   to its loopback, see ``scripts/netns``) and, with ``cluster_dns`` (the kubelet's
   ``--cluster-dns``), its own ``/etc/resolv.conf`` for ``dnsPolicy: ClusterFirst``: the
@@ -18,7 +18,12 @@ The real kube-scheduler binds pods to this node and the real controllers do ever
   pod's own (``unshare -m``), as the kubelet mounts it into a container; reports phase, IPs and
   container state, and the Ready
   condition from the readiness probe (gRPC health, TCP or none);
-- restarts exited containers as ``restartPolicy`` says, or ends the Pod Succeeded/Failed;
+- restarts exited containers as ``restartPolicy`` says, or ends the Pod Succeeded/Failed with
+  the container's exit code, reason (Completed/Error) and termination message: each start gets
+  an empty host file for the container's ``terminationMessagePath`` (default
+  ``/dev/termination-log``, translated in args and env like a mount) whose first 4096 bytes
+  become ``state.terminated.message`` (``FallbackToLogsOnError``: the log's tail when the file
+  is empty and the container failed), as a Job's Pod reports its result to its controller;
 - on deletion runs the ``preStop`` sleep, sends SIGTERM, SIGKILLs after the grace period, then
   removes the Pod object, as the kubelet does.
 
@@ -28,6 +33,7 @@ Deployment, which the server honours only when the pod's env has ``SCHEDULER_ENA
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import functools
@@ -67,6 +73,10 @@ HEARTBEAT_S = 5.0
 LEASE_SECONDS = 40
 PROBE_PERIOD_S = 1.0  # the test platform probes each second, whatever periodSeconds says
 KUBELET_VERSION = "v1.33.13"
+TERMINATION_PATH = "/dev/termination-log"  # the API's default terminationMessagePath
+MAX_MESSAGE_BYTES = 4096  # the kubelet's cap on a termination message
+FALLBACK_LOG_LINES = 80  # FallbackToLogsOnError: the log's last lines, at most 2048 bytes
+FALLBACK_LOG_BYTES = 2048
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 # argv prefix: a mount namespace of the pod's own with its resolv.conf (the next argument) over
 # /etc/resolv.conf, then exec the container's command (same PID: signals reach the server).
@@ -123,6 +133,22 @@ def translate(value: str, mounts: list[tuple[str, str]]) -> str:
     return value
 
 
+def termination_message(path: Path, log_file: Path, *, failed: bool, policy: str) -> str:
+    """The kubelet's message for a terminated container: the first 4096 bytes of its
+    ``terminationMessagePath`` file; with ``FallbackToLogsOnError``, a failed container whose
+    file is empty gets the tail of its log instead."""
+    try:
+        with path.open("rb") as file:
+            message = file.read(MAX_MESSAGE_BYTES)
+    except OSError:
+        message = b""
+    if not message and failed and policy == "FallbackToLogsOnError":
+        with contextlib.suppress(OSError):
+            lines = log_file.read_bytes().splitlines(keepends=True)[-FALLBACK_LOG_LINES:]
+            message = b"".join(lines)[-FALLBACK_LOG_BYTES:]
+    return message.decode(errors="replace")
+
+
 @dataclass
 class PodProcess:
     """A running (or finished) pod: its process, address and what was last reported."""
@@ -140,6 +166,9 @@ class PodProcess:
     projected_at: float = 0.0
     terminating: bool = False
     finished: bool = False
+    exit_code: int | None = None  # once finished
+    finished_at: str = ""
+    message: str = ""  # the termination message, once finished
     proc: subprocess.Popen[bytes] | None = None
     reported: Obj = field(default_factory=dict)
 
@@ -324,7 +353,7 @@ class ProcessNode:
             if (body.get("status") or {}).get("phase") in ("Succeeded", "Failed") and pod is None:
                 continue
             running = pod or self._admit(body)
-            if not running.terminating and not running.finished:
+            if not running.terminating:
                 self._tend(running)
 
     def _admit(self, body: Obj) -> PodProcess:
@@ -369,29 +398,55 @@ class ProcessNode:
             for m in pod.container.get("volumeMounts") or []
             if m["name"] in volumes
         ]
+        mounts.append((self._termination_path(pod), str(self._termination_file(pod))))
         return sorted(mounts, key=lambda m: -len(m[0]))
 
+    def _termination_path(self, pod: PodProcess) -> str:
+        return str(pod.container.get("terminationMessagePath") or TERMINATION_PATH)
+
+    def _termination_file(self, pod: PodProcess) -> Path:
+        """The host file behind the container's terminationMessagePath (one per pod)."""
+        return self.workdir / pod.namespace / f"{pod.name}.termination-log"
+
+    def _log_file(self, pod: PodProcess) -> Path:
+        return self.workdir / pod.namespace / f"{pod.name}.log"
+
     def _config_maps(self, pod: PodProcess) -> dict[str, tuple[Path, Obj]]:
-        """The pod's configMap volumes: name -> (the folder that holds its files, its source)."""
+        """The pod's configMap and secret volumes: name -> (the folder that holds its files,
+        its source; a secret's as ``{"name": ..., "secret": True}``)."""
         base = self.workdir / pod.namespace / f"{pod.name}.volumes"
-        return {
-            v["name"]: (base / v["name"], v["configMap"])
-            for v in pod.spec.get("volumes") or []
-            if "configMap" in v
-        }
+        found = {}
+        for v in pod.spec.get("volumes") or []:
+            if "configMap" in v:
+                found[v["name"]] = (base / v["name"], v["configMap"])
+            elif "secret" in v:
+                source = v["secret"]
+                found[v["name"]] = (
+                    base / v["name"],
+                    {"name": source["secretName"], "items": source.get("items"), "secret": True},
+                )
+        return found
+
+    def _volume_data(self, namespace: str, source: Obj) -> dict[str, str]:
+        """A configMap's data, or a secret's decoded; empty when it does not exist."""
+        if source.get("secret"):
+            secret = none_if_missing(
+                functools.partial(self.core.read_namespaced_secret, source["name"], namespace)
+            )
+            raw = (secret.data if secret is not None else None) or {}
+            return {k: base64.b64decode(v).decode() for k, v in raw.items()}
+        read = functools.partial(self.core.read_namespaced_config_map, source["name"], namespace)
+        found = none_if_missing(read)
+        return (found.data if found is not None else None) or {}
 
     def _project(self, pod: PodProcess) -> None:
-        """Write each configMap volume's keys as files (only what changed, each replaced at
-        once, so a server watching a file never reads half of it); a missing optional
-        ConfigMap is an empty folder."""
+        """Write each configMap (and secret) volume's keys as files (only what changed, each
+        replaced at once, so a server watching a file never reads half of it); a missing
+        optional ConfigMap is an empty folder."""
         pod.projected_at = time.monotonic()
         for folder, source in self._config_maps(pod).values():
             folder.mkdir(parents=True, exist_ok=True)
-            read = functools.partial(
-                self.core.read_namespaced_config_map, source["name"], pod.namespace
-            )
-            found = none_if_missing(read)
-            data: dict[str, str] = (found.data if found is not None else None) or {}
+            data = self._volume_data(pod.namespace, source)
             items = source.get("items") or [{"key": key, "path": key} for key in data]
             files = {item["path"]: data[item["key"]] for item in items if item["key"] in data}
             for stale in set(p.name for p in folder.iterdir()) - set(files):
@@ -405,6 +460,9 @@ class ProcessNode:
 
     def _launch(self, pod: PodProcess) -> None:
         self._project(pod)
+        termination = self._termination_file(pod)
+        termination.parent.mkdir(parents=True, exist_ok=True)
+        termination.write_bytes(b"")  # each start writes its own message, as the kubelet's
         env = self._environment(pod)
         mounts = self._mounts(pod)
         container = pod.container
@@ -413,8 +471,7 @@ class ProcessNode:
         if self.faults_dir is not None and pod.deployment:
             argv += ["--faults-file", str(self.faults_file(pod.namespace, pod.deployment))]
         env = {k: translate(v, mounts) for k, v in env.items()}
-        logfile = self.workdir / pod.namespace / f"{pod.name}.log"
-        logfile.parent.mkdir(parents=True, exist_ok=True)
+        logfile = self._log_file(pod)
         if self.cluster_dns and pod.spec.get("dnsPolicy", "ClusterFirst") == "ClusterFirst":
             resolv = logfile.with_suffix(".resolv.conf")
             resolv.write_text(resolv_conf(pod.namespace, self.cluster_dns, self.cluster_domain))
@@ -433,8 +490,12 @@ class ProcessNode:
         self._report(pod)
 
     def _tend(self, pod: PodProcess) -> None:
-        """Restart or finish an exited container; probe readiness; report what changed."""
+        """Restart or finish an exited container; probe readiness; report what changed (a
+        finished pod's report is retried until the API server took it)."""
         assert pod.proc is not None
+        if pod.finished:
+            self._report(pod)
+            return
         code = pod.proc.poll()
         if code is not None:
             policy = pod.spec.get("restartPolicy", "Always")
@@ -443,8 +504,7 @@ class ProcessNode:
                 pod.restarts += 1
                 self._launch(pod)
                 return
-            pod.finished = True
-            self._report(pod, exit_code=code)
+            self._finish(pod, code)
             return
         now = time.monotonic()
         if now - pod.projected_at >= PROBE_PERIOD_S:
@@ -470,13 +530,23 @@ class ProcessNode:
             return False
         return True
 
-    def _report(self, pod: PodProcess, exit_code: int | None = None) -> None:
+    def _finish(self, pod: PodProcess, code: int) -> None:
+        policy = str(pod.container.get("terminationMessagePolicy") or "File")
+        pod.message = termination_message(
+            self._termination_file(pod), self._log_file(pod), failed=code != 0, policy=policy
+        )
+        pod.exit_code, pod.finished_at, pod.finished = code, _now(), True
+        log.info("pod %s/%s finished (exit %d)", pod.namespace, pod.name, code)
+        self._report(pod)
+
+    def _report(self, pod: PodProcess) -> None:
         container = pod.container
+        exit_code = pod.exit_code if pod.finished else None
         if exit_code is None:
             state: Obj = {"running": {"startedAt": pod.started_at}}
             phase = "Running"
         else:
-            state = {"terminated": {"exitCode": exit_code, "finishedAt": _now()}}
+            state = {"terminated": _terminated(pod, exit_code)}
             phase = "Succeeded" if exit_code == 0 else "Failed"
         ready = "True" if pod.ready and exit_code is None else "False"
         conditions: list[Obj] = [
@@ -543,6 +613,19 @@ class ProcessNode:
         )
         with contextlib.suppress(ApiException):  # already gone
             self.core.delete_namespaced_pod(name, namespace, body=options, _preload_content=False)
+
+
+def _terminated(pod: PodProcess, exit_code: int) -> Obj:
+    """``state.terminated`` as the kubelet writes it (an empty message is left out)."""
+    state: Obj = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "startedAt": pod.started_at,
+        "finishedAt": pod.finished_at,
+    }
+    if pod.message:
+        state["message"] = pod.message
+    return state
 
 
 def _deployment_of(meta: Obj) -> str:

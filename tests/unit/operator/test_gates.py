@@ -196,7 +196,8 @@ def test_the_job_is_built_from_the_candidate_without_its_labels_probes_or_sideca
                 "metadata": {"labels": {"app": "scheduler", "track": "shadow"}},
                 "spec": {
                     "containers": [
-                        {"name": "scheduler", "image": "img:2", "args": ["serve"],
+                        {"name": "scheduler", "image": "img:2",
+                         "args": ["serve", "--model-dir", "/models/m", "--port=1"],
                          "readinessProbe": {"grpc": {"port": 50051}},
                          "ports": [{"containerPort": 50051}],
                          "volumeMounts": [{"name": "model", "mountPath": "/models"}]},
@@ -221,8 +222,9 @@ def test_the_job_is_built_from_the_candidate_without_its_labels_probes_or_sideca
         "verify-candidate", "--candidate", "scheduler-canary.plant.svc:50051",
         "--stable", "scheduler.plant.svc:50051",
     ]  # fmt: skip
-    assert container["args"][-6:] == [
+    assert container["args"][-8:] == [
         "--concurrency", "4", "--load-requests", "100", "--p99-limit-seconds", "1",
+        "--model-dir", "/models/m",
     ]  # fmt: skip
     assert pod["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] == 0

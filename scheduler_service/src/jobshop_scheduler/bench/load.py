@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -31,6 +32,7 @@ from jobshop_scheduler.domain.model import Alternative, Job, Operation, Problem
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard_arrays
 from jobshop_scheduler.service.auth import API_KEY_HEADER
+from jobshop_scheduler.service.client import open_channel
 from jobshop_scheduler.service.convert import problem_to_pb
 
 CLASSIC_MACHINES = 20
@@ -159,6 +161,7 @@ def _worker(
     run: _Run,
     payloads: Sequence[bytes],
     metadata: tuple[tuple[str, str], ...],
+    timeout_s: float,
 ) -> None:
     call = channel.unary_unary(
         SCHEDULE_METHOD,
@@ -168,7 +171,7 @@ def _worker(
     while (i := run.next_index()) is not None:
         started = time.perf_counter()
         try:
-            answer = call(payloads[i % len(payloads)], timeout=CALL_TIMEOUT_S, metadata=metadata)
+            answer = call(payloads[i % len(payloads)], timeout=timeout_s, metadata=metadata)
         except grpc.RpcError as exc:
             code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
@@ -186,8 +189,13 @@ def drive(
     duration_s: float | None = None,
     api_key: str | None = None,
     on_done: Callable[[], object] | None = None,
+    tls_ca: Path | None = None,
+    timeout_s: float = CALL_TIMEOUT_S,
 ) -> LoadResult:
-    """Keep ``concurrency`` calls in flight until ``requests`` were issued or time is up."""
+    """Keep ``concurrency`` calls in flight until ``requests`` were issued or time is up.
+
+    ``timeout_s`` bounds each call; ``tls_ca``: a TLS channel trusting that CA.
+    """
     if not payloads or concurrency < 1 or (requests is None and duration_s is None):
         raise ValueError("drive needs payloads, concurrency >= 1 and a request count or duration")
     until = time.monotonic() + duration_s if duration_s is not None else None
@@ -197,10 +205,12 @@ def drive(
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
-    with grpc.insecure_channel(address, options=options) as channel:
+    with open_channel(address, tls_ca, options) as channel:
         threads = [
             threading.Thread(
-                target=_worker, args=(channel, run, payloads, metadata), name=f"load-{k}"
+                target=_worker,
+                args=(channel, run, payloads, metadata, timeout_s),
+                name=f"load-{k}",
             )
             for k in range(concurrency)
         ]

@@ -8,7 +8,9 @@ a file (never a flag: flags show up in ``ps`` and shell history).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,11 +37,15 @@ def read_key_file(path: Path) -> str:
     return key
 
 
-def open_channel(target: str, tls_ca: Path | None = None) -> grpc.Channel:
-    """An insecure channel, or a TLS one trusting ``tls_ca``."""
+def open_channel(
+    target: str,
+    tls_ca: Path | None = None,
+    options: Sequence[tuple[str, Any]] | None = None,
+) -> grpc.Channel:
+    """An insecure channel, or a TLS one trusting ``tls_ca``; ``options`` are grpc's."""
     if tls_ca is None:
-        return grpc.insecure_channel(target)
-    return grpc.secure_channel(target, tls.channel_credentials(tls_ca))
+        return grpc.insecure_channel(target, options=options)
+    return grpc.secure_channel(target, tls.channel_credentials(tls_ca), options=options)
 
 
 def schedule(
