@@ -90,6 +90,10 @@ def test_helm_installs_and_uninstalls_the_release(
     assert "STATUS: deployed" in out, out
     assert f"Leader election: Lease {release_ns}/{OPERATOR_SA}." in out
     assert "routing.canaryService scheduler-canary" in out
+    assert (
+        "(ConfigMap schedrollout-approvers: ops-manager -> plant-ops-managers, "
+        "plant-manager -> plant-managers)." in out
+    )
     names = chart_crds.plane.kubectl(
         "get", "deploy,svc,grpcroute,role", "-n", release_ns, "-o", "name"
     )

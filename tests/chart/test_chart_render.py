@@ -100,6 +100,37 @@ def test_the_prometheus_rule_carries_exactly_the_rules_file(chart: Chart) -> Non
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
 
 
+def test_the_signoff_policy_is_the_file_bound_to_the_approvers_in_each_watched_namespace(
+    chart: Chart,
+) -> None:
+    objects = chart.render(sets=("operator.watch.namespaces={plant,plant-b}",))
+    policy = one(objects, "ValidatingAdmissionPolicy")
+    assert policy["spec"] == yaml.safe_load((CHART / "files" / "signoff-policy.yaml").read_text())
+    binding = one(objects, "ValidatingAdmissionPolicyBinding")["spec"]
+    assert binding["policyName"] == policy["metadata"]["name"]
+    assert binding["paramRef"] == {
+        "name": "schedrollout-approvers",
+        "parameterNotFoundAction": "Deny",
+    }
+    (covered,) = binding["matchResources"]["namespaceSelector"]["matchExpressions"]
+    assert covered["values"] == ["plant", "plant-b"]  # Deny: only where the ConfigMap is
+    approvers = [
+        c for c in kinds(objects, "ConfigMap") if c["metadata"]["name"] == "schedrollout-approvers"
+    ]
+    assert [c["metadata"]["namespace"] for c in approvers] == ["plant", "plant-b"]
+    assert approvers[0]["data"] == {
+        "ops-manager": "plant-ops-managers",
+        "plant-manager": "plant-managers",
+    }
+    wide = one(
+        chart.render(sets=("operator.watch.clusterWide=true",)), "ValidatingAdmissionPolicyBinding"
+    )
+    assert "matchResources" not in wide["spec"]  # every namespace: no rollout escapes the check
+    off = chart.render(sets=("signOffs.enabled=false",))
+    assert not kinds(off, "ValidatingAdmissionPolicy")
+    assert "schedrollout-approvers" not in {c["metadata"]["name"] for c in kinds(off, "ConfigMap")}
+
+
 def test_every_alert_links_an_existing_runbook_section() -> None:
     rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
     alerts = [r for r in rules if "alert" in r]
@@ -295,6 +326,7 @@ BAD_CASES = {
     "no-memory-limit.yaml": "memory",
     "service-monitor-interval.yaml": "/monitoring/serviceMonitor/interval",
     "legacy-rule-unknown.yaml": "/scheduler/legacyRule",
+    "signoff-role-invalid.yaml": "/signOffs/roles",
 }
 
 

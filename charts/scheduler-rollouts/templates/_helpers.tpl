@@ -109,3 +109,11 @@ fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* --- sign-offs --- */}}
+
+{{- define "sr.signOffs.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sr.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: signoffs
+{{- end -}}

@@ -1,22 +1,32 @@
 """``kubectl-schedrollout`` (also ``kubectl schedrollout`` once on PATH): see and steer rollouts.
 
 ``get`` and ``watch`` read the rollouts' status; ``approve``, ``abort``, ``retry`` and ``promote``
-write the command annotation (`commands.py`) the operator acts on exactly once. The plugin only
-needs get/list/watch/patch on schedulerrollouts, nothing else.
+write the command annotation (`commands.py`) the operator acts on exactly once. ``approve
+--role R`` instead signs off as role R in the caller's own name (`signoffs.py`): the name comes
+from a SelfSubjectReview, the API server's own word for who is calling, because the chart's
+admission policy admits a sign-off only in that name and only from a member of R's group. The
+plugin only needs get/list/watch/patch on schedulerrollouts (and a SelfSubjectReview, which the
+API server grants every authenticated user), nothing else.
 
-Exit codes: 0 done, 1 the API server refused or the rollout does not exist, 2 bad usage.
+``report`` writes a rollout's report (Markdown and PNG, `report/`) from its status and
+Prometheus; it only reads.
+
+Exit codes: 0 done, 1 the API server refused or the rollout does not exist (``report``: or the
+PNG could not be drawn, the Markdown is still written), 2 bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from rollout_operator import commands
+from rollout_operator import commands, signoffs
 from rollout_operator.resource import GROUP, PLURAL, VERSION
 
 COLUMNS = ("NAMESPACE", "NAME", "PHASE", "STEP", "WEIGHT", "CANDIDATE", "AGE", "MESSAGE")
@@ -138,6 +148,80 @@ def cmd_command(api: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def whoami(api: Any) -> str:
+    """The caller's user name as the API server knows it (authentication.k8s.io/v1)."""
+    from kubernetes import client  # noqa: PLC0415
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    review = client.V1SelfSubjectReview(
+        api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+    )
+    try:
+        reply = client.AuthenticationV1Api(api.api_client).create_self_subject_review(review)
+    except ApiException as exc:
+        raise PluginError(f"cannot tell who you are: {exc.status} {server_message(exc)}") from None
+    user = reply.status.user_info.username if reply.status and reply.status.user_info else None
+    if not user:
+        raise PluginError("the API server reports no user name for these credentials")
+    return str(user)
+
+
+def server_message(exc: Any) -> str:
+    """The API server's own words (an admission policy's message) rather than the bare reason."""
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+def cmd_signoff(api: Any, args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    what = f"schedulerrollout {args.namespace}/{args.name}"
+    try:
+        signoffs.check_role(args.role)
+    except signoffs.SignOffError as exc:
+        raise PluginError(str(exc), code=2) from None
+    user = whoami(api)
+    patch = signoffs.patch_for(args.role, user)
+    try:
+        api.patch_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name, patch)
+    except ApiException as exc:
+        raise PluginError(
+            f"cannot sign off {what} as {args.role}: {exc.status} {server_message(exc)}"
+        ) from None
+    value = patch["metadata"]["annotations"][signoffs.key(args.role)]
+    print(f"{what}: {user} signed off as {args.role} ({value})")
+    return 0
+
+
+def cmd_report(api: Any, args: argparse.Namespace) -> int:
+    from rollout_operator import report  # noqa: PLC0415 - keep the other commands light
+
+    (rollout,) = _list(api, args.namespace, args.name)
+    written = report.write(
+        rollout, Path(args.out), prometheus=args.prometheus, step_s=args.step_resolution
+    )
+    print(f"schedulerrollout {args.namespace}/{args.name}: report in {written.markdown}")
+    if written.png is None:
+        raise PluginError(f"no PNG: {written.png_error}")
+    print(f"schedulerrollout {args.namespace}/{args.name}: figures in {written.png}")
+    return 0
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="write a rollout's report (Markdown + PNG)")
+    p.add_argument("name", help="the rollout")
+    p.add_argument("--prometheus", help="Prometheus URL (default: spec.analysis.prometheus.url)")
+    p.add_argument("--out", default=".", help="folder for NAME.md and NAME.png (default: .)")
+    p.add_argument(
+        "--step-resolution",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between the PNG's points (default: the life / 240)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl-schedrollout",
@@ -154,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "watch":
             p.add_argument("--interval", type=float, default=2.0, help="seconds (default: 2)")
             p.add_argument("--exit", action="store_true", help="stop once all are finished")
+    _add_report(sub)
     for verb, help_text in (
         ("approve", "pass the approval gate"),
         ("abort", "roll back now: all traffic to stable"),
@@ -163,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(verb, help=help_text)
         p.add_argument("name", help="the rollout")
         p.set_defaults(verb=verb)
+        if verb == "approve":
+            p.add_argument(
+                "--role", help="sign off as this role, in your own name (approval.roles)"
+            )
     return parser
 
 
@@ -170,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         api = _api(args.kubeconfig, args.context)
-        if args.command == "get":
-            return cmd_get(api, args)
-        if args.command == "watch":
-            return cmd_watch(api, args)
+        read = {"get": cmd_get, "watch": cmd_watch, "report": cmd_report}.get(args.command)
+        if read is not None:
+            return read(api, args)
+        if args.command == "approve" and args.role:
+            return cmd_signoff(api, args)
         return cmd_command(api, args)
     except PluginError as exc:
         print(f"kubectl-schedrollout: {exc}", file=sys.stderr)
