@@ -1,14 +1,19 @@
-"""`rollout-demo`: the project's main job. Two staged rollouts on a local control plane.
+"""`rollout-demo`: the project's main job. Three staged rollouts on a local control plane.
 
 1. It brings up the platform of ``testbed.e2e`` (kube-apiserver + etcd, Prometheus, the
    operator as a process, real scheduler processes, clients sending real Schedule calls through
-   the GRPCRoute) with a plant whose stable scheduler runs the legacy rule.
+   the GRPCRoute) with a plant whose stable scheduler runs the legacy rule, and the sign-off
+   policy with its people (alice: ops-manager, bob: plant-manager, mallory: neither).
 2. It applies examples/rollout.yaml (days compressed to seconds) and shows a live table while
-   the PPO candidate goes shadow -> 10% -> 25% -> 50% -> approval -> 100% -> promoted; the
-   approval is given with ``kubectl-schedrollout approve``, as a platform team would.
-3. It applies a second rollout whose candidate adds 12 s to every answer and shows the operator
-   rolling it back, with the reason.
-4. It writes report.md, samples.json and rollout.png to the output folder.
+   the PPO candidate goes verify (a Job replays recorded requests and load-tests it) -> shadow
+   -> 10% -> 25% -> 50% -> sign-offs -> 100% -> promoted. mallory's sign-off is refused by the
+   API server; alice and bob sign with ``kubectl-schedrollout approve --role``. Then
+   ``kubectl-schedrollout report`` writes the rollout's report.
+3. It applies a rollout whose candidate plans by earliest due date (longer plans) and shows
+   the verify step rolling it back before any traffic reaches it.
+4. It applies a rollout without the verify step whose candidate adds 12 s to every answer and
+   shows the operator rolling it back on the latency trigger, with the reason.
+5. It writes report.md, samples.json and rollout.png to the output folder.
 """
 
 from __future__ import annotations
@@ -91,21 +96,34 @@ class Demo:
             time.sleep(1.0)
         raise TimeoutError(f"rollout {name} did not finish in {ROLLOUT_TIMEOUT_S:.0f}s: {status}")
 
-    def approve_when_asked(self, plant: Plant, name: str) -> Callable[[Obj], None]:
-        approved: list[str] = []
+    def schedrollout(self, user: str, plant: Plant, *argv: str) -> str:
+        """``kubectl-schedrollout`` as ``user`` (a kubeconfig of their own); what it printed."""
+        kubeconfig = (
+            self.platform.kube.admin_kubeconfig
+            if user == "admin"
+            else self.platform.kubeconfigs[user]
+        )
+        command = [
+            str(Path(sys.executable).parent / "kubectl-schedrollout"),
+            "--kubeconfig", str(kubeconfig), "-n", plant.namespace, *argv,
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        return (done.stdout + done.stderr).strip()
+
+    def sign_off_when_asked(self, plant: Plant, name: str) -> Callable[[Obj], None]:
+        """At the sign-off step: mallory tries (refused by the API server), then alice signs as
+        ops-manager and bob as plant-manager, each with their own credentials."""
+        signed: list[str] = []
 
         def on_status(status: Obj) -> None:
-            if status.get("phase") != "AwaitingApproval" or approved:
+            if status.get("phase") != "AwaitingApproval" or signed:
                 return
-            argv = [
-                str(Path(sys.executable).parent / "kubectl-schedrollout"),
-                "--kubeconfig", str(self.platform.kube.admin_kubeconfig),
-                "-n", plant.namespace, "approve", name,
-            ]  # fmt: skip
-            say(f"the decision checkpoint: approving with `kubectl schedrollout approve {name}`")
-            done = subprocess.run(argv, capture_output=True, text=True, check=False)
-            say(f"  -> {(done.stdout or done.stderr).strip()}")
-            approved.append(name)
+            say("the decision checkpoint needs sign-offs by ops-manager and plant-manager")
+            for user, role in (("mallory", "ops-manager"), ("alice", "ops-manager"),
+                               ("bob", "plant-manager")):  # fmt: skip
+                say(f"  {user}: kubectl schedrollout approve {name} --role {role}")
+                say(f"    -> {self.schedrollout(user, plant, 'approve', name, '--role', role)}")
+            signed.append(name)
 
         return on_status
 
@@ -144,28 +162,43 @@ class Demo:
         plant.start_operator()
         first = example_rollout(
             "scheduler-1-5-0", url, step_s=self.step_s, interval_s=self.interval_s,
-            extra_env={"SCHEDULER_TIME_BUDGET_MS": str(DEMO_SEARCH_MS)},
+            extra_env={"SCHEDULER_TIME_BUDGET_MS": str(DEMO_SEARCH_MS)}, gates=True,
         )  # fmt: skip
         self.run_rollout(
             plant, first,
             f"kubectl apply -f examples/rollout.yaml (PPO candidate searching {DEMO_SEARCH_MS} ms "
-            f"per answer; steps of {self.step_s}s instead of days, analysis every "
-            f"{self.interval_s}s, shadow copies by the stable pods)",
-            self.approve_when_asked(plant, "scheduler-1-5-0"),
+            f"per answer; verify Job first; steps of {self.step_s}s instead of days, analysis "
+            f"every {self.interval_s}s, shadow copies by the stable pods, sequential shadow test)",
+            self.sign_off_when_asked(plant, "scheduler-1-5-0"),
         )  # fmt: skip
-        second = example_rollout(
+        report = self.out / "rollout-report"
+        say("kubectl schedrollout report scheduler-1-5-0 (Markdown + PNG from Prometheus)")
+        wrote = self.schedrollout("admin", plant, "report", "scheduler-1-5-0", "--out", str(report))
+        say(f"  -> {wrote}")
+        longer = example_rollout(
+            "scheduler-1-5-1", url, step_s=self.step_s, interval_s=self.interval_s,
+            extra_env={"SCHEDULER_DEFAULT_POLICY": "edd"}, gates=True,
+        )  # fmt: skip
+        longer["spec"]["candidate"]["image"] = "registry.example/scheduler:1.5.1"
+        self.run_rollout(
+            plant, longer,
+            "a rollout whose candidate plans by earliest due date (EDD: longer plans than the "
+            "stable's): the verify Job's replay must catch it before any traffic reaches it",
+        )  # fmt: skip
+        slow = example_rollout(
             "scheduler-1-6-0", url, step_s=self.step_s, interval_s=self.interval_s,
             extra_env={"SCHEDULER_ENABLE_FAULTS": "1"},
         )  # fmt: skip
-        second["spec"]["candidate"] |= {
+        slow["spec"]["candidate"] |= {
             "image": "registry.example/scheduler:1.6.0",
             "modelVersion": "2026.12.1",
         }
         plant.set_candidate_faults(latency_ms=FAULT_LATENCY_MS)
         self.run_rollout(
-            plant, second,
-            f"a second rollout whose candidate adds {FAULT_LATENCY_MS / 1000:.0f}s to every "
-            "answer (rollback trigger: p95 latency above 10s for 3 intervals)",
+            plant, slow,
+            f"a rollout without the verify step whose candidate adds "
+            f"{FAULT_LATENCY_MS / 1000:.0f}s to every answer (rollback trigger: p95 latency above "
+            "10s for 3 intervals)",
         )  # fmt: skip
         self.write_report()
 
@@ -260,8 +293,9 @@ def plot(samples: list[Sample], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rollout-demo",
-        description="Two staged rollouts of the PPO scheduler on a local control plane: one "
-        "promoted after an approval, one rolled back automatically. Loopback only; under 5 min.",
+        description="Three staged rollouts of the PPO scheduler on a local control plane: one "
+        "verified, signed off by two roles and promoted (with its report), one rolled back by "
+        "the verify step, one rolled back on latency. Loopback only; under 5 min.",
     )
     parser.add_argument(
         "--out", type=Path, default=REPO_ROOT / "out" / "demo",

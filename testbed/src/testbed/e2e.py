@@ -40,6 +40,7 @@ from testbed.controllers import KubeControllers
 from testbed.discovery import PodDiscovery
 from testbed.dns import ClusterDNS
 from testbed.endpoints import Endpoint, ready_endpoints
+from testbed.gates import install_policy, plant_objects, wait_in_effect
 from testbed.gateway import TraefikGateway
 from testbed.kube import KubeControlPlane
 from testbed.node import ProcessNode, check_pod_network
@@ -69,15 +70,23 @@ def example_rollout(
     step_s: int = 10,
     interval_s: int = 2,
     extra_env: dict[str, str] | None = None,
+    gates: bool = False,
     **analysis: Any,
 ) -> Obj:
     """examples/rollout.yaml with its days compressed to ``step_s`` seconds, its analysis every
     ``interval_s`` and Prometheus at ``prometheus_url``. Shadow copies come from the stable pods
     (``mirror: app``, the default: Traefik implements no RequestMirror filter). The candidate
-    runs PPO."""
+    runs PPO. Without ``gates`` the plan has no verify step, a plain approval and the mean
+    shadow comparison (the drills of the other parts of the plan)."""
     body = cast(Obj, yaml.safe_load(EXAMPLE_ROLLOUT.read_text()))
     body["metadata"] = {"name": name}
     spec = body["spec"]
+    if not gates:
+        spec["steps"] = [s for s in spec["steps"] if "verify" not in s]
+        for step in spec["steps"]:
+            if "approval" in step:
+                step["approval"] = {}
+        spec["analysis"]["shadowCompare"].pop("test", None)
     env = {e["name"]: e["value"] for e in spec["candidate"].get("env") or []}
     env |= {"SCHEDULER_DEFAULT_POLICY": "ppo", **(extra_env or {})}
     spec["candidate"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
@@ -158,11 +167,20 @@ class Plant:
             time.sleep(0.1)
 
     def shadow_answers(self, window: str = "15m") -> int:
-        """Mirrored requests the candidate's shadow pods answered in ``window``, from Prometheus
-        (the clients never see them)."""
+        """Requests the candidate's shadow pods answered in ``window``, from Prometheus (the
+        clients never see them): mirrored copies, and a verify Job's calls."""
         query = (
             f'sum(max_over_time(scheduler_requests_total{{namespace="{self.namespace}",'
             f'track="shadow",code="OK"}}[{window}]))'
+        )
+        result = self.platform.prometheus.query(query)
+        return int(float(result[0]["value"][1])) if result else 0
+
+    def mirrored_copies(self, window: str = "15m") -> int:
+        """Copies the stable pods' app mirror sent in ``window``, from Prometheus."""
+        query = (
+            f'sum(max_over_time(scheduler_mirror_requests_total{{namespace="{self.namespace}",'
+            f'outcome="sent"}}[{window}]))'
         )
         result = self.platform.prometheus.query(query)
         return int(float(result[0]["value"][1])) if result else 0
@@ -229,6 +247,7 @@ class E2EPlatform:
         self.api_key = ""
         self.plants: list[Plant] = []
         self.operators: list[OperatorProcess] = []
+        self.kubeconfigs: dict[str, Path] = {}  # the plant's people (testbed.gates.USERS)
         self._node: ProcessNode | None = None
         self._dns: ClusterDNS | None = None
         self._discovery: PodDiscovery | None = None
@@ -270,6 +289,7 @@ class E2EPlatform:
         self.kube.install_route_crds()
         self.kube.kubectl("apply", "-f", str(CRDS))
         self.kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.kubeconfigs = install_policy(self.kube)
         if not self.keys_file.exists():
             self.api_key, _ = add_key(self.keys_file, "e2e-clients")
         else:
@@ -338,8 +358,10 @@ class E2EPlatform:
         assert self.gateway is not None, "start() the platform first"
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         self.gateway.gateway(namespace, GATEWAY)
-        for body in _plant_objects(self.model_dir, self.keys_file, namespace):
+        for body in (*_plant_objects(self.model_dir, self.keys_file, namespace),
+                     *plant_objects(self.api_key)):  # fmt: skip
             self.kube.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(body))
+        wait_in_effect(self.kube, namespace)
         self.wait_endpoints(namespace, "scheduler")
         routes = RouteHistory(self.api, namespace).start()
         plant = Plant(self, namespace, TrafficDriver(

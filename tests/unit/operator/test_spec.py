@@ -13,10 +13,13 @@ from rollout_operator import durations
 from rollout_operator.model import (
     ApprovalStep,
     Comparison,
+    LoadTest,
     NoDataPolicy,
     Provider,
     ShadowCompare,
     ShadowStep,
+    ShadowTest,
+    VerifyStep,
     WeightStep,
 )
 from rollout_operator.spec import (
@@ -134,7 +137,19 @@ def test_example_manifest_parses() -> None:
     assert spec == parse_spec({**MINIMAL, **example["spec"]})
     assert spec.candidate.model_version == "2026.11.1"
     assert spec.candidate.env == (("SCHEDULER_BATCH_SIZE", "170"),)
-    assert spec.steps == parse_spec(MINIMAL).steps  # the standard plan, written out
+    # The standard plan written out, behind a verify step and with the approval's two roles.
+    verify, *plan = spec.steps
+    assert isinstance(verify, VerifyStep) and verify.replay_config_map == "scheduler-replay"
+    assert verify.load == LoadTest(concurrency=8, requests=200, p99_s=1.0)
+    standard = parse_spec(MINIMAL).steps
+    assert [type(s) for s in plan] == [type(s) for s in standard]
+    approvals = [s for s in plan if isinstance(s, ApprovalStep)]
+    assert [a.roles for a in approvals] == [("ops-manager", "plant-manager")]
+    assert [s for s in plan if not isinstance(s, ApprovalStep)] == [
+        s for s in standard if not isinstance(s, ApprovalStep)
+    ]
+    assert spec.analysis.shadow_compare is not None
+    assert spec.analysis.shadow_compare.test is ShadowTest.SEQUENTIAL
     assert spec.analysis.prometheus_url == "http://prometheus.monitoring.svc:9090"
 
 
