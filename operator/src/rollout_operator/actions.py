@@ -53,8 +53,8 @@ class RemoveCandidate:
 
 @dataclass(frozen=True)
 class RunVerification:
-    """Create the verify step's Job (``job`` is its name's suffix, unique per attempt) from the
-    candidate's pod template; the status records that it was created."""
+    """Create the verify step's Job (``job``: its name, unique per attempt) from the candidate's
+    pod template; the status records that it was created."""
 
     job: str
     step: int

@@ -331,8 +331,7 @@ class Reconciler:
         found = status.verification
         if status.phase is not Phase.VERIFYING or found is None:
             return None
-        name = verification.job_name(rollout.name, found.job)
-        return verification.observe(self.batch, self.core, rollout.namespace, name)
+        return verification.observe(self.batch, self.core, rollout.namespace, found.job)
 
     def _apply(
         self,
@@ -399,7 +398,7 @@ class Reconciler:
         candidate = workloads.read_candidate(apps, rollout.namespace, spec.target)
         job = verification.build_job(
             candidate, step, spec.routing, namespace=rollout.namespace, rollout=rollout.name,
-            name=verification.job_name(rollout.name, effect.job), owner_ref=rollout.owner_ref,
+            name=effect.job, owner_ref=rollout.owner_ref,
         )  # fmt: skip
         verification.create_job(self.batch, job)
         return replace(status, verification=replace(found, created=True, state="Waiting"))

@@ -401,8 +401,8 @@ def _enter_step(turn: _Turn, index: int) -> None:
     before = track_at(steps, turn.status.step if turn.status.phase != Phase.PENDING else 0)
     track_changes = track_at(steps, index) != before
     weight, mirror = turn.status.weight, turn.status.mirror_percent
-    turn.update(shadow_verdict=None)
-    if isinstance(step, ShadowStep):
+    if isinstance(step, ShadowStep):  # a new shadow step counts its own pairs; the last one's
+        turn.update(shadow_verdict=None)  # verdict stays for the record (the report) until then
         weight, mirror = 0, step.percent
         phase, text = Phase.SHADOW, f"shadow, {mirror}% mirrored, for {_dur(step.duration_s)}"
     elif isinstance(step, WeightStep):
@@ -414,7 +414,8 @@ def _enter_step(turn: _Turn, index: int) -> None:
             Phase.VERIFYING,
             f"verifying the candidate (Job, at most {_dur(step.timeout_s)})",
         )
-        job = f"verify-{index + 1}-{_token(turn.now)}"
+        # <target>-verify-<step>-<ms in base 36>: unique per attempt, within a label's 63
+        job = f"{turn.spec.target[:40].rstrip('-')}-verify-{index + 1}-{_token(turn.now)}"
         turn.update(verification=Verification(job=job, step=index, started_at=turn.now))
         turn.condition(VERIFIED, "Unknown", "Verifying", f"{where}: verification Job started")
     elif step.roles:

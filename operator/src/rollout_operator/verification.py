@@ -32,11 +32,6 @@ TERMINATION_LOG = "/dev/termination-log"
 _DROPPED = ("readinessProbe", "livenessProbe", "startupProbe", "ports", "lifecycle")
 
 
-def job_name(rollout: str, suffix: str) -> str:
-    """``<rollout>-<suffix>`` within the 63 characters a Job's pods' label may hold."""
-    return f"{rollout[: 62 - len(suffix)].rstrip('-')}-{suffix}"
-
-
 def verify_args(step: VerifyStep, routing: RoutingSpec, namespace: str) -> list[str]:
     """``schedctl verify-candidate``'s arguments for this step (see docs/operator.md)."""
 

@@ -25,7 +25,7 @@ from rollout_operator.model import (
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import advance
 from rollout_operator.status import RolloutStatus
-from rollout_operator.verification import build_job, job_name, verify_args
+from rollout_operator.verification import build_job, verify_args
 from tests.unit.operator.rollout_cases import T0
 
 pytestmark = pytest.mark.unit
@@ -122,6 +122,9 @@ def verifying() -> Run:
 
 def test_a_passed_verification_moves_on_and_keeps_the_figures() -> None:
     run = verifying()
+    assert run.status.verification is not None
+    assert run.status.verification.job.startswith("scheduler-verify-1-")
+    assert len(run.status.verification.job) <= 63
     run.tick(job=VerifyJob(JobState.WAITING))
     run.tick(job=VerifyJob(JobState.RUNNING))
     assert run.status.gate == "verify Running"
@@ -208,7 +211,7 @@ def test_the_job_is_built_from_the_candidate_without_its_labels_probes_or_sideca
             }
         }
     }  # fmt: skip
-    name = job_name("scheduler-1-5-0", "verify-1-abc")
+    name = "scheduler-verify-1-abc"
     job = build_job(
         candidate, step, VERIFY.routing, namespace="plant", rollout="scheduler-1-5-0",
         name=name, owner_ref={"kind": "SchedulerRollout"},
@@ -230,7 +233,6 @@ def test_the_job_is_built_from_the_candidate_without_its_labels_probes_or_sideca
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["activeDeadlineSeconds"] == 300
     assert {"name": "verify-requests", "configMap": {"name": "replay"}} in pod["spec"]["volumes"]
-    assert len(job_name("r" * 80, "verify-1-abcdefgh")) <= 63
 
 
 def test_verify_args_name_the_api_key_file_when_a_secret_is_given() -> None:
@@ -422,6 +424,7 @@ def test_a_better_candidate_leaves_shadow_early_only_when_asked() -> None:
     early.tick(10.0, report=replace(shadow_round(better), time=T0 + 12.0))
     assert early.phase() is Phase.CANARY
     assert any(reason == "ShadowBetter" for reason, _ in early.events())
+    assert early.status.shadow_verdict is not None  # kept for the record after shadow
 
 
 # --- the spec -------------------------------------------------------------------------------------
