@@ -106,7 +106,7 @@ def test_the_dashboard_has_the_seeds_panels_and_a_namespace_variable() -> None:
         "scheduler_fallback_total",
         "scheduler_model_info",
         "scheduler_shadow_pairs_total",
-        "scheduler_machine_time_saved_total",
+        "scheduler_machine_time_saved",
         "rollout_operator_phase",
         "rollout_operator_weight",
     } <= used

@@ -395,7 +395,7 @@ def test_machine_time_saved_is_the_makespan_gain_times_the_machines(pair: Pair) 
     labels = {"track": TRACK}
 
     def saved() -> float:
-        return registry.get_sample_value("scheduler_machine_time_saved_total", labels) or 0.0
+        return registry.get_sample_value("scheduler_machine_time_saved", labels) or 0.0
 
     before = saved()
     expected = 0

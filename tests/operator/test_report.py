@@ -49,7 +49,7 @@ def scraped(prometheus: PrometheusServer) -> Iterator[tuple[PrometheusServer, li
     contract_traffic(target, canary, completion=0.8, error_rate=0.1, makespan_ratio=0.9)
     for labels in (stable, canary):
         target.set_rate("scheduler_batches_total", labels, BATCHES_PER_S[labels["track"]])
-        target.set_rate("scheduler_machine_time_saved_total", labels, SAVED_PER_S[labels["track"]])
+        target.set_rate("scheduler_machine_time_saved", labels, SAVED_PER_S[labels["track"]])
     prometheus.scrape(ScrapeJob(JOB, (target.address,), {"namespace": NAMESPACE}))
     try:
         prometheus.wait_for_series(f'rate(scheduler_requests_total{{job="{JOB}"}}[1m])')

@@ -45,7 +45,7 @@ sum(increase(scheduler_batches_total{track="{{track}}", namespace="{{namespace}}
 # legacy rule, so delta(), which reads a decrease as a decrease, not increase().
 TIME_SAVED = """
 sum(delta(
-  scheduler_machine_time_saved_total{track="{{track}}", namespace="{{namespace}}"}[{{window}}]
+  scheduler_machine_time_saved{track="{{track}}", namespace="{{namespace}}"}[{{window}}]
 ))"""
 
 

@@ -115,7 +115,7 @@ def _some(items: Sequence[str], shown: int = 3) -> str:
 
 def _savings(measured: Measurements) -> str:
     lines = [
-        "Counted by the scheduler per answered request as `scheduler_machine_time_saved_total`: "
+        "Counted by the scheduler per answered request as `scheduler_machine_time_saved`: "
         "(makespan of the legacy rule's plan - makespan of the answer) x machines in the request, "
         "in the request's time unit, taken as minutes (the plants' convention), so hours = "
         "its change over the rollout's life (`delta()`, summed over pods) / 60; negative "

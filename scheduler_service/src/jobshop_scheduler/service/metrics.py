@@ -7,7 +7,7 @@ default: two servers in one test process must not share counters, and nothing el
 the process leaks onto the scrape. Series a rule divides by (requests by code, the fallback
 reasons) are created at zero when the server starts, so a rate() has data before the first call.
 
-``scheduler_machine_time_saved_total`` is a running sum that goes down when an answer is longer
+``scheduler_machine_time_saved`` is a running sum that goes down when an answer is longer
 than the legacy rule's, so it is a gauge (a counter may not decrease, and ``increase()`` would
 read every decrease as a restart): read it with ``delta()`` or as a value, summed over pods.
 """
@@ -98,7 +98,7 @@ class SchedulerMetrics:
             registry=r,
         )
         self._saved = Gauge(
-            "scheduler_machine_time_saved_total",
+            "scheduler_machine_time_saved",
             "Sum over answers of (legacy rule's makespan - the answer's) x machines in the request,"
             " in the requests' time unit; negative when the answers lost",
             t,
