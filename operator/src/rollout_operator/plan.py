@@ -26,8 +26,12 @@ ANALYSED_PHASES = frozenset({Phase.SHADOW, Phase.CANARY, Phase.AWAITING_APPROVAL
 
 
 def track_at(steps: tuple[Step, ...], index: int) -> Track:
-    """The candidate's track at step ``index``: that of the nearest traffic step before (or at)
-    it, else the first one after it; ``canary`` for a plan of approvals only."""
+    """The candidate's track at step ``index``: ``shadow`` for a verify step (its pods must stay
+    out of the stable Service, as a shadow's do, while the Job checks them); else that of the
+    nearest traffic step before (or at) it, else the first one after it; ``canary`` for a plan
+    of approvals only."""
+    if 0 <= index < len(steps) and isinstance(steps[index], VerifyStep):
+        return "shadow"
     ordered = [*reversed(steps[: index + 1]), *steps[index + 1 :]]
     for step in ordered:
         if isinstance(step, ShadowStep):

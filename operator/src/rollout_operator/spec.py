@@ -90,11 +90,19 @@ def parse_spec(body_spec: Mapping[str, Any]) -> RolloutSpec:
         )
     if compare is not None and compare.promote_early and compare.test is not ShadowTest.SEQUENTIAL:
         raise SpecError("spec.analysis.shadowCompare.promoteEarly", "needs test: sequential")
+    steps = _steps(_opt(spec, "steps", DEFAULT_STEPS))
+    verify = next((i for i, s in enumerate(steps) if isinstance(s, VerifyStep)), None)
+    if verify is not None and routing.provider is Provider.REPLICAS:
+        raise SpecError(
+            f"spec.steps[{verify}].verify",
+            "the replicas provider runs a candidate pod only with traffic or a mirror, so a Job "
+            "has nothing to check before them; use gatewayAPI or istio",
+        )
     return RolloutSpec(
         target=_name(_mapping(spec.get("targetRef"), "spec.targetRef"), "spec.targetRef"),
         candidate=_candidate(_mapping(spec.get("candidate"), "spec.candidate")),
         routing=routing,
-        steps=_steps(_opt(spec, "steps", DEFAULT_STEPS)),
+        steps=steps,
         analysis=analysis,
         webhook_url=_url(_opt(webhook, "url", ""), "spec.webhook.url", required=False),
     )

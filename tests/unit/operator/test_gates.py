@@ -22,6 +22,7 @@ from rollout_operator.model import (
     Verdict,
     VerifyJob,
 )
+from rollout_operator.plan import track_at
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import advance
 from rollout_operator.status import RolloutStatus
@@ -463,6 +464,22 @@ def test_the_sequential_test_needs_the_app_mirror() -> None:
     with pytest.raises(SpecError) as early:
         spec_with([{"weight": 1, "duration": "1s"}], shadowCompare={"promoteEarly": True})
     assert early.value.field == "spec.analysis.shadowCompare.promoteEarly"
+
+
+def test_a_verify_step_keeps_the_candidate_out_of_the_stable_service_and_needs_a_route() -> None:
+    spec = spec_with([{"verify": {"replay": {"configMap": "r"}}}, {"weight": 10, "duration": "1s"}])
+    assert track_at(spec.steps, 0) == "shadow"  # hidden from the stable Service, as a shadow
+    assert track_at(spec.steps, 1) == "canary"
+    with pytest.raises(SpecError) as caught:
+        parse_spec(
+            {
+                "targetRef": {"name": "s"},
+                "candidate": {"image": "i"},
+                "routing": {"provider": "replicas", "stableService": "a", "canaryService": "b"},
+                "steps": [{"verify": {"replay": {"configMap": "r"}}}],
+            }
+        )
+    assert caught.value.field == "spec.steps[0].verify"
 
 
 def test_status_round_trips_the_gates() -> None:
