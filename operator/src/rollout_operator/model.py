@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Phase(enum.StrEnum):
@@ -69,11 +70,15 @@ class VerifyStep:
     """Before any traffic: a Job from the candidate's pod template checks it (replay of
     recorded requests against stable's answers, then an optional load test)."""
 
-    replay_config_map: str
+    replay_config_map: str  # request files (*.json) as ConfigMap keys; "" with replay_volume
     max_makespan_ratio: float = 1.0  # mean candidate/stable makespan over the replay
     load: LoadTest | None = None
     timeout_s: float = 600.0  # the Job's activeDeadlineSeconds
     api_key_secret: str = ""  # Secret with key `api-key`, for a candidate with auth on
+    # Or any volume source holding the files (a production snapshot on a PVC is beyond a
+    # ConfigMap's 1 MiB), the folder within it in replay_sub_path. Not hashed: a mapping.
+    replay_volume: dict[str, Any] | None = field(default=None, hash=False)
+    replay_sub_path: str = ""
 
 
 Step = ShadowStep | WeightStep | ApprovalStep | VerifyStep

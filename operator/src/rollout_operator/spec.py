@@ -209,9 +209,30 @@ def _approval(data: Mapping[str, Any], field: str) -> ApprovalStep:
     return ApprovalStep(tuple(roles))
 
 
+def _replay(replay: Mapping[str, Any], field: str) -> tuple[str, dict[str, Any] | None, str]:
+    """The replay's source: a ConfigMap's name, or a volume source, and the folder within."""
+    sources = [k for k in ("configMap", "volume") if replay.get(k) is not None]
+    if len(sources) != 1:
+        raise SpecError(
+            f"{field}.replay", f"set exactly one of configMap or volume (got {sources})"
+        )
+    config_map = _text(_opt(replay, "configMap", ""), f"{field}.replay.configMap", required=False)
+    volume = None
+    if replay.get("volume") is not None:
+        volume = dict(_mapping(replay["volume"], f"{field}.replay.volume"))
+        if len(volume) != 1 or "name" in volume:
+            raise SpecError(
+                f"{field}.replay.volume",
+                "one volume source, e.g. {persistentVolumeClaim: {claimName: data}} (no name)",
+            )
+    sub_path = _text(_opt(replay, "subPath", ""), f"{field}.replay.subPath", required=False)
+    if sub_path.startswith("/") or ".." in sub_path.split("/"):
+        raise SpecError(f"{field}.replay.subPath", f"{sub_path!r} is not a relative path")
+    return config_map, volume, sub_path
+
+
 def _verify(data: Mapping[str, Any], field: str) -> VerifyStep:
-    replay = _mapping(data.get("replay"), f"{field}.replay")
-    config_map = _text(replay.get("configMap"), f"{field}.replay.configMap")
+    config_map, volume, sub_path = _replay(_mapping(data.get("replay"), f"{field}.replay"), field)
     ratio = _number(_opt(data, "maxMakespanRatio", 1.0), f"{field}.maxMakespanRatio")
     if ratio <= 0:
         raise SpecError(f"{field}.maxMakespanRatio", f"{ratio:g} is not a ratio > 0")
@@ -232,7 +253,7 @@ def _verify(data: Mapping[str, Any], field: str) -> VerifyStep:
             raise SpecError(f"{field}.load.p99", "must be more than 0s")
         load = LoadTest(counts["concurrency"], counts["requests"], p99)
     secret = _text(_opt(data, "apiKeySecret", ""), f"{field}.apiKeySecret", required=False)
-    return VerifyStep(config_map, ratio, load, timeout, secret)
+    return VerifyStep(config_map, ratio, load, timeout, secret, volume, sub_path)
 
 
 def _analysis(data: Mapping[str, Any]) -> AnalysisSpec:

@@ -94,11 +94,15 @@ def build_job(
     container["terminationMessagePath"] = TERMINATION_LOG
     container["terminationMessagePolicy"] = "File"
     volumes = [v for v in spec.get("volumes") or [] if v.get("name") != "verify-requests"]
-    volumes.append({"name": "verify-requests", "configMap": {"name": step.replay_config_map}})
+    source = step.replay_volume or {"configMap": {"name": step.replay_config_map}}
+    volumes.append({"name": "verify-requests", **copy.deepcopy(source)})
     mounts = [
         m for m in container.get("volumeMounts") or [] if not m["mountPath"].startswith("/verify")
     ]
-    mounts.append({"name": "verify-requests", "mountPath": REQUESTS_DIR, "readOnly": True})
+    requests = {"name": "verify-requests", "mountPath": REQUESTS_DIR, "readOnly": True}
+    if step.replay_sub_path:
+        requests["subPath"] = step.replay_sub_path
+    mounts.append(requests)
     if step.api_key_secret:
         volumes.append({"name": "verify-api-key", "secret": {"secretName": step.api_key_secret}})
         mounts.append({"name": "verify-api-key", "mountPath": API_KEY_DIR, "readOnly": True})

@@ -236,6 +236,25 @@ def test_the_job_is_built_from_the_candidate_without_its_labels_probes_or_sideca
     assert {"name": "verify-requests", "configMap": {"name": "replay"}} in pod["spec"]["volumes"]
 
 
+def test_the_replay_may_come_from_any_volume_such_as_a_snapshot_on_a_claim() -> None:
+    spec = spec_with(
+        [{"verify": {"replay": {"volume": {"persistentVolumeClaim": {"claimName": "data"}},
+                                "subPath": "snapshots"}}}]
+    )  # fmt: skip
+    step = spec.steps[0]
+    candidate = {"spec": {"template": {"spec": {"containers": [{"name": "scheduler"}]}}}}
+    job = build_job(
+        candidate, step, spec.routing, namespace="plant", rollout="r",
+        name="s-verify-1-a", owner_ref={},
+    )  # fmt: skip
+    pod = job["spec"]["template"]["spec"]
+    assert {"name": "verify-requests", "persistentVolumeClaim": {"claimName": "data"}} in pod[
+        "volumes"
+    ]
+    [mount] = pod["containers"][0]["volumeMounts"]
+    assert mount["subPath"] == "snapshots" and mount["mountPath"] == "/verify/requests"
+
+
 def test_verify_args_name_the_api_key_file_when_a_secret_is_given() -> None:
     spec = spec_with([{"verify": {"replay": {"configMap": "r"}, "apiKeySecret": "key"}}])
     args = verify_args(spec.steps[0], spec.routing, "ns")
@@ -437,6 +456,11 @@ def test_a_better_candidate_leaves_shadow_early_only_when_asked() -> None:
         ({"approval": {"roles": ["Ops Manager"]}}, "spec.steps[0].approval.roles[0]"),
         ({"approval": {"roles": ["ops", "ops"]}}, "spec.steps[0].approval.roles[1]"),
         ({"verify": {}}, "spec.steps[0].verify.replay"),
+        ({"verify": {"replay": {}}}, "spec.steps[0].verify.replay"),
+        ({"verify": {"replay": {"volume": {"name": "x", "emptyDir": {}}}}},
+         "spec.steps[0].verify.replay.volume"),
+        ({"verify": {"replay": {"configMap": "r", "subPath": "../etc"}}},
+         "spec.steps[0].verify.replay.subPath"),
         ({"verify": {"replay": {"configMap": "r"}, "maxMakespanRatio": 0}},
          "spec.steps[0].verify.maxMakespanRatio"),
         ({"verify": {"replay": {"configMap": "r"}, "load": {"concurrency": 0}}},
