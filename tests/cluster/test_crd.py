@@ -74,8 +74,11 @@ def test_the_example_is_accepted_and_reads_back_unchanged(crd: KubeControlPlane,
     assert "schedulerrollout.rollouts.scheduling.io/scheduler-1-5-0 created" in out
     stored = get(crd, ns, "scheduler-1-5-0")["spec"]
     assert parse_spec(stored) == parse_spec(EXAMPLE["spec"])
-    assert stored["steps"][0] == {"shadow": {"duration": "5d", "percent": 100}}
+    assert stored["steps"][0]["verify"]["replay"] == {"configMap": "scheduler-replay"}
+    assert stored["steps"][1] == {"shadow": {"duration": "5d", "percent": 100}}
+    assert stored["steps"][5] == {"approval": {"roles": ["ops-manager", "plant-manager"]}}
     assert stored["analysis"]["shadowCompare"]["enabled"] is True
+    assert stored["analysis"]["shadowCompare"]["test"] == "sequential"
 
 
 def test_a_minimal_rollout_gets_the_standard_plan(crd: KubeControlPlane, ns: str) -> None:
@@ -102,6 +105,11 @@ def test_a_minimal_rollout_gets_the_standard_plan(crd: KubeControlPlane, ns: str
         "enabled": True,
         "maxMakespanRegression": 0,
         "minSamples": 20,
+        "test": "mean",
+        "alpha": 0.05,
+        "beta": 0.05,
+        "effect": 0.2,
+        "promoteEarly": False,
     }
     assert (analysis["noData"], analysis["noDataLimit"]) == ("hold", 10)
     assert stored["routing"]["port"] == 50051
@@ -127,8 +135,8 @@ def broken(path: str, value: Any) -> dict[str, Any]:
     ("spec", "message"),
     [
         pytest.param(
-            broken("steps.1.weight", 150),
-            r"spec\.steps\[1\]\.weight: Invalid value: 150: .*less than or equal to 100",
+            broken("steps.2.weight", 150),
+            r"spec\.steps\[2\]\.weight: Invalid value: 150: .*less than or equal to 100",
             id="weight-150",
         ),
         pytest.param(
@@ -141,14 +149,14 @@ def broken(path: str, value: Any) -> dict[str, Any]:
             id="unknown-provider",
         ),
         pytest.param(
-            broken("steps.4", {"approval": {}, "weight": 50, "duration": "1h"}),
-            r"spec\.steps\[4\]: Invalid value: .*each step sets exactly one of shadow, "
+            broken("steps.5", {"approval": {}, "weight": 50, "duration": "1h"}),
+            r"spec\.steps\[5\]: Invalid value: .*each step sets exactly one of verify, shadow, "
             r"weight or approval",
             id="weight-and-approval",
         ),
         pytest.param(
-            broken("steps.1", {"weight": 10}),
-            r"spec\.steps\[1\]: .*a weight step needs a duration",
+            broken("steps.2", {"weight": 10}),
+            r"spec\.steps\[2\]: .*a weight step needs a duration",
             id="weight-without-duration",
         ),
         pytest.param(
@@ -157,9 +165,24 @@ def broken(path: str, value: Any) -> dict[str, Any]:
             id="below-and-above",
         ),
         pytest.param(
-            broken("steps.1.duration", "2 days"),
-            r"spec\.steps\[1\]\.duration: Invalid value: \"2 days\": .*should match",
+            broken("steps.2.duration", "2 days"),
+            r"spec\.steps\[2\]\.duration: Invalid value: \"2 days\": .*should match",
             id="bad-duration",
+        ),
+        pytest.param(
+            broken("steps.0.verify.replay", {"configMap": "r", "volume": {"emptyDir": {}}}),
+            r"spec\.steps\[0\]\.verify\.replay: .*exactly one of configMap or volume",
+            id="replay-from-two-sources",
+        ),
+        pytest.param(
+            broken("steps.5.approval.roles", ["Ops Manager"]),
+            r"spec\.steps\[5\]\.approval\.roles\[0\]: Invalid value: \"Ops Manager\"",
+            id="role-not-a-label",
+        ),
+        pytest.param(
+            broken("analysis.shadowCompare.test", "bayes"),
+            r'spec\.analysis\.shadowCompare\.test: Unsupported value: "bayes"',
+            id="unknown-shadow-test",
         ),
         pytest.param(
             broken("analysis.noData", "ignore"),
@@ -199,12 +222,23 @@ def status_patch(kube: KubeControlPlane, ns: str, name: str, status: dict[str, A
 
 def test_printer_columns(crd: KubeControlPlane, ns: str) -> None:
     crd.kubectl("apply", "-n", ns, "-f", str(ROOT / "examples" / "rollout.yaml"))
-    status_patch(crd, ns, "scheduler-1-5-0", {"phase": "Canary", "step": 2, "weight": 25})
+    status = {"phase": "AwaitingApproval", "step": 2, "weight": 25, "gate": "sign-offs 1/2"}
+    status_patch(crd, ns, "scheduler-1-5-0", status)
     header, row = crd.kubectl("get", "sro", "-n", ns).splitlines()
-    assert header.split() == ["NAME", "PHASE", "STEP", "WEIGHT", "CANDIDATE", "MODEL", "AGE"]
+    assert header.split() == [
+        "NAME",
+        "PHASE",
+        "STEP",
+        "WEIGHT",
+        "CANDIDATE",
+        "MODEL",
+        "GATE",
+        "AGE",
+    ]
+    assert "sign-offs 1/2" in row
     assert row.split()[:6] == [
         "scheduler-1-5-0",
-        "Canary",
+        "AwaitingApproval",
         "2",
         "25",
         "registry.example/scheduler:1.5.0",

@@ -183,6 +183,7 @@ def cmd_signoff(api: Any, args: argparse.Namespace) -> int:
     except signoffs.SignOffError as exc:
         raise PluginError(str(exc), code=2) from None
     user = whoami(api)
+    note = _early_sign_off(api, args)  # read before the write, which may end the step at once
     patch = signoffs.patch_for(args.role, user)
     try:
         api.patch_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name, patch)
@@ -192,7 +193,31 @@ def cmd_signoff(api: Any, args: argparse.Namespace) -> int:
         ) from None
     value = patch["metadata"]["annotations"][signoffs.key(args.role)]
     print(f"{what}: {user} signed off as {args.role} ({value})")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
+
+
+def _early_sign_off(api: Any, args: argparse.Namespace) -> str:
+    """Why the sign-off just written will not count ("" when it will, or when the rollout
+    cannot be read): the operator counts only sign-offs made while the rollout waits at an
+    approval step that lists the role, so nobody signs off results not yet seen."""
+    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+    try:
+        found = api.get_namespaced_custom_object(GROUP, VERSION, args.namespace, PLURAL, args.name)
+    except ApiException:
+        return ""
+    status, steps = found.get("status") or {}, (found.get("spec") or {}).get("steps") or []
+    step = status.get("step")
+    current = steps[step] if isinstance(step, int) and 0 <= step < len(steps) else {}
+    roles = (current.get("approval") or {}).get("roles") or []
+    if status.get("phase") == "AwaitingApproval" and args.role in roles:
+        return ""
+    return (
+        f"the rollout is in phase {status.get('phase', 'Pending')}, not waiting for a sign-off "
+        f"by {args.role}: this one does not count; sign off again once it waits for one"
+    )
 
 
 def cmd_report(api: Any, args: argparse.Namespace) -> int:
