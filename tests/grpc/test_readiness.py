@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -87,8 +88,15 @@ def test_health_turns_serving_only_after_the_checks(
     tiny_model_dir: Path, server_thread: ServerFactory
 ) -> None:
     with server_thread(base_config(tiny_model_dir), ready=False) as server:
-        # Loading and checking the model takes seconds; the first probe comes in milliseconds.
-        assert health(server.address, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+        # Probed from the first moment: every SERVING answer comes from a gate whose checks
+        # had passed (the tiny model's checks may finish before the first probe, so whether a
+        # NOT_SERVING is seen first is a race, not a property; test_bad_model_* covers it).
+        deadline = time.monotonic() + 60
+        while (answer := health(server.address, "")) != health_pb2.HealthCheckResponse.SERVING:
+            assert answer == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert time.monotonic() < deadline, "never SERVING"
+            time.sleep(0.01)
+        assert server.running.gate.ready  # set before SERVING, so already true when it answered
         assert server.wait_ready() is True
         assert health(server.address, "scheduler.v1.Scheduler") == (
             health_pb2.HealthCheckResponse.SERVING
