@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from rollout_operator.kubectl_plugin import main as schedrollout
 from testbed.e2e import Plant, example_rollout
 from tests.e2e.conftest import MakePlant
 from tests.e2e.test_drills import (
     CANARY_SVC,
+    CANDIDATE,
     INTERVAL_S,
     STEP_S,
     TIMEOUT_S,
@@ -48,11 +50,12 @@ def sign_off(plant: Plant, user: str, name: str, role: str) -> int:
     )
 
 
-def never_routed(plant: Plant) -> None:
-    """No client call, no mirrored copy reached the candidate (the verify Job's calls did)."""
+def never_routed(plant: Plant, *, verified: bool = True) -> None:
+    """No client call, no mirrored copy reached the candidate (the verify Job's calls did, when
+    it ran)."""
     assert all(w == 0 for w in plant.routes.weights() or [0]), plant.routes.weights()
     assert plant.mirrored_copies() == 0
-    assert plant.shadow_answers() > 0
+    assert (plant.shadow_answers() > 0) is verified
 
 
 def test_gated_promotion_with_two_sign_offs_and_a_refused_one(
@@ -157,3 +160,42 @@ def test_the_sequential_test_rolls_back_a_worse_candidate_before_min_samples(
           f"({verdict['worse']} worse, {verdict['better']} better, {verdict['equal']} equal); "
           f"the mean comparison needs {MIN_SAMPLES} mirrored answers")  # fmt: skip
     assert plant.route().weight_of(CANARY_SVC) == 0
+
+
+def test_a_verify_job_that_never_starts_rolls_back_with_the_pods_reason(
+    make_plant: MakePlant,
+) -> None:
+    plant = make_plant()
+    plant.start_operator()
+    body = gated(plant, "no-replay")
+    verify_step(body).update(replay={"configMap": "no-such-requests"}, timeout="10s")
+    plant.apply(body)
+    status = plant.wait_phase("no-replay", "RolledBack", TIMEOUT_S)
+
+    reason = status["rollbackReason"]
+    assert "no container started within" in reason, reason
+    assert 'configmap "no-such-requests" not found' in reason, reason
+    assert status["verification"]["started"] is False
+    never_routed(plant, verified=False)
+
+
+def test_a_deleted_verify_job_rolls_back(make_plant: MakePlant) -> None:
+    plant = make_plant()
+    plant.start_operator()
+    plant.set_candidate_faults(latency_ms=3000)  # the replay takes long enough to delete it
+    plant.apply(gated(plant, "deleted", env={"SCHEDULER_ENABLE_FAULTS": "1"}))
+    status = plant.wait_for(
+        "deleted",
+        lambda s: (s.get("verification") or {}).get("state") == "Running",
+        TIMEOUT_S,
+        "the verify Job running",
+    )
+    job = status["verification"]["job"]
+    client.BatchV1Api(plant.platform.api).delete_namespaced_job(
+        job, plant.namespace, propagation_policy="Background"
+    )
+    status = plant.wait_phase("deleted", "RolledBack", TIMEOUT_S)
+    assert status["rollbackReason"] == (
+        f"verification failed: verify Job {job} was deleted before it finished"
+    )
+    assert plant.deployment(CANDIDATE)["spec"]["replicas"] == 0  # type: ignore[index]

@@ -568,11 +568,11 @@ def _verifying(turn: _Turn) -> None:
         _verification_done(turn, step, job)
         return
     started = found.started or state is JobState.RUNNING
-    turn.update(verification=replace(found, state=state.value, started=started,
-                                     reason=job.reason if job else ""))  # fmt: skip
+    reason = job.reason if job is not None and job.reason else found.reason
+    turn.update(verification=replace(found, state=state.value, started=started, reason=reason))
     start_limit = min(turn.deadline_s, step.timeout_s)
     if not started and age >= start_limit:
-        why = f" ({job.reason})" if job is not None and job.reason else ""
+        why = f" ({reason})" if reason else ""  # the last reason a pod gave, if any
         _verification_failed(
             turn, f"{name}: no container started within {_dur(start_limit)}{why}", "JobNotStarted"
         )
@@ -594,6 +594,9 @@ def _verification_done(turn: _Turn, step: VerifyStep, job: VerifyJob | None) -> 
         return
     if result is not None and result.get("reason"):
         reason = f"{name}: {result['reason']}"
+    elif job.reason == "DeadlineExceeded" and not found.started:
+        why = f" ({found.reason})" if found.reason else ""
+        reason = f"{name}: no container started within its timeout of {_dur(step.timeout_s)}{why}"
     elif job.reason == "DeadlineExceeded":
         reason = f"{name} exceeded its timeout of {_dur(step.timeout_s)}"
     elif job.state is JobState.SUCCEEDED:

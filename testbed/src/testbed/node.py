@@ -169,6 +169,7 @@ class PodProcess:
     exit_code: int | None = None  # once finished
     finished_at: str = ""
     message: str = ""  # the termination message, once finished
+    waiting: str = ""  # why the container has not started (a volume's source is missing)
     proc: subprocess.Popen[bytes] | None = None
     reported: Obj = field(default_factory=dict)
 
@@ -423,30 +424,43 @@ class ProcessNode:
                 source = v["secret"]
                 found[v["name"]] = (
                     base / v["name"],
-                    {"name": source["secretName"], "items": source.get("items"), "secret": True},
-                )
+                    {"name": source["secretName"], "items": source.get("items"), "secret": True,
+                     "optional": source.get("optional", False)},
+                )  # fmt: skip
         return found
 
-    def _volume_data(self, namespace: str, source: Obj) -> dict[str, str]:
-        """A configMap's data, or a secret's decoded; empty when it does not exist."""
+    def _volume_data(self, namespace: str, source: Obj) -> dict[str, str] | None:
+        """A configMap's data, or a secret's decoded; None when it does not exist."""
         if source.get("secret"):
             secret = none_if_missing(
                 functools.partial(self.core.read_namespaced_secret, source["name"], namespace)
             )
-            raw = (secret.data if secret is not None else None) or {}
-            return {k: base64.b64decode(v).decode() for k, v in raw.items()}
+            if secret is None:
+                return None
+            return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
         read = functools.partial(self.core.read_namespaced_config_map, source["name"], namespace)
         found = none_if_missing(read)
-        return (found.data if found is not None else None) or {}
+        return None if found is None else (found.data or {})
+
+    def _missing_volume(self, pod: PodProcess) -> str:
+        """Why the pod's volumes cannot be set up ("" when they can): a configMap or secret
+        that does not exist and is not ``optional``. The kubelet keeps such a container in
+        ``ContainerCreating`` until it appears; so does this node."""
+        for source in (s for _, s in self._config_maps(pod).values()):
+            if not source.get("optional") and self._volume_data(pod.namespace, source) is None:
+                kind = "secret" if source.get("secret") else "configmap"
+                return f'{kind} "{source["name"]}" not found'
+        return ""
 
     def _project(self, pod: PodProcess) -> None:
         """Write each configMap (and secret) volume's keys as files (only what changed, each
         replaced at once, so a server watching a file never reads half of it); a missing
-        optional ConfigMap is an empty folder."""
+        optional ConfigMap is an empty folder (a missing required one keeps the container from
+        starting: `_missing_volume`)."""
         pod.projected_at = time.monotonic()
         for folder, source in self._config_maps(pod).values():
             folder.mkdir(parents=True, exist_ok=True)
-            data = self._volume_data(pod.namespace, source)
+            data = self._volume_data(pod.namespace, source) or {}
             items = source.get("items") or [{"key": key, "path": key} for key in data]
             files = {item["path"]: data[item["key"]] for item in items if item["key"] in data}
             for stale in set(p.name for p in folder.iterdir()) - set(files):
@@ -459,6 +473,10 @@ class ProcessNode:
                     tmp.replace(path)
 
     def _launch(self, pod: PodProcess) -> None:
+        pod.waiting = self._missing_volume(pod)
+        if pod.waiting:
+            self._report(pod)
+            return
         self._project(pod)
         termination = self._termination_file(pod)
         termination.parent.mkdir(parents=True, exist_ok=True)
@@ -492,7 +510,9 @@ class ProcessNode:
     def _tend(self, pod: PodProcess) -> None:
         """Restart or finish an exited container; probe readiness; report what changed (a
         finished pod's report is retried until the API server took it)."""
-        assert pod.proc is not None
+        if pod.proc is None:  # waiting for a volume's source
+            self._launch(pod)
+            return
         if pod.finished:
             self._report(pod)
             return
@@ -542,8 +562,12 @@ class ProcessNode:
     def _report(self, pod: PodProcess) -> None:
         container = pod.container
         exit_code = pod.exit_code if pod.finished else None
-        if exit_code is None:
-            state: Obj = {"running": {"startedAt": pod.started_at}}
+        if pod.proc is None:
+            message = f"MountVolume.SetUp failed: {pod.waiting}" if pod.waiting else ""
+            state: Obj = {"waiting": {"reason": "ContainerCreating", "message": message}}
+            phase = "Pending"
+        elif exit_code is None:
+            state = {"running": {"startedAt": pod.started_at}}
             phase = "Running"
         else:
             state = {"terminated": _terminated(pod, exit_code)}
@@ -560,7 +584,8 @@ class ProcessNode:
             "hostIPs": [{"ip": NODE_IP}],
             "podIP": pod.ip,
             "podIPs": [{"ip": pod.ip}],
-            "startTime": pod.reported.get("startTime") or pod.started_at,
+            # the kubelet's: when it took the pod, before any container (or volume) was ready
+            "startTime": pod.reported.get("startTime") or pod.started_at or _now(),
             "conditions": conditions,
             "containerStatuses": [
                 {
@@ -569,7 +594,7 @@ class ProcessNode:
                     "imageID": "",
                     "containerID": f"process://{pod.proc.pid if pod.proc else 0}",
                     "ready": ready == "True",
-                    "started": exit_code is None,
+                    "started": pod.proc is not None and exit_code is None,
                     "restartCount": pod.restarts,
                     "state": state,
                 }

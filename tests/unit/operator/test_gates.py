@@ -161,7 +161,11 @@ def test_a_job_not_created_yet_is_created_again() -> None:
             1.0,
             "replay: 3 of 12 answers invalid",
         ),
-        (VerifyJob(JobState.FAILED, None, "DeadlineExceeded"), 1.0, "exceeded its timeout of 5m"),
+        (
+            VerifyJob(JobState.FAILED, None, "DeadlineExceeded"),
+            1.0,
+            "no container started within its timeout of 5m (ContainerCreating: no such configmap)",
+        ),
         (VerifyJob(JobState.SUCCEEDED, None, "Completed"), 1.0, "finished without a result"),
         (
             VerifyJob(JobState.WAITING, None, "ErrImagePull: no such image"),
@@ -175,13 +179,29 @@ def test_a_verification_that_does_not_pass_rolls_back_with_its_reason(
     job: VerifyJob, after: float, reason: str
 ) -> None:
     run = verifying()
-    run.tick(job=VerifyJob(JobState.WAITING))
+    run.tick(job=VerifyJob(JobState.WAITING, None, "ContainerCreating: no such configmap"))
     run.tick(after, job=job)
     assert run.phase() is Phase.ROLLED_BACK
     assert reason in run.status.rollback_reason
     assert run.status.rollback_reason.startswith("verification failed: ")
     verified = run.status.condition("Verified")
     assert verified is not None and verified.status == "False"
+
+
+def test_a_job_that_ran_and_overran_its_deadline_says_so() -> None:
+    run = verifying()
+    run.tick(job=VerifyJob(JobState.RUNNING))
+    run.tick(job=VerifyJob(JobState.FAILED, None, "DeadlineExceeded"))
+    assert "exceeded its timeout of 5m" in run.status.rollback_reason
+
+
+def test_a_job_never_started_keeps_the_last_reason_its_pod_gave() -> None:
+    run = verifying()
+    run.tick(job=VerifyJob(JobState.WAITING, None, "ContainerCreating: configmap not found"))
+    run.tick(301.0, job=VerifyJob(JobState.WAITING))  # its pod gone by now: no reason left
+    assert run.status.rollback_reason.endswith(
+        "no container started within 5m (ContainerCreating: configmap not found)"
+    )
 
 
 def test_a_waiting_job_within_its_start_limit_waits() -> None:
