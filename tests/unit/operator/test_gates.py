@@ -369,10 +369,13 @@ def test_nine_worse_pairs_decide_worse_and_eight_do_not() -> None:
     assert 0.55 < verdict.ci_low < 0.9 < verdict.ci_high <= 1.0
 
 
-@pytest.mark.parametrize(("p_worse", "most"), [(0.5, 0.07), (0.7, 1.0)])
-def test_the_error_rate_is_about_alpha(p_worse: float, most: float) -> None:
-    """Counted after every pair, as often as any analysis could look: a candidate that is no
-    worse is called worse in at most about alpha of runs; a worse one is found nearly always."""
+@pytest.mark.parametrize(("p_worse", "most"), [(0.5, 0.08), (0.7, 1.0)])
+def test_the_false_rollback_rate_is_about_alpha_however_long_it_watches(
+    p_worse: float, most: float
+) -> None:
+    """Judged after every pair and never stopped but by "worse", as the operator watches a
+    shadow step: a candidate that is no worse is rolled back in at most about alpha / (1 - beta)
+    of runs (Ville's inequality), a worse one nearly always."""
     rng = random.Random(16)
     runs, called_worse = 400, 0
     for _ in range(runs):
@@ -382,14 +385,13 @@ def test_the_error_rate_is_about_alpha(p_worse: float, most: float) -> None:
                 worse += 1
             else:
                 better += 1
-            decision = sequential.decide(worse, better, 0).decision
-            if decision is not Decision.UNDECIDED:
+            if sequential.decide(worse, better, 0).decision is Decision.WORSE:
+                called_worse += 1
                 break
-        called_worse += decision is Decision.WORSE
     rate = called_worse / runs
     assert rate <= most
     if p_worse > 0.5:
-        assert rate >= 0.9
+        assert rate >= 0.95
 
 
 class Counts:

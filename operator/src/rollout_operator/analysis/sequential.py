@@ -8,9 +8,10 @@ let p be the share where the candidate is worse; a candidate no worse than stabl
 Two one-sided SPRTs run on the same counts, each with error rates ``alpha`` and ``beta``:
 
 - worse-test, H0: p = 0.5 against H1: p = 0.5 + effect. Crossing the upper bound
-  ln((1 - beta) / alpha) decides ``worse`` (roll back): a candidate that is not worse is
-  rolled back with probability at most about ``alpha``. Crossing the lower bound
-  ln(beta / (1 - alpha)) decides ``notWorse``.
+  ln((1 - beta) / alpha) decides ``worse`` (roll back). Crossing the lower bound
+  ln(beta / (1 - alpha)) decides ``notWorse``, but the operator keeps watching until the step
+  ends: by Ville's inequality (the likelihood ratio is a martingale under H0) a candidate that
+  is not worse still reaches "worse" with probability at most alpha / (1 - beta).
 - better-test, H0: p = 0.5 against H1: p = 0.5 - effect: crossing its upper bound decides
   ``better`` (early promotion out of shadow, when asked for).
 
