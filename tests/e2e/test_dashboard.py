@@ -108,6 +108,6 @@ def test_the_report_command_reads_the_rollout_and_prometheus(
     }
     for track in ("stable", "shadow"):  # jobs/h, makespan ratio and completion measured
         assert "no data" not in whole[track][:3], (track, whole[track])
-    assert whole["canary"] == ["no data"] * 7  # no weight step yet
+    assert whole["canary"] == ["no data"] * 8  # no weight step yet
     assert (tmp_path / f"{NAME}.png").read_bytes()[:4] == b"\x89PNG"
     assert kubectl_plugin.main([*argv, "no-such-rollout", "--out", str(tmp_path)]) == 1

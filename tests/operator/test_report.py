@@ -32,6 +32,7 @@ NAMESPACE = "report-plant"
 STEP_S = 6.0
 SAVED_PER_S = {"stable": 0.0, "canary": 30.0}  # minutes of machine time per second
 BATCHES_PER_S = {"stable": 0.0, "canary": 2.0}
+MAKESPAN = {"stable": 1200.0, "canary": 1080.0}  # every answer's makespan, in minutes
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -50,6 +51,8 @@ def scraped(prometheus: PrometheusServer) -> Iterator[tuple[PrometheusServer, li
     for labels in (stable, canary):
         target.set_rate("scheduler_batches_total", labels, BATCHES_PER_S[labels["track"]])
         target.set_rate("scheduler_machine_time_saved", labels, SAVED_PER_S[labels["track"]])
+        target.set_rate("scheduler_makespan_count", labels, 5.0)
+        target.set_rate("scheduler_makespan_sum", labels, 5.0 * MAKESPAN[labels["track"]])
     prometheus.scrape(ScrapeJob(JOB, (target.address,), {"namespace": NAMESPACE}))
     try:
         prometheus.wait_for_series(f'rate(scheduler_requests_total{{job="{JOB}"}}[1m])')
@@ -146,10 +149,11 @@ def number(text: str) -> float:
 
 
 def expected(track: str, seconds: float) -> list[float]:
-    """jobs/h, makespan ratio, completion, p95, batches, error rate, machine time saved."""
+    """jobs/h, makespan, its ratio, completion, p95, batches, error rate, machine time saved."""
     canary = track == "canary"
     return [
         (40 if canary else 50) * 3600,
+        MAKESPAN[track],
         0.9 if canary else 1.0,
         0.8 if canary else 1.0,
         0.1 + 0.95 * 0.15,  # every call at 0.2 s: inside (0.1, 0.25]
@@ -185,14 +189,14 @@ def test_the_report_has_every_figure_per_track_and_step(
     whole = rows(text, "whole life")
     assert_figures(whole["stable"], "stable", life)
     assert_figures(whole["canary"], "canary", life)
-    assert whole["shadow"] == ["no data"] * 7  # never served in this namespace
+    assert whole["shadow"] == ["no data"] * 8  # never served in this namespace
     for label, (start, end) in (
         ("Shadow step 1 (0%, mirror 100%)", marks[:2]),
         ("Canary step 2 (10%)", marks[1:]),
     ):
         step = rows(text, label)
         assert_figures(step["canary"], "canary", end - start)
-        assert step["shadow"] == ["no data"] * 7
+        assert step["shadow"] == ["no data"] * 8
     saved = re.search(r"- canary: ([\d,.]+) machine hours", text)
     assert saved, text
     assert number(saved.group(1)) == pytest.approx(30 * life / 60, rel=0.12)
@@ -239,7 +243,7 @@ def test_an_unreachable_prometheus_gives_no_data_not_a_crash(
     )
     text = written.markdown.read_text()
     assert time.monotonic() - began < 30  # one refused connection, not one per query
-    assert rows(text, "whole life")["stable"] == ["no data"] * 7
+    assert rows(text, "whole life")["stable"] == ["no data"] * 8
     assert "Prometheus at http://127.0.0.1:9 unreachable" in text
     assert "- **served total: no data**" in text
     assert written.png is not None and written.png.read_bytes()[:8] == PNG_MAGIC

@@ -4,7 +4,7 @@ The PromQL is the analysis' own (``analysis.queries``: completion rate, error ra
 mean makespan ratio) with the step's whole span as the ``{{window}}``, evaluated at the step's
 end: a ratio of two ``rate()`` over one window equals the ratio of the two counters' increases,
 so each number is the step's own, not a moving average. The three figures the analysis does not
-judge (jobs per hour, batch events, machine time saved) follow the same placeholders.
+judge (jobs per hour, mean makespan, batch events, machine time saved) follow the same placeholders.
 
 Like the analysis provider, nothing here raises on a Prometheus problem: an unreachable server,
 an error answer, an empty vector or a 0/0 becomes ``NoData`` with its reason, which the Markdown
@@ -39,6 +39,10 @@ JOBS_PER_HOUR = """
 3600 * sum(rate(
   scheduler_jobs_scheduled_total{track="{{track}}", namespace="{{namespace}}"}[{{window}}]
 ))"""
+MEAN_MAKESPAN = """
+sum(rate(scheduler_makespan_sum{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))
+/
+sum(rate(scheduler_makespan_count{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))"""
 BATCH_EVENTS = """
 sum(increase(scheduler_batches_total{track="{{track}}", namespace="{{namespace}}"}[{{window}}]))"""
 # A gauge, not a counter, despite its name: the running sum goes down when answers lose to the
@@ -59,6 +63,7 @@ class Figure:
 
 FIGURES = (
     Figure("jobs-per-hour", "jobs scheduled / h", JOBS_PER_HOUR, ",.0f"),
+    Figure("makespan", "mean makespan", MEAN_MAKESPAN, ",.0f"),
     Figure("makespan-ratio", "mean makespan ratio to legacy", queries.MEAN_MAKESPAN_RATIO, ".3f"),
     Figure("completion-rate", "completion rate", queries.COMPLETION_RATE, ".2%"),
     Figure("latency-p95-seconds", "p95 latency (s)", queries.LATENCY_P95, ".3f"),
