@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--exit", action="store_true", help="stop once all are finished")
     _add_report(sub)
     for verb, help_text in (
-        ("approve", "pass the approval gate"),
+        ("approve", "pass the approval gate (with --role: sign off as that role)"),
         ("abort", "roll back now: all traffic to stable"),
         ("retry", "start a rolled-back or failed rollout again"),
         ("promote", "skip the remaining steps and promote the candidate"),
