@@ -128,7 +128,7 @@ def wait_in_effect(bed: Bed) -> None:
         except ApiException as exc:
             if exc.status == 403:
                 return
-            assert exc.status == 422 and "no params found" in exc.body, exc.body
+            assert exc.status == 422 and "no params found" in (exc.body or ""), exc.body
         assert time.monotonic() < deadline, f"policy not in effect after {EFFECT_TIMEOUT}s"
         time.sleep(0.25)
 
