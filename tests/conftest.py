@@ -51,7 +51,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-def _session_server(
+def start_server(
     request: pytest.FixtureRequest, factory: Callable[[Path], S], directory: Path
 ) -> Iterator[S]:
     """Build and start a server, announce it in the test log, stop it at the end."""
@@ -77,21 +77,21 @@ def _session_server(
 def kube(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[KubeControlPlane]:
-    yield from _session_server(request, KubeControlPlane, tmp_path_factory.mktemp("kube"))
+    yield from start_server(request, KubeControlPlane, tmp_path_factory.mktemp("kube"))
 
 
 @pytest.fixture(scope="session")
 def prometheus(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
-    yield from _session_server(request, PrometheusServer, tmp_path_factory.mktemp("prometheus"))
+    yield from start_server(request, PrometheusServer, tmp_path_factory.mktemp("prometheus"))
 
 
 @pytest.fixture(scope="session")
 def mariadb(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MariaDBServer]:
-    yield from _session_server(request, MariaDBServer, tmp_path_factory.mktemp("mariadb"))
+    yield from start_server(request, MariaDBServer, tmp_path_factory.mktemp("mariadb"))
 
 
 @pytest.fixture()

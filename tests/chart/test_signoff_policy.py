@@ -24,9 +24,11 @@ from kubernetes.client.exceptions import ApiException
 
 from rollout_operator import commands, kubectl_plugin, signoffs
 from rollout_operator.resource import GROUP, PLURAL, VERSION
+from testbed.kube import KubeControlPlane
 from tests.chart.conftest import ROOT, Chart
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import Cluster, cluster_of
 from tests.cluster.test_crd import MINIMAL_SPEC
+from tests.conftest import start_server
 
 pytestmark = pytest.mark.cluster
 
@@ -134,7 +136,22 @@ def wait_in_effect(bed: Bed) -> None:
 
 
 @pytest.fixture(scope="module")
-def bed(chart: Chart, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+def own_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """An API server of this module's own. Once the last binding with a ConfigMap paramKind is
+    deleted (test_chart_cluster's helm uninstall does that), an API server process never sees
+    ConfigMap params again and every binding that needs them refuses all writes with "no params
+    found" (kubernetes/kubernetes#130887, #133827; docs/operator.md, "Sign-offs")."""
+    for plane in start_server(request, KubeControlPlane, tmp_path_factory.mktemp("kube")):
+        yield cluster_of(plane)
+
+
+@pytest.fixture(scope="module")
+def bed(
+    chart: Chart, own_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bed]:
+    cluster = own_cluster
     plane = cluster.plane
     plane.kubectl("apply", "-f", str(ROOT / "crds"))
     crd = f"crd/{PLURAL}.{GROUP}"

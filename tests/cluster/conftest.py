@@ -75,12 +75,16 @@ class Cluster:
         self.apps.patch_namespaced_deployment_status(name, namespace, {"status": status})
 
 
-@pytest.fixture(scope="session")
-def cluster(kube: KubeControlPlane) -> Cluster:
+def cluster_of(kube: KubeControlPlane) -> Cluster:
     api = config.new_client_from_config(config_file=str(kube.admin_kubeconfig))
     return Cluster(
         kube, api, client.AppsV1Api(api), client.CoreV1Api(api), client.CustomObjectsApi(api)
     )
+
+
+@pytest.fixture(scope="session")
+def cluster(kube: KubeControlPlane) -> Cluster:
+    return cluster_of(kube)
 
 
 @pytest.fixture(scope="session")

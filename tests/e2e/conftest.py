@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from testbed.e2e import E2EPlatform, Plant
-from tests.conftest import _session_server
+from tests.conftest import start_server
 
 MakePlant = Callable[..., Plant]
 
@@ -33,7 +33,7 @@ def until(what: Callable[[], Any], timeout: float, label: str) -> Any:
 def platform(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[E2EPlatform]:
-    yield from _session_server(request, E2EPlatform, tmp_path_factory.mktemp("e2e"))
+    yield from start_server(request, E2EPlatform, tmp_path_factory.mktemp("e2e"))
 
 
 @pytest.fixture()
