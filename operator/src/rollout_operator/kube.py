@@ -23,6 +23,18 @@ def none_if_missing(call: Callable[[], T]) -> T | None:
         raise
 
 
+def created(create: Callable[[], object]) -> bool:
+    """``create()``; False when the API server answers 409 (one of that name exists already:
+    made meanwhile, or by an earlier attempt); any other error propagates."""
+    try:
+        create()
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
 def retry_on_conflict(attempt: Callable[[], T], attempts: int = CONFLICT_RETRIES) -> T:
     """``attempt()``, run again while it ends in a 409 (the object changed between its read and
     its write, so the attempt must read it again), ``attempts`` times at most. The last 409

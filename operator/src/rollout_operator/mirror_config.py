@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from rollout_operator.kube import none_if_missing
+from rollout_operator.kube import created, none_if_missing
 from rollout_operator.model import RoutingSpec
 from rollout_operator.resource import MANAGED_BY
 
@@ -103,14 +102,10 @@ def set_mirror(
     current = none_if_missing(lambda: core_api.read_namespaced_config_map(name, namespace))
     if current is None:
         body = {"metadata": {"name": name, "labels": MANAGED_BY}, "data": {MIRROR_KEY: text}}
-        try:
-            core_api.create_namespaced_config_map(
-                namespace, client.V1ConfigMap.model_validate(body)
-            )
+        configmap = client.V1ConfigMap.model_validate(body)
+        if created(lambda: core_api.create_namespaced_config_map(namespace, configmap)):
             return
-        except ApiException as race:
-            if race.status != 409:  # created meanwhile: patch it below
-                raise
+        # created meanwhile: patch it below
     elif (current.data or {}).get(MIRROR_KEY) == text:
         return
     core_api.patch_namespaced_config_map(name, namespace, {"data": {MIRROR_KEY: text}})

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from rollout_operator.kube import none_if_missing
+from rollout_operator.kube import created, none_if_missing
 from rollout_operator.model import RoutingSpec
 from rollout_operator.resource import MANAGED_BY
 from rollout_operator.workloads import CANDIDATE_LABEL
@@ -82,10 +81,6 @@ def ensure_canary_service(
     if stable["spec"].get("clusterIP") == "None":
         spec["clusterIP"] = "None"
     body = {"metadata": meta, "spec": spec}
-    try:
-        core_api.create_namespaced_service(namespace, client.V1Service.model_validate(body))
-    except ApiException as exc:
-        if exc.status != 409:  # made meanwhile: it is somebody's now
-            raise
-        return False
-    return True
+    service = client.V1Service.model_validate(body)
+    # False: made meanwhile, it is somebody's now
+    return created(lambda: core_api.create_namespaced_service(namespace, service))

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes import client
 
-from rollout_operator.kube import none_if_missing
+from rollout_operator.kube import created, none_if_missing
 from rollout_operator.model import JobState, RoutingSpec, VerifyJob, VerifyStep
 from rollout_operator.resource import GROUP
 from rollout_operator.workloads import ROLLOUT_LABEL, main_container
@@ -127,11 +127,11 @@ def build_job(
 
 def create_job(batch: client.BatchV1Api, job: Obj) -> None:
     """Create the Job; one of that name already there is this attempt's (the name is unique)."""
-    try:
-        batch.create_namespaced_job(job["metadata"]["namespace"], client.V1Job.model_validate(job))
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
+    created(
+        lambda: batch.create_namespaced_job(
+            job["metadata"]["namespace"], client.V1Job.model_validate(job)
+        )
+    )
 
 
 def observe(
