@@ -210,6 +210,26 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: P
     assert not all(torch.equal(t, untouched[k]) for k, t in saved_b["policy"].items())
 
 
+def test_select_worst_keeps_the_weights_whose_worst_shape_is_best(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, select="worst", snapshots=True, eval_every=1)
+    summary = self_label(untrained(), config, tmp_path, quiet=True)
+    history = summary["validation"]
+    for row in history:
+        shapes = [v for k, v in row.items() if k not in ("step", "val_mean", "val_worst")]
+        assert row["val_worst"] == max(shapes)
+    assert summary["selected_by"] == "worst"
+    assert summary["best_validation_ratio_to_best_rule"] == min(r["val_worst"] for r in history)
+    snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert snapshots == [f"step_{int(r['step']):06d}.zip" for r in history]
+    # best_model.zip is the snapshot of the step the selection picked
+    picked = min(history, key=lambda r: r["val_worst"])
+    best = MaskablePPO.load(tmp_path / "best_model.zip", device="cpu").policy.state_dict()
+    snap = MaskablePPO.load(
+        tmp_path / "snapshots" / f"step_{int(picked['step']):06d}.zip", device="cpu"
+    ).policy.state_dict()
+    assert all(torch.equal(t, snap[k]) for k, t in best.items())
+
+
 def test_resume_refuses_a_missing_checkpoint_and_other_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no checkpoint"):
         self_label(untrained(), TINY, tmp_path, resume=True, quiet=True)
@@ -236,6 +256,9 @@ def test_self_label_section_is_checked(tmp_path: Path) -> None:
     recipe = tmp_path / "r.toml"
     recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nvalidation_shapes = ["15by15"]\n')
     with pytest.raises(ConfigError, match="'15by15' is neither"):
+        load_config(recipe)
+    recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nselect = "median"\n')
+    with pytest.raises(ConfigError, match="select: 'median' is not one of 'mean', 'worst'"):
         load_config(recipe)
     recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nsteps = 3\nsample = 4\n")
     with pytest.raises(ConfigError, match=r"\[self_label\] unknown keys: sample"):

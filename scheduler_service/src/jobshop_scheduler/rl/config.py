@@ -62,6 +62,7 @@ class DistillConfig:
 
 
 OBJECTIVES = ("best", "advantage", "expert")
+SELECTIONS = ("mean", "worst")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class SelfLabelConfig:
     )  # fmt: skip
     validation_count: int = 3
     validation_seed: int = 4242
+    # which validation figure picks best_model.zip: the "mean" over the shapes, or the "worst"
+    # shape's (shipping asks a policy to beat the rules on every shape, not on average)
+    select: str = "mean"
+    snapshots: bool = False  # also keep the weights of every evaluation: snapshots/step_N.zip
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,11 @@ def load_config(path: Path | None = None) -> TrainConfig:
         raise ConfigError(
             f"[self_label] objective: {config.self_label.objective!r} is not one of "
             + ", ".join(repr(o) for o in OBJECTIVES)
+        )
+    if config.self_label.select not in SELECTIONS:
+        raise ConfigError(
+            f"[self_label] select: {config.self_label.select!r} is not one of "
+            + ", ".join(repr(o) for o in SELECTIONS)
         )
     for shape in config.self_label.validation_shapes:
         if not _SHAPE.fullmatch(shape):
