@@ -32,6 +32,7 @@ from jobshop_scheduler.rl.self_label import (
     mixture_instance,
     sample_plans,
     self_label,
+    validate,
 )
 from jobshop_scheduler.rl.train import train
 from jobshop_scheduler.search.teacher import TabuTeacher
@@ -230,6 +231,27 @@ def test_select_worst_keeps_the_weights_whose_worst_shape_is_best(tmp_path: Path
     assert all(torch.equal(t, snap[k]) for k, t in best.items())
 
 
+def test_blend_moves_the_selected_weights_back_towards_the_start(tmp_path: Path) -> None:
+    run = _SelfLabeller(untrained(), dataclasses.replace(TINY, blend=0.25), tmp_path, None)
+    start = {k: t.clone() for k, t in run.scorer.named_parameters()}
+    with torch.no_grad():
+        for parameter in run.scorer.parameters():
+            parameter.add_(torch.randn_like(parameter))  # what training would have moved
+    moved = {k: t.clone() for k, t in run.scorer.named_parameters()}
+    ratios = run.blend()
+    for name, tensor in run.scorer.named_parameters():
+        expected = start[name] + 0.25 * (moved[name] - start[name])
+        assert torch.allclose(tensor, expected, atol=1e-6), name
+    assert ratios == validate(run.fast(), run.shapes)
+    # blend = 0: whatever the run selected, it ends where it started
+    model = untrained()
+    initial = {k: t.clone() for k, t in model.policy.state_dict().items()}
+    summary = self_label(model, dataclasses.replace(TINY, blend=0.0), tmp_path / "b", quiet=True)
+    for name, tensor in model.policy.state_dict().items():
+        assert torch.allclose(tensor, initial[name], atol=1e-6), name
+    assert summary["blend"] == 0.0 and "blended_validation" in summary
+
+
 def test_resume_refuses_a_missing_checkpoint_and_other_settings(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no checkpoint"):
         self_label(untrained(), TINY, tmp_path, resume=True, quiet=True)
@@ -260,6 +282,9 @@ def test_self_label_section_is_checked(tmp_path: Path) -> None:
     recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nselect = "median"\n')
     with pytest.raises(ConfigError, match="select: 'median' is not one of 'mean', 'worst'"):
         load_config(recipe)
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nblend = 1.5\n")
+    with pytest.raises(ConfigError, match=r"blend: 1.5 is not in \[0, 1\]"):
+        load_config(recipe)
     recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nsteps = 3\nsample = 4\n")
     with pytest.raises(ConfigError, match=r"\[self_label\] unknown keys: sample"):
         load_config(recipe)
@@ -279,10 +304,9 @@ def test_schedctl_train_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> N
     assert "--resume: no checkpoint" in done.stderr
 
 
-def test_the_shipped_expert_recipe_loads() -> None:
-    recipe = Path(__file__).parents[3] / (
-        "scheduler_service/src/jobshop_scheduler/rl/self_label_expert.toml"
-    )
+@pytest.mark.parametrize("name", ["self_label_expert.toml", "self_label_squares.toml"])
+def test_the_shipped_expert_recipes_load(name: str) -> None:
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl" / name
     config = load_config(recipe)
     assert config.ppo.total_timesteps == 0 and config.self_label.objective == "expert"
     assert config.self_label.anchor > 0 and config.self_label.steps > 0

@@ -107,6 +107,10 @@ class SelfLabelConfig:
     # shape's (shipping asks a policy to beat the rules on every shape, not on average)
     select: str = "mean"
     snapshots: bool = False  # also keep the weights of every evaluation: snapshots/step_N.zip
+    # The run's output: start + blend x (selected - start). 1: the selected weights; below 1
+    # interpolates back towards the --init model (WiSE-FT, Wortsman et al. 2022), which keeps
+    # most of the gain where the labels taught and loses the drift where they did not.
+    blend: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,25 @@ def _with_ranges(cls: type, raw: dict[str, Any], name: str) -> Any:
     return _section(cls, data, name)
 
 
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(
+            f"[self_label] {key}: {value!r} is not one of " + ", ".join(repr(o) for o in allowed)
+        )
+
+
+def _check_self_label(config: SelfLabelConfig) -> None:
+    _one_of("objective", config.objective, OBJECTIVES)
+    _one_of("select", config.select, SELECTIONS)
+    if not 0.0 <= config.blend <= 1.0:
+        raise ConfigError(f"[self_label] blend: {config.blend} is not in [0, 1]")
+    for shape in config.validation_shapes:
+        if not _SHAPE.fullmatch(shape):
+            raise ConfigError(
+                f"[self_label] validation_shapes: {shape!r} is neither JOBSxMACHINES nor prodJOBS"
+            )
+
+
 def load_config(path: Path | None = None) -> TrainConfig:
     """Parse a TOML config; None loads the shipped default."""
     if path is None:
@@ -205,19 +228,5 @@ def load_config(path: Path | None = None) -> TrainConfig:
             raise ConfigError(
                 f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
             )
-    if config.self_label.objective not in OBJECTIVES:
-        raise ConfigError(
-            f"[self_label] objective: {config.self_label.objective!r} is not one of "
-            + ", ".join(repr(o) for o in OBJECTIVES)
-        )
-    if config.self_label.select not in SELECTIONS:
-        raise ConfigError(
-            f"[self_label] select: {config.self_label.select!r} is not one of "
-            + ", ".join(repr(o) for o in SELECTIONS)
-        )
-    for shape in config.self_label.validation_shapes:
-        if not _SHAPE.fullmatch(shape):
-            raise ConfigError(
-                f"[self_label] validation_shapes: {shape!r} is neither JOBSxMACHINES nor prodJOBS"
-            )
+    _check_self_label(config.self_label)
     return config

@@ -424,6 +424,14 @@ class _SelfLabeller:
             progress.best = ratios[self.config.select]
             self.model.save(self.out_dir / BEST)
 
+    def blend(self) -> dict[str, float]:
+        """Move the scorer to start + blend x (scorer - start); its validation ratios."""
+        start = dict(self.start.named_parameters())
+        with torch.no_grad():
+            for name, parameter in self.scorer.named_parameters():
+                parameter.lerp_(start[name], 1.0 - self.config.blend)
+        return validate(self.fast(), self.shapes)
+
     def tasks(self) -> list[LabelTask]:
         config, weights = self.config, self.fast()
         return [
@@ -496,6 +504,7 @@ def self_label(
                 run.checkpoint()
     bar.close()
     model.set_parameters(str(out_dir / BEST), exact_match=True, device="cpu")
+    blended = run.blend() if config.blend != 1.0 else {}
     (out_dir / "self_label_history.json").write_text(json.dumps(progress.history, indent=1) + "\n")
     return {
         "config": asdict(config),
@@ -504,5 +513,7 @@ def self_label(
         "wall_seconds": round(progress.seconds, 1),
         "best_validation_ratio_to_best_rule": progress.best,
         "selected_by": config.select,
+        "blend": config.blend,
+        **({"blended_validation": blended} if blended else {}),
         "validation": progress.history,
     }
