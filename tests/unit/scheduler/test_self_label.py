@@ -305,7 +305,7 @@ def test_schedctl_train_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("name", ["self_label_expert.toml", "self_label_squares.toml"])
-def test_the_shipped_expert_recipes_load(name: str) -> None:
+def test_the_expert_recipes_load(name: str) -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl" / name
     config = load_config(recipe)
     assert config.ppo.total_timesteps == 0 and config.self_label.objective == "expert"
