@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import multiprocessing
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -417,12 +418,18 @@ class _SelfLabeller:
         progress.history.append(
             {"step": float(progress.step), **{f"val_{k}": v for k, v in ratios.items()}}
         )
+        snapshot = None
         if self.config.snapshots:
-            (self.out_dir / SNAPSHOTS).mkdir(exist_ok=True)
-            self.model.save(self.out_dir / SNAPSHOTS / f"step_{progress.step:06d}.zip")
-        if ratios[self.config.select] < progress.best:
-            progress.best = ratios[self.config.select]
-            self.model.save(self.out_dir / BEST)
+            snapshot = self.out_dir / SNAPSHOTS / f"step_{progress.step:06d}.zip"
+            snapshot.parent.mkdir(exist_ok=True)
+            self.model.save(snapshot)
+        score = ratios[self.config.select]
+        if score < progress.best:
+            progress.best = score
+            if snapshot is None:
+                self.model.save(self.out_dir / BEST)
+            else:  # the same weights: copy the file rather than serialise them again
+                shutil.copyfile(snapshot, self.out_dir / BEST)
 
     def blend(self) -> dict[str, float]:
         """Move the scorer to start + blend x (scorer - start); its validation ratios."""
