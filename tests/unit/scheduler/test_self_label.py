@@ -18,9 +18,11 @@ from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
+from jobshop_scheduler.rl.features import WINDOW_COLUMN
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
@@ -124,6 +126,34 @@ def test_a_flexible_shop_gives_the_expert_objective_anchor_states_only() -> None
     found = instance_labels(classic, scorer, config, seed=0, teacher=TabuTeacher(5))
     assert found.best < found.greedy  # an untrained policy: the expert is far shorter
     assert [x.weight for x in found.labels] == [1.0]
+
+
+def test_a_window_model_learns_the_expert_where_it_dispatches_with_the_window(
+    tmp_path: Path,
+) -> None:
+    """Non-delay dispatching cannot follow the expert's order, so a model with a window takes
+    labels on the shops it dispatches with it, and a step trains its window scorer only: the
+    non-delay scorer's plans stay the --init model's."""
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    model = MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs={"window": 1.0, "window_ratio": 2.0}, device="cpu"
+    )
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    config = dataclasses.replace(TINY, objective="expert", samples=0)
+    square = compile_problem(load_taillard("ta01"))
+    labelled = instance_labels(square, scorer, config, seed=0, teacher=TabuTeacher(5))
+    assert [x.weight for x in labelled.labels] == [1.0]
+    tables = labelled.labels[0].tables
+    assert bool((tables[..., WINDOW_COLUMN][tables[..., 0] > 0] == 1.0).all())
+    long = compile_problem(taillard(40, 5, 1, 2))
+    assert not instance_labels(long, scorer, config, seed=0, teacher=TabuTeacher(5)).labels
+
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
+    assert run.learn([labelled]) > 0.0
+    after = model.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("mlp_extractor.window_") for k in changed)
 
 
 def test_the_anchor_pulls_the_policy_back_to_where_it_started(tmp_path: Path) -> None:

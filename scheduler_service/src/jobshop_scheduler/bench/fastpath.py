@@ -24,10 +24,9 @@ from jobshop_scheduler.bench.load import classic_problem
 from jobshop_scheduler.bench.servers import BenchError
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import compile_problem
-from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelError, load_model
-from jobshop_scheduler.rl.parity import model_rows
+from jobshop_scheduler.rl.parity import model_env, model_rows
 from jobshop_scheduler.rl.ship import load_sb3
 
 
@@ -54,9 +53,9 @@ def fast_pass(problem: Problem, scorer: FastScorer) -> tuple[float, int]:
     return time.perf_counter() - started, int(state.makespan)
 
 
-def sb3_pass(problem: Problem, sb3_model: Any, rows: int) -> tuple[float, int]:
+def sb3_pass(problem: Problem, sb3_model: Any) -> tuple[float, int]:
     started = time.perf_counter()
-    env = JobShopEnv(problem=problem, max_jobs=rows)
+    env = model_env(sb3_model, problem)
     obs, _ = env.reset(seed=0)
     done = False
     while not done:
@@ -84,8 +83,8 @@ def measure_fast_path(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the fast path; extra threads only contend on so small a net
     try:
-        sb3_pass(warm, sb3_model, rows)
-        slow = [sb3_pass(problem, sb3_model, rows) for _ in range(sb3_repeats)]
+        sb3_pass(warm, sb3_model)
+        slow = [sb3_pass(problem, sb3_model) for _ in range(sb3_repeats)]
     finally:
         torch.set_num_threads(threads)
     return FastPathResult(

@@ -28,6 +28,13 @@ class PPOConfig:
     seed: int = 0
     rows: int = 64  # job-table rows while training (largest training instance); serving pads none
     hidden: int = 64
+    # the dispatching scheme (`kernels.refresh`): 0 non-delay; 1 the active-schedule
+    # (Giffler-Thompson) conflict set, which holds every active schedule, the optimal one too.
+    # Above 0 the model has a second scorer for the states dispatched with the window.
+    window: float = 0.0
+    # the window applies to classic shops with at most this many jobs per machine (0: all);
+    # longer and flexible shops dispatch non-delay (`state.dispatch_window`)
+    window_ratio: float = 0.0
     torch_threads: int = 2
 
 
@@ -228,5 +235,9 @@ def load_config(path: Path | None = None) -> TrainConfig:
             raise ConfigError(
                 f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
             )
+    if not 0.0 <= config.ppo.window <= 1.0:
+        raise ConfigError(f"[ppo] window: {config.ppo.window} is not in [0, 1]")
+    if config.ppo.window_ratio < 0.0:
+        raise ConfigError(f"[ppo] window_ratio: {config.ppo.window_ratio} is below 0")
     _check_self_label(config.self_label)
     return config

@@ -37,7 +37,7 @@ from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
 from jobshop_scheduler.rl.features import FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
-from jobshop_scheduler.rl.state import ShopState
+from jobshop_scheduler.rl.state import ShopState, dispatch_window
 
 SPEED_LOSS = FEATURES.index("speed_loss")
 _MIN_SPEED = 1e-3
@@ -82,9 +82,11 @@ def rollout(
     choose: Callable[[ShopState, FeatureScales, Buffers], int],
     explore: float,
     rng: np.random.Generator,
+    window: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Play one episode; return the padded tables and candidate masks of its real decisions."""
-    state = ShopState(cp)
+    """Play one episode (dispatching by `window`, as `ShopState`); return the padded tables
+    and candidate masks of its real decisions."""
+    state = ShopState(cp, window)
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     tables, masks = [], []
@@ -172,7 +174,10 @@ class _Distiller:
         config = self.config
         choose = self.teacher_choice if round_ == 0 else student_chooser(self.scorer())
         for cp in training_instances(config, self.rng, config.instances):
-            tables, masks = rollout(cp, choose, config.explore, self.rng)
+            window = dispatch_window(
+                cp, float(self.student.window), float(self.student.window_ratio)
+            )
+            tables, masks = rollout(cp, choose, config.explore, self.rng, window)
             if len(tables) == 0:
                 continue
             x = torch.from_numpy(tables)

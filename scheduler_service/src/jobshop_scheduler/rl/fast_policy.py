@@ -9,6 +9,7 @@ at server start-up).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -17,8 +18,13 @@ from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.instances.flexible import production_like
-from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, fill_features
-from jobshop_scheduler.rl.state import ShopState
+from jobshop_scheduler.rl.features import (
+    N_FEATURES,
+    WINDOW_COLUMN,
+    FeatureScales,
+    fill_features,
+)
+from jobshop_scheduler.rl.state import ShopState, dispatch_window
 
 F32 = NDArray[np.float32]
 # One dispatching loop at a time per process. A pass makes thousands of small NumPy calls; two
@@ -51,6 +57,11 @@ class FastScorer:
     s2: F32  # (width,)
     c2: float
     ones: F32 = field(default_factory=_ones)
+    # the dispatching scheme it chooses in, by shop (`state.dispatch_window`), and the scorer
+    # of the states dispatched with the window (`policy.JobScorer`)
+    window: float = 0.0
+    window_ratio: float = 0.0
+    window_scorer: FastScorer | None = None
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> FastScorer:
@@ -59,20 +70,43 @@ class FastScorer:
         def get(name: str) -> F32:
             value = state[f"mlp_extractor.{name}"]
             array = value.detach().cpu().numpy() if hasattr(value, "detach") else value
-            return np.ascontiguousarray(np.asarray(array, dtype=np.float32).T)
+            return np.asarray(array, dtype=np.float32)
 
-        w1, w2, s1 = get("embed.0.weight"), get("embed.2.weight"), get("score.0.weight")
-        w1[0] += get("embed.0.bias")  # column 0 ("present") is 1.0 on every active row
+        def scalar(name: str) -> float:
+            return float(get(name)) if f"mlp_extractor.{name}" in state else 0.0
+
+        windowed = "mlp_extractor.window_embed.0.weight" in state
+        return cls._of_layers(
+            get, "embed", "score",
+            window=scalar("window"), window_ratio=scalar("window_ratio"),
+            window_scorer=cls._of_layers(get, "window_embed", "window_score") if windowed else None,
+        )  # fmt: skip
+
+    @classmethod
+    def _of_layers(
+        cls, get: Callable[[str], F32], embed: str, score: str, **more: Any
+    ) -> FastScorer:
+        def t(name: str) -> F32:
+            return np.ascontiguousarray(get(name).T)
+
+        w1, w2, s1 = t(f"{embed}.0.weight"), t(f"{embed}.2.weight"), t(f"{score}.0.weight")
+        w1[0] += t(f"{embed}.0.bias")  # column 0 ("present") is 1.0 on every active row
         width = w2.shape[1]
         return cls(
-            w1=w1, w2=w2, b2=get("embed.2.bias"),
+            w1=w1, w2=w2, b2=t(f"{embed}.2.bias"),
             s1_job=np.ascontiguousarray(s1[:width]), s1_context=np.ascontiguousarray(s1[width:]),
-            c1=get("score.0.bias"), s2=np.ascontiguousarray(get("score.2.weight")[:, 0]),
-            c2=float(get("score.2.bias")[0]),
+            c1=t(f"{score}.0.bias"), s2=np.ascontiguousarray(t(f"{score}.2.weight")[:, 0]),
+            c2=float(t(f"{score}.2.bias")[0]), **more,
         )  # fmt: skip
+
+    def window_for(self, cp: CompiledProblem) -> float:
+        """The dispatching window this scorer chooses in on ``cp``."""
+        return dispatch_window(cp, self.window, self.window_ratio)
 
     def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
         """Logits of rows `picked` of a table of active jobs (the context is their mean)."""
+        if self.window_scorer is not None and len(active) and active[0, WINDOW_COLUMN] > 0:
+            return self.window_scorer.logits(active, picked)
         n = active.shape[0]
         emb = active @ self.w1
         np.tanh(emb, out=emb)
@@ -136,7 +170,7 @@ def rollout(
     otherwise each choice is drawn from the softmax of the scores at `temperature`. The caller
     holds `PASS_LOCK` where other passes may run beside it.
     """
-    state = ShopState(cp)
+    state = ShopState(cp, scorer.window_for(cp))
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     choices: list[int] = []

@@ -44,8 +44,12 @@ FEATURES = (
     "slowdown",  # (duration on that machine - min duration) / mean duration; 0 in a classic shop
     "speed_loss",  # 1 - min duration / duration on that machine; 0 in a classic shop
     "fast_wait",  # (start on a fastest eligible machine - earliest start) / mean duration
+    # 1 when the candidates are the active-schedule set (`state.dispatch_window`), 0 when they
+    # are non-delay: a model with a window scores these states with its window scorer
+    "window",
 )
 N_FEATURES = len(FEATURES)
+WINDOW_COLUMN = FEATURES.index("window")
 if N_FEATURES != kernels.N_COLUMNS:
     raise ImportError(f"{N_FEATURES} feature names for {kernels.N_COLUMNS} computed columns")
 
@@ -79,7 +83,8 @@ def fill_features(
         state.candidates, state.machine_free, state.machine_load, cp.eligible, cp.duration_matrix,
         cp.op_min_duration, cp.work_from, cp.due_date, cp.priority, state.t_star,
         state.scheduled / max(cp.n_ops, 1), scales.duration, scales.ops, scales.work,
-        scales.horizon, out, compact, _NO_ROWS if candidate_rows is None else candidate_rows,
+        scales.horizon, state.window, out, compact,
+        _NO_ROWS if candidate_rows is None else candidate_rows,
     )  # fmt: skip
     return int(rows)
 

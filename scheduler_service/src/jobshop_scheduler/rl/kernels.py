@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 NO_MACHINE = np.iinfo(np.int64).max // 4
 FEATURE_BOUND = 1e4  # observation space bounds; values are clipped into them
 _UNUSABLE = 2**48
-N_COLUMNS = 21  # `features.FEATURES` names them; features.py checks the count
+N_COLUMNS = 22  # `features.FEATURES` names them; features.py checks the count
 
 
 @njit(cache=True)
@@ -55,8 +55,18 @@ def refresh(  # pragma: no cover - compiled
     est: NDArray[np.int64],
     active: NDArray[np.bool_],
     candidates: NDArray[np.bool_],
+    duration_matrix: NDArray[np.int64],
+    window: float,
 ) -> int:
-    """Fill est/active/candidates in place; return t*, the earliest start of any next operation."""
+    """Fill est/active/candidates in place; return t*, the earliest start of any next operation.
+
+    `window` 0: non-delay, the candidates are the jobs that can start at t*. Above 0: the
+    Giffler-Thompson conflict set, widened by `window` from the non-delay one. The machine m*
+    and time C* of the earliest possible completion decide; the candidates are the jobs bound
+    for m* that can start before t_m + window * (C* - t_m), where t_m is the earliest start on
+    m*. Window 1 is the classic active-schedule generator, which can reach every active
+    schedule, the optimal one among them; non-delay dispatching can miss it.
+    """
     n_jobs, n_machines = next_op.shape[0], machine_free.shape[0]
     t_star = NO_MACHINE
     for j in range(n_jobs):
@@ -73,9 +83,49 @@ def refresh(  # pragma: no cover - compiled
         t_star = min(t_star, est[j])
     if t_star == NO_MACHINE:
         t_star = makespan
-    for j in range(n_jobs):
-        candidates[j] = active[j] and est[j] == t_star
+    if window <= 0.0:
+        for j in range(n_jobs):
+            candidates[j] = active[j] and est[j] == t_star
+    else:
+        _conflict_set(next_op, machine_free, eligible, est, active, duration_matrix, window,
+                      candidates)  # fmt: skip
     return t_star
+
+
+@njit(cache=True)
+def _conflict_set(  # pragma: no cover - compiled
+    next_op: NDArray[np.int64],
+    machine_free: NDArray[np.int64],
+    eligible: NDArray[np.bool_],
+    est: NDArray[np.int64],
+    active: NDArray[np.bool_],
+    duration_matrix: NDArray[np.int64],
+    window: float,
+    candidates: NDArray[np.bool_],
+) -> None:
+    """`refresh`'s candidates for a window above 0 (its docstring)."""
+    n_jobs = next_op.shape[0]
+    # each job's machine (as `place` would pick it), the earliest completion C* and its machine
+    best_end, best_machine = NO_MACHINE, -1
+    for j in range(n_jobs):
+        candidates[j] = False
+        if active[j]:
+            op = next_op[j]
+            k = machine_for(op, est[j], machine_free, duration_matrix, eligible)
+            end = est[j] + duration_matrix[op, k]
+            if end < best_end:
+                best_end, best_machine = end, k
+    start_on_best = NO_MACHINE
+    for j in range(n_jobs):
+        if active[j]:
+            k = machine_for(next_op[j], est[j], machine_free, duration_matrix, eligible)
+            if k == best_machine:
+                candidates[j] = True
+                start_on_best = min(start_on_best, est[j])
+    limit = start_on_best + window * (best_end - start_on_best)
+    for j in range(n_jobs):
+        if candidates[j] and not (est[j] < limit or est[j] == start_on_best):
+            candidates[j] = False
 
 
 @njit(cache=True)
@@ -97,7 +147,6 @@ def machine_for(  # pragma: no cover - compiled
 @njit(cache=True)
 def place(  # pragma: no cover - compiled
     job: int,
-    t_star: int,
     next_op: NDArray[np.int64],
     job_ready: NDArray[np.int64],
     est: NDArray[np.int64],
@@ -110,11 +159,13 @@ def place(  # pragma: no cover - compiled
     op_machine: NDArray[np.int64],
     op_start: NDArray[np.int64],
 ) -> int:
-    """Put the job's next operation on its machine at t*; return the operation's end."""
+    """Put the job's next operation on its machine at its earliest start (t* when
+    dispatching non-delay); return the operation's end."""
     op = next_op[job]
     machine = machine_for(op, est[job], machine_free, duration_matrix, eligible)
-    end = t_star + duration_matrix[op, machine]
-    op_machine[op], op_start[op] = machine, t_star
+    start = est[job]
+    end = start + duration_matrix[op, machine]
+    op_machine[op], op_start[op] = machine, start
     machine_free[machine] = end
     job_ready[job] = end
     if single_machine[op] >= 0:
@@ -170,6 +221,7 @@ def features(  # pragma: no cover - compiled
     scale_ops: float,
     scale_work: float,
     scale_horizon: float,
+    window: float,
     out: NDArray[np.float32],
     compact: bool,
     candidate_rows: NDArray[np.int64],
@@ -231,4 +283,5 @@ def features(  # pragma: no cover - compiled
         row[18] = _bounded((taken - duration) / d)
         row[19] = 1.0 - duration / taken if taken > 0 else 0.0
         row[20] = _bounded((fast_start - est[j]) / d)
+        row[21] = 1.0 if window > 0.0 else 0.0
     return rows if compact else n_jobs

@@ -22,6 +22,7 @@ import torch as th
 
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
 from jobshop_scheduler.rl.features import FeatureScales, fill_features
@@ -51,10 +52,31 @@ def model_rows(sb3_model: Any) -> int:
     return int(sb3_model.observation_space.shape[0])
 
 
-def parity_instances(rows: int, seeds: Sequence[int] = DEFAULT_SEEDS) -> list[Problem]:
-    """Production-like instances small enough for a model's observation table."""
+def model_env(sb3_model: Any, problem: Problem) -> JobShopEnv:
+    """An environment on ``problem`` that observes and dispatches as the model was trained to."""
+    scorer = sb3_model.policy.mlp_extractor
+    return JobShopEnv(
+        problem=problem,
+        max_jobs=model_rows(sb3_model),
+        window=float(scorer.window),
+        window_ratio=float(scorer.window_ratio),
+    )
+
+
+def parity_instances(
+    rows: int, seeds: Sequence[int] = DEFAULT_SEEDS, window: float = 0.0
+) -> list[Problem]:
+    """Production-like instances small enough for a model's observation table; for a model
+    with a dispatching window, also square classic shops, which it dispatches with it."""
     jobs = max(2, min(rows, DEFAULT_JOBS))
-    return [production_like(jobs, seed=seed) for seed in seeds]
+    problems = [production_like(jobs, seed=seed) for seed in seeds]
+    if window > 0:
+        square = min(jobs, 15)
+        problems += [
+            taillard(square, square, seed, seed + 1, f"parity{square}x{square}-{seed}")
+            for seed in seeds
+        ]
+    return problems
 
 
 def actor_scores(sb3_model: Any, obs: np.ndarray) -> np.ndarray:
@@ -71,7 +93,7 @@ def actor_scores(sb3_model: Any, obs: np.ndarray) -> np.ndarray:
 
 def _walk(sb3_model: Any, problem: Problem, *, budget: int, name: str) -> list[RecordedState]:
     """Follow SB3's deterministic choices on one instance, recording each state."""
-    env = JobShopEnv(problem=problem, max_jobs=model_rows(sb3_model))
+    env = model_env(sb3_model, problem)
     obs, _ = env.reset(seed=0)
     assert env.state is not None
     scales = FeatureScales(env.state)  # what the env computes at reset, without reaching in
@@ -103,7 +125,10 @@ def record_reference(
     ``problems`` default to `parity_instances` sized for the model; each must have no more jobs
     than the model's observation rows.
     """
-    problems = list(problems) if problems is not None else parity_instances(model_rows(sb3_model))
+    if problems is None:
+        window = float(sb3_model.policy.mlp_extractor.window)
+        problems = parity_instances(model_rows(sb3_model), window=window)
+    problems = list(problems)
     if max_states < 1 or not problems:
         raise ValueError("parity needs at least one problem and one state")
     states: list[RecordedState] = []

@@ -5,7 +5,12 @@ depend on the number of jobs: one model serves 15 or 170 jobs, and padding rows 
 but masked-out logits. Each job sees the whole shop through a mean-pooled context vector. The
 critic reads mean- and max-pooled job embeddings.
 
-`JobScorer.forward_actor` is re-implemented in NumPy by `fast_policy` for serving; keep the
+A model with a dispatching window (`state.dispatch_window`) has a second scorer of the same
+shape for the states dispatched with it (the table's `window` column is 1 there): choosing
+among active-schedule candidates, which may leave a machine idle, is another decision than
+choosing among non-delay ones, and training one leaves the other's plans exactly as they were.
+
+`JobScorer.table_logits` is re-implemented in NumPy by `fast_policy` for serving; keep the
 two in step (a start-up check compares their actions).
 """
 
@@ -17,74 +22,134 @@ import torch as th
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from torch import nn
 
+from jobshop_scheduler.rl.features import WINDOW_COLUMN
+
 HIDDEN = 64
+
+
+def _embedder(n_features: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh()
+    )
+
+
+def _head(hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
 
 class JobScorer(nn.Module):
     """Features (B, rows*F) -> per-row logits (B, rows) and a critic latent (B, HIDDEN)."""
 
-    def __init__(self, rows: int, n_features: int, hidden: int = HIDDEN) -> None:
+    window_embed: nn.Sequential | None
+    window_score: nn.Sequential | None
+    window: th.Tensor
+    window_ratio: th.Tensor
+
+    def __init__(
+        self,
+        rows: int,
+        n_features: int,
+        hidden: int = HIDDEN,
+        *,
+        window: float = 0.0,
+        window_ratio: float = 0.0,
+    ) -> None:
         super().__init__()
         self.rows, self.n_features = rows, n_features
         self.latent_dim_pi = rows
         self.latent_dim_vf = hidden
-        self.embed = nn.Sequential(
-            nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh()
-        )
-        self.score = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+        self.embed, self.score = _embedder(n_features, hidden), _head(hidden)
         self.critic = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh())
+        self.window_embed = _embedder(n_features, hidden) if window > 0 else None
+        self.window_score = _head(hidden) if window > 0 else None
+        # The dispatching scheme the scorer was trained for (`state.dispatch_window`): its
+        # choices mean something only among the candidates of that scheme. Buffers, so they
+        # travel in the state dict to the zip, the serving arrays and every FastScorer.
+        self.register_buffer("window", th.tensor(float(window)))
+        self.register_buffer("window_ratio", th.tensor(float(window_ratio)))
 
-    def _embed(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        return self._embed_table(features.view(-1, self.rows, self.n_features))
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # models from before the window dispatched non-delay, as this module's default does
+        for name in ("window", "window_ratio"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def _embed_table(self, table: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def _embed_table(
+        self, table: th.Tensor, embed: nn.Module | None = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         present = table[..., :1]  # column 0 is "present"
-        emb = self.embed(table)
+        emb = (embed or self.embed)(table)
         count = present.sum(dim=1).clamp(min=1.0)
         mean = (emb * present).sum(dim=1) / count
         return emb, present, mean
 
-    def _actor(self, emb: th.Tensor, mean: th.Tensor) -> th.Tensor:
-        context = mean.unsqueeze(1).expand(-1, self.rows, -1)
-        logits: th.Tensor = self.score(th.cat([emb, context], dim=-1)).squeeze(-1)
-        return logits
+    @staticmethod
+    def _logits(score: nn.Module, emb: th.Tensor, mean: th.Tensor) -> th.Tensor:
+        logits: th.Tensor = score(th.cat([emb, mean.unsqueeze(1).expand_as(emb)], dim=-1))
+        return logits.squeeze(-1)
 
     def _critic(self, emb: th.Tensor, present: th.Tensor, mean: th.Tensor) -> th.Tensor:
         peak = (emb - 2.0 * (1.0 - present)).max(dim=1).values  # tanh < 1: padding never wins
         latent: th.Tensor = self.critic(th.cat([mean, peak], dim=-1))
         return latent
 
+    def _table(self, features: th.Tensor) -> th.Tensor:
+        return features.view(-1, self.rows, self.n_features)
+
     def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-        emb, present, mean = self._embed(features)
-        return self._actor(emb, mean), self._critic(emb, present, mean)
+        table = self._table(features)
+        emb, present, mean = self._embed_table(table)
+        return self.table_logits(table), self._critic(emb, present, mean)
 
     def forward_actor(self, features: th.Tensor) -> th.Tensor:
-        emb, _, mean = self._embed(features)
-        return self._actor(emb, mean)
+        return self.table_logits(self._table(features))
 
     def table_logits(self, table: th.Tensor) -> th.Tensor:
-        """Actor logits of a (B, any rows, F) table: the same scorer on any number of rows."""
+        """Actor logits of a (B, any rows, F) table: the same scorer on any number of rows;
+        the window scorer's on the tables of states dispatched with the window."""
         emb, _, mean = self._embed_table(table)
-        logits: th.Tensor = self.score(
-            th.cat([emb, mean.unsqueeze(1).expand(-1, table.shape[1], -1)], dim=-1)
-        ).squeeze(-1)
-        return logits
+        logits = self._logits(self.score, emb, mean)
+        if self.window_embed is None or self.window_score is None:
+            return logits
+        windowed = table[..., WINDOW_COLUMN].amax(dim=1) > 0
+        if not bool(windowed.any()):
+            return logits
+        emb, _, mean = self._embed_table(table, self.window_embed)
+        return th.where(windowed.unsqueeze(1), self._logits(self.window_score, emb, mean), logits)
 
     def forward_critic(self, features: th.Tensor) -> th.Tensor:
-        emb, present, mean = self._embed(features)
-        return self._critic(emb, present, mean)
+        return self._critic(*self._embed_table(self._table(features)))
+
+    def window_parameters(self) -> list[nn.Parameter]:
+        """The window scorer's weights (none without a window)."""
+        if self.window_embed is None or self.window_score is None:
+            return []
+        return [*self.window_embed.parameters(), *self.window_score.parameters()]
 
 
 class JobScorerPolicy(MaskableActorCriticPolicy):
     """The scorer's logits are the action logits (no extra linear layer on top)."""
 
-    def __init__(self, *args: Any, hidden: int = HIDDEN, **kwargs: Any) -> None:
-        self.hidden = hidden
+    def __init__(
+        self,
+        *args: Any,
+        hidden: int = HIDDEN,
+        window: float = 0.0,
+        window_ratio: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.hidden, self.window, self.window_ratio = hidden, window, window_ratio
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
         rows, n_features = self.observation_space.shape  # type: ignore[misc]
-        self.mlp_extractor = JobScorer(rows, n_features, self.hidden)  # type: ignore[assignment]
+        self.mlp_extractor = JobScorer(  # type: ignore[assignment]
+            rows,
+            n_features,
+            self.hidden,
+            window=self.window,
+            window_ratio=self.window_ratio,
+        )
 
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
@@ -99,4 +164,6 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data: dict[str, Any] = super()._get_constructor_parameters()
         data["hidden"] = self.hidden
+        if self.window:  # absent from older zips, which load with the default
+            data["window"], data["window_ratio"] = self.window, self.window_ratio
         return data

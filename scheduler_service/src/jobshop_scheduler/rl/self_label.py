@@ -71,6 +71,7 @@ def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> Compi
 class Plan:
     makespan: int
     choices: IntArray  # the job chosen at each step that had more than one candidate
+    window: float = 0.0  # the dispatching scheme the choices were made in (`ShopState`)
 
 
 def sample_plans(
@@ -78,12 +79,13 @@ def sample_plans(
 ) -> tuple[Plan, list[Plan]]:
     """The greedy plan and `samples` plans with choices drawn at `temperature`."""
     rng = np.random.default_rng(seed)
+    window = scorer.window_for(cp)
     state, choices = rollout(cp, scorer)
-    greedy = Plan(state.makespan, choices)
+    greedy = Plan(state.makespan, choices, window)
     sampled = []
     for _ in range(samples):
         state, choices = rollout(cp, scorer, rng, temperature)
-        sampled.append(Plan(state.makespan, choices))
+        sampled.append(Plan(state.makespan, choices, window))
     return greedy, sampled
 
 
@@ -115,7 +117,7 @@ def label_states(
     if 0 < keep < steps:
         wanted[:] = False
         wanted[np.random.default_rng(seed).choice(steps, size=keep, replace=False)] = True
-    state = ShopState(cp)
+    state = ShopState(cp, plan.window)
     scales = FeatureScales(state)
     tables, masks, targets = [], [], []
     for step, job in enumerate(_walk(state, plan)):
@@ -144,7 +146,7 @@ def expert_label(
     them. The pass follows the expert's earliest choice with probability `follow` and the
     policy's own greedy choice otherwise, so the policy learns on the states it reaches."""
     rng = np.random.default_rng(seed)
-    state = ShopState(cp)
+    state = ShopState(cp, scorer.window_for(cp))
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     tables, masks, targets = [], [], []
@@ -231,8 +233,10 @@ def instance_labels(
             return InstanceLabels(anchors, shortest, greedy.makespan)
 
         # The label orders jobs on the machine the dispatch would take; on a flexible shop the
-        # expert has its own machine assignment, so there its order is no label for ours.
-        if (cp.eligible.sum(axis=1) > 1).any():
+        # expert has its own machine assignment, so there its order is no label for ours. A
+        # model that dispatches some shops with a window learns the expert's order there only:
+        # non-delay dispatching cannot follow it (docs/benchmark.md, "Dispatching window").
+        if (cp.eligible.sum(axis=1) > 1).any() or 0.0 == scorer.window_for(cp) < scorer.window:
             return anchored(best.makespan)
         state = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
@@ -273,7 +277,7 @@ def _walk(state: ShopState, plan: Plan) -> Iterator[int]:
 
 def replay(cp: CompiledProblem, plan: Plan) -> ShopState:
     """The finished state of `plan`'s choices."""
-    state = ShopState(cp)
+    state = ShopState(cp, plan.window)
     for _ in _walk(state, plan):
         pass
     return state
@@ -339,7 +343,9 @@ def _resumable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _actor_parameters(scorer: JobScorer) -> list[torch.nn.Parameter]:
-    return [*scorer.embed.parameters(), *scorer.score.parameters()]
+    """What a run trains: the window scorer when the model has one (the non-delay scorer's
+    plans stay exactly the --init model's), otherwise the scorer."""
+    return scorer.window_parameters() or [*scorer.embed.parameters(), *scorer.score.parameters()]
 
 
 @contextmanager

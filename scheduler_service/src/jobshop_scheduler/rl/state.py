@@ -1,10 +1,12 @@
-"""Step-by-step non-delay dispatching state, vectorised over jobs for the RL environment.
+"""Step-by-step dispatching state, vectorised over jobs for the RL environment.
 
-Same semantics as `heuristics.dispatch` (which is a heap-based single pass for rules): at each
-step t* is the earliest time any job's next operation can start, the candidates are every job
-whose next operation can start at t*, and the chosen operation goes on an eligible machine
-free at t* (shortest duration, then lowest index). A test checks that driving this state with
-a rule's choice reproduces `dispatch` exactly.
+With `window` 0 (non-delay), the semantics of `heuristics.dispatch` (a heap-based single pass
+for rules): at each step t* is the earliest time any job's next operation can start, the
+candidates are every job whose next operation can start at t*, and the chosen operation goes
+on an eligible machine free at t* (shortest duration, then lowest index). A test checks that
+driving this state with a rule's choice reproduces `dispatch` exactly. With `window` above 0
+the candidates are the Giffler-Thompson conflict set (`kernels.refresh`) and the chosen
+operation starts at its own earliest start, which may leave its machine idle until then.
 
 Scheduling only ever appends after a machine's last operation, so `machine_free + remaining
 single-machine load` and `job_ready + remaining work` are lower bounds of the final makespan;
@@ -28,11 +30,28 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
+def dispatch_window(cp: CompiledProblem, window: float, max_ratio: float) -> float:
+    """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
+
+    Its own window on classic shops with at most `max_ratio` jobs per machine (0: on every
+    classic shop); non-delay on longer shops and on flexible ones. On long shops the machines
+    are the bottleneck and the best non-delay plan is close to the best plan, so the wider
+    choice only adds ways to leave a machine idle; on a flexible shop the active-schedule set
+    is built from one machine per job, which the routing choice makes a poor guide.
+    """
+    if window <= 0.0 or not cp.is_classic:
+        return 0.0
+    if max_ratio > 0.0 and cp.n_jobs > max_ratio * cp.n_machines:
+        return 0.0
+    return window
+
+
 class ShopState:
     """Mutable dispatching state over one compiled problem."""
 
-    def __init__(self, cp: CompiledProblem) -> None:
+    def __init__(self, cp: CompiledProblem, window: float = 0.0) -> None:
         self.cp = cp
+        self.window = window  # 0: non-delay; above 0: `kernels.refresh`'s active-schedule set
         self.next_op: IntArray = cp.job_op_start[:-1].copy()
         self.end_op: IntArray = cp.job_op_start[1:]
         self.job_ready: IntArray = cp.release_time.astype(np.int64).copy()
@@ -64,7 +83,8 @@ class ShopState:
         self.t_star = int(
             kernels.refresh(
                 self.next_op, self.end_op, self.job_ready, self.machine_free, self.cp.eligible,
-                self.makespan, self.est, self.active, self.candidates,
+                self.makespan, self.est, self.active, self.candidates, self.cp.duration_matrix,
+                self.window,
             )
         )  # fmt: skip
 
@@ -93,13 +113,13 @@ class ShopState:
         return machine, int(cp.duration_matrix[op, machine])
 
     def dispatch(self, job: int) -> None:
-        """Place the next operation of a candidate job at t*."""
+        """Place the next operation of a candidate job at its earliest start."""
         if not (0 <= job < self.cp.n_jobs and self.candidates[job]):
             raise ValueError(f"job index {job} is not a candidate at t*={self.t_star}")
         cp = self.cp
         self.work_left -= int(cp.op_min_duration[self.next_op[job]])
         end = kernels.place(
-            job, self.t_star, self.next_op, self.job_ready, self.est, self.machine_free,
+            job, self.next_op, self.job_ready, self.est, self.machine_free,
             self.machine_load, self._single_machine, cp.duration_matrix, cp.eligible,
             cp.op_min_duration, self.op_machine, self.op_start,
         )  # fmt: skip

@@ -106,12 +106,26 @@ def learning_rate_schedule(start: float, end: float | None) -> float | Callable[
 
 def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
     p = config.ppo
-    env = VecMonitor(DummyVecEnv([lambda: JobShopEnv(sampler=sampler, max_jobs=p.rows)] * p.n_envs))
+    env = VecMonitor(
+        DummyVecEnv(
+            [
+                lambda: JobShopEnv(
+                    sampler=sampler, max_jobs=p.rows, window=p.window, window_ratio=p.window_ratio
+                )
+            ]
+            * p.n_envs
+        )
+    )
     env.seed(p.seed)
     return MaskablePPO(
         JobScorerPolicy,
         env,
-        policy_kwargs={"hidden": p.hidden, "ortho_init": True},
+        policy_kwargs={
+            "hidden": p.hidden,
+            "window": p.window,
+            "window_ratio": p.window_ratio,
+            "ortho_init": True,
+        },
         n_steps=p.n_steps,
         batch_size=p.batch_size,
         n_epochs=p.n_epochs,
@@ -127,6 +141,9 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
 
 
 FIRST_LAYER = "mlp_extractor.embed.0.weight"
+SCHEME = ("mlp_extractor.window", "mlp_extractor.window_ratio")
+WINDOW_SCORER = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
+                 "mlp_extractor.window_score.": "mlp_extractor.score."}  # fmt: skip
 
 
 def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], int]:
@@ -135,13 +152,16 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
     A model trained before feature columns were appended to the table (``features.FEATURES``)
     gets zero weights for the new columns, so it starts out choosing exactly as it did and
     training learns what the new columns are worth. Its optimizer state (sized for the old
-    layer) is replaced by the fresh one.
+    layer) is replaced by the fresh one. The config, not ``init``, says how the model
+    dispatches (`PPOConfig.window`); a window scorer ``init`` lacks starts as a copy of its
+    non-delay scorer.
     """
     _, loaded, _ = load_from_zip_file(str(init), device="cpu", load_data=False)
     params: dict[str, Any] = dict(loaded)
     policy: dict[str, torch.Tensor] = params["policy"]
     old = policy[FIRST_LAYER]
-    new = model.policy.state_dict()[FIRST_LAYER]
+    fresh = model.policy.state_dict()
+    new = fresh[FIRST_LAYER]
     if old.shape[0] != new.shape[0] or old.shape[1] > new.shape[1]:
         raise ConfigError(
             f"{init}: first layer {tuple(old.shape)} does not fit this code's {tuple(new.shape)}"
@@ -151,6 +171,14 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
             [old, torch.zeros(old.shape[0], new.shape[1] - old.shape[1], dtype=old.dtype)], dim=1
         )
         params["policy.optimizer"] = model.policy.optimizer.state_dict()
+    for key in SCHEME:
+        policy[key] = fresh[key]
+    for key in [k for k in fresh if k.startswith(tuple(WINDOW_SCORER)) and k not in policy]:
+        prefix = next(p for p in WINDOW_SCORER if key.startswith(p))
+        policy[key] = policy[WINDOW_SCORER[prefix] + key[len(prefix) :]].clone()
+        params["policy.optimizer"] = model.policy.optimizer.state_dict()
+    if any(k.startswith(tuple(WINDOW_SCORER)) and k not in fresh for k in policy):
+        raise ConfigError(f"{init} has a window scorer; set [ppo] window above 0")
     return params, int(old.shape[1])
 
 

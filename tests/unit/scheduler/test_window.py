@@ -1,0 +1,151 @@
+"""The dispatching window (`kernels.refresh`, `state.dispatch_window`): with window 1 the
+candidates are the Giffler-Thompson conflict set, so any plan's machine order can be followed,
+and a model carries its window from training to the serving arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import MaskablePPO
+
+from jobshop_scheduler.heuristics.compiled import compile_problem
+from jobshop_scheduler.heuristics.dispatch import makespan_of
+from jobshop_scheduler.instances import load_taillard
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import taillard
+from jobshop_scheduler.rl.config import ConfigError, load_config
+from jobshop_scheduler.rl.env import JobShopEnv
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.policy import JobScorerPolicy
+from jobshop_scheduler.rl.state import ShopState, dispatch_window
+from jobshop_scheduler.rl.train import initial_parameters
+from jobshop_scheduler.search.teacher import TabuTeacher
+
+pytestmark = pytest.mark.unit
+
+
+def model(window: float = 0.0, window_ratio: float = 0.0, seed: int = 0) -> MaskablePPO:
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16, window=window)
+    kwargs = {"window": window, "window_ratio": window_ratio}
+    return MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
+    )
+
+
+def test_window_one_offers_the_conflict_set_of_the_earliest_completion() -> None:
+    cp = compile_problem(load_taillard("ta01"))
+    state, rng, widened = ShopState(cp, window=1.0), np.random.default_rng(0), 0
+    while not state.done:
+        jobs = np.flatnonzero(state.active)
+        machines = np.array([state.machine_for(int(j))[0] for j in jobs])
+        ends = np.array([state.est[j] + state.machine_for(int(j))[1] for j in jobs])
+        first = int(np.argmin(ends))
+        bound_for = jobs[machines == machines[first]]
+        expected = bound_for[state.est[bound_for] < ends[first]]
+        candidates = np.flatnonzero(state.candidates)
+        assert candidates.tolist() == expected.tolist()
+        widened += int((state.est[candidates] > state.t_star).any())
+        state.dispatch(int(rng.choice(candidates)))
+    assert widened > 0  # it does offer jobs that leave their machine idle a while
+
+
+def test_window_one_can_follow_any_plan_and_non_delay_cannot() -> None:
+    """The reason for the window: the expert's machine order is reachable (its makespan or
+    better), where non-delay dispatching ends far from it."""
+    cp = compile_problem(load_taillard("ta01"))
+    mwkr = ShopState(cp)
+    while not mwkr.done:
+        mwkr.dispatch(int(np.flatnonzero(mwkr.candidates)[0]))
+    machine, start = TabuTeacher(iterations_per_op=5)(cp, (mwkr.op_machine, mwkr.op_start), 0)
+    expert = makespan_of(cp, machine, start)
+
+    def follow(window: float) -> int:
+        state = ShopState(cp, window)
+        while not state.done:
+            candidates = np.flatnonzero(state.candidates)
+            state.dispatch(int(candidates[np.argmin(start[state.next_op[candidates]])]))
+        return state.makespan
+
+    assert follow(1.0) <= expert
+    assert follow(0.0) > expert
+
+
+def test_a_half_window_offers_a_subset_of_the_conflict_set() -> None:
+    cp = compile_problem(taillard(20, 10, 3, 4))
+    half, full = ShopState(cp, 0.5), ShopState(cp, 1.0)
+    narrower = 0
+    while not half.done:
+        offered, allowed = np.flatnonzero(half.candidates), np.flatnonzero(full.candidates)
+        assert set(offered) <= set(allowed) and len(offered) >= 1
+        narrower += len(offered) < len(allowed)
+        job = int(offered[-1])
+        half.dispatch(job)
+        full.dispatch(job)
+    assert narrower > 0
+
+
+def test_the_window_applies_to_classic_shops_up_to_the_ratio() -> None:
+    square = compile_problem(taillard(20, 20, 1, 2))
+    long = compile_problem(taillard(50, 20, 1, 2))
+    flexible = compile_problem(production_like(20, seed=1))
+    assert dispatch_window(square, 1.0, 2.0) == 1.0
+    assert dispatch_window(long, 1.0, 2.0) == 0.0
+    assert dispatch_window(long, 1.0, 0.0) == 1.0  # ratio 0: every classic shop
+    assert dispatch_window(flexible, 1.0, 0.0) == 0.0
+    assert dispatch_window(square, 0.0, 2.0) == 0.0
+
+
+def test_a_model_carries_its_window_to_the_fast_path_and_back_from_a_zip(tmp_path: Path) -> None:
+    trained = model(window=1.0, window_ratio=2.0)
+    trained.save(tmp_path / "m.zip")
+    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    assert (scorer.window, scorer.window_ratio) == (1.0, 2.0)
+    square = compile_problem(taillard(15, 15, 5, 6))
+    assert scorer.window_for(square) == 1.0
+    assert greedy_schedule(square, scorer).makespan > 0
+
+
+def test_a_model_from_before_the_window_loads_as_non_delay(tmp_path: Path) -> None:
+    old = model()
+    state = {k: v for k, v in old.policy.state_dict().items() if "window" not in k}
+    assert not any("window" in k for k in state)
+    fresh = model(window=0.0, seed=1)
+    fresh.policy.load_state_dict(state)  # strict: the missing buffers take the defaults
+    scorer = FastScorer.from_state_dict({k: v.numpy() for k, v in state.items()})
+    assert scorer.window == 0.0 and float(fresh.policy.mlp_extractor.window) == 0.0
+
+
+def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
+    model().save(tmp_path / "old.zip")  # a non-delay model
+    target = model(window=1.0, window_ratio=2.0, seed=3)
+    params, _ = initial_parameters(target, tmp_path / "old.zip")
+    target.set_parameters(params, exact_match=True, device="cpu")
+    extractor = target.policy.mlp_extractor
+    assert float(extractor.window) == 1.0 and float(extractor.window_ratio) == 2.0
+    old = MaskablePPO.load(tmp_path / "old.zip", device="cpu").policy.state_dict()
+    new = target.policy.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if "window" not in k)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("window", 1.5, "is not in \\[0, 1\\]"), ("window_ratio", -1.0, "is below 0")],
+)
+def test_window_settings_are_checked(tmp_path: Path, key: str, value: float, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[ppo]\ntotal_timesteps = 0\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=f"\\[ppo\\] {key}: .*{message}"):
+        load_config(path)
+
+
+def test_the_window_recipe_loads() -> None:
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "self_label_window.toml")
+    assert 0.0 < config.ppo.window <= 1.0 and config.ppo.window_ratio >= 1.0
+    assert config.self_label.objective == "expert" and config.ppo.total_timesteps == 0
+    shapes = [tuple(int(x) for x in s.split("x")) for s in config.self_label.validation_shapes]
+    assert all(jobs <= config.ppo.window_ratio * machines for jobs, machines in shapes)
