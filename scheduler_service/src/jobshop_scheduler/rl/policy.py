@@ -99,7 +99,7 @@ class JobScorer(nn.Module):
     def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         table = self._table(features)
         emb, present, mean = self._embed_table(table)
-        return self.table_logits(table), self._critic(emb, present, mean)
+        return self._actor(table, emb, mean), self._critic(emb, present, mean)
 
     def forward_actor(self, features: th.Tensor) -> th.Tensor:
         return self.table_logits(self._table(features))
@@ -108,6 +108,10 @@ class JobScorer(nn.Module):
         """Actor logits of a (B, any rows, F) table: the same scorer on any number of rows;
         the window scorer's on the tables of states dispatched with the window."""
         emb, _, mean = self._embed_table(table)
+        return self._actor(table, emb, mean)
+
+    def _actor(self, table: th.Tensor, emb: th.Tensor, mean: th.Tensor) -> th.Tensor:
+        """`table_logits`, given the first scorer's embedding (the critic shares it)."""
         logits = self._logits(self.score, emb, mean)
         if self.window_embed is None or self.window_score is None:
             return logits

@@ -236,7 +236,7 @@ def instance_labels(
         # expert has its own machine assignment, so there its order is no label for ours. A
         # model that dispatches some shops with a window learns the expert's order there only:
         # non-delay dispatching cannot follow it (docs/benchmark.md, "Dispatching window").
-        if (cp.eligible.sum(axis=1) > 1).any() or 0.0 == scorer.window_for(cp) < scorer.window:
+        if not cp.is_classic or scorer.window_for(cp) < scorer.window:
             return anchored(best.makespan)
         state = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
