@@ -156,6 +156,38 @@ def test_a_window_model_learns_the_expert_where_it_dispatches_with_the_window(
     assert changed and all(k.startswith("mlp_extractor.window_") for k in changed)
 
 
+def test_trains_non_delay_moves_the_other_scorer_on_the_other_shops(tmp_path: Path) -> None:
+    """`trains = "non-delay"` mirrors the window run: labels on the shops dispatched non-delay,
+    and a step moves the non-delay scorer only, so every windowed plan stays the same."""
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    model = MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs={"window": 1.0, "window_ratio": 2.0}, device="cpu"
+    )
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    config = dataclasses.replace(TINY, objective="expert", samples=0, trains="non-delay")
+    square = compile_problem(load_taillard("ta01"))
+    assert not instance_labels(square, scorer, config, seed=0, teacher=TabuTeacher(5)).labels
+    long = compile_problem(taillard(40, 5, 1, 2))
+    labelled = instance_labels(long, scorer, config, seed=0, teacher=TabuTeacher(5))
+    assert [x.weight for x in labelled.labels] == [1.0]
+    tables = labelled.labels[0].tables
+    assert bool((tables[..., WINDOW_COLUMN] == 0.0).all())
+
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
+    assert run.learn([labelled]) > 0.0
+    after = model.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and not any("window" in k for k in changed)
+    assert any(k.startswith("mlp_extractor.embed") for k in changed)
+
+
+def test_trains_window_needs_a_model_with_a_window(tmp_path: Path) -> None:
+    config = dataclasses.replace(TINY, objective="expert", trains="window")
+    with pytest.raises(ConfigError, match="no window"):
+        _SelfLabeller(untrained(), config, tmp_path, TabuTeacher(5))
+
+
 def test_the_anchor_pulls_the_policy_back_to_where_it_started(tmp_path: Path) -> None:
     """With every instance below `min_gain` only the anchor's KL term is left: its gradient is
     zero at the start, and after a push away it points back."""
@@ -311,6 +343,9 @@ def test_self_label_section_is_checked(tmp_path: Path) -> None:
         load_config(recipe)
     recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nselect = "median"\n')
     with pytest.raises(ConfigError, match="select: 'median' is not one of 'mean', 'worst'"):
+        load_config(recipe)
+    recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\ntrains = "both"\n')
+    with pytest.raises(ConfigError, match="trains: 'both' is not one of 'auto', 'window'"):
         load_config(recipe)
     recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nblend = 1.5\n")
     with pytest.raises(ConfigError, match=r"blend: 1.5 is not in \[0, 1\]"):

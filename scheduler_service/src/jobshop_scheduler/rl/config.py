@@ -70,6 +70,7 @@ class DistillConfig:
 
 OBJECTIVES = ("best", "advantage", "expert")
 SELECTIONS = ("mean", "worst")
+TRAINED_SCORERS = ("auto", "window", "non-delay")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ class SelfLabelConfig:
     sampled plans, on a mixture of shop shapes."""
 
     steps: int = 0  # gradient steps; 0: no self-labelling
+    # Which scorer learns, the other keeping the --init model's plans exactly: "window" (a model
+    # with a window only), "non-delay", or "auto": the window scorer when there is one
+    trains: str = "auto"
     instances: int = 4  # training instances per step
     samples: int = 32  # sampled rollouts per instance, besides the greedy pass
     temperature: float = 1.0  # of the sampling softmax
@@ -199,6 +203,7 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
 def _check_self_label(config: SelfLabelConfig) -> None:
     _one_of("objective", config.objective, OBJECTIVES)
     _one_of("select", config.select, SELECTIONS)
+    _one_of("trains", config.trains, TRAINED_SCORERS)
     if not 0.0 <= config.blend <= 1.0:
         raise ConfigError(f"[self_label] blend: {config.blend} is not in [0, 1]")
     for shape in config.validation_shapes:

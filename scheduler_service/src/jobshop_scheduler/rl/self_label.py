@@ -233,10 +233,11 @@ def instance_labels(
             return InstanceLabels(anchors, shortest, greedy.makespan)
 
         # The label orders jobs on the machine the dispatch would take; on a flexible shop the
-        # expert has its own machine assignment, so there its order is no label for ours. A
-        # model that dispatches some shops with a window learns the expert's order there only:
-        # non-delay dispatching cannot follow it (docs/benchmark.md, "Dispatching window").
-        if not cp.is_classic or scorer.window_for(cp) < scorer.window:
+        # expert has its own machine assignment, so there its order is no label for ours. Of a
+        # model with a window, only the scorer that dispatches this shop can follow the label
+        # (docs/benchmark.md, "Dispatching window"), and only the trained one should.
+        windowed = scorer.window_for(cp) > 0
+        if not cp.is_classic or windowed != learns_window(config, scorer.window > 0):
             return anchored(best.makespan)
         state = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
@@ -342,10 +343,17 @@ def _resumable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("steps", "workers")}
 
 
-def _actor_parameters(scorer: JobScorer) -> list[torch.nn.Parameter]:
-    """What a run trains: the window scorer when the model has one (the non-delay scorer's
-    plans stay exactly the --init model's), otherwise the scorer."""
-    return scorer.window_parameters() or [*scorer.embed.parameters(), *scorer.score.parameters()]
+def learns_window(config: SelfLabelConfig, has_window: bool) -> bool:
+    """Whether a run trains the window scorer (`SelfLabelConfig.trains`)."""
+    return has_window and config.trains != "non-delay"
+
+
+def _actor_parameters(scorer: JobScorer, config: SelfLabelConfig) -> list[torch.nn.Parameter]:
+    """What a run trains: one scorer, so the other's plans stay exactly the --init model's."""
+    window = scorer.window_parameters()
+    if learns_window(config, bool(window)):
+        return window
+    return [*scorer.embed.parameters(), *scorer.score.parameters()]
 
 
 @contextmanager
@@ -371,7 +379,10 @@ class _SelfLabeller:
         self.start = copy.deepcopy(self.scorer).eval()  # what `anchor` keeps the policy near
         for parameter in self.start.parameters():
             parameter.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(_actor_parameters(self.scorer), lr=config.learning_rate)
+        if config.trains == "window" and not self.scorer.window_parameters():
+            raise ConfigError('[self_label] trains = "window": the model has no window')
+        self.trained = _actor_parameters(self.scorer, config)
+        self.optimizer = torch.optim.Adam(self.trained, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.progress = Progress()
         self.checkpoint_path = out_dir / CHECKPOINT
@@ -471,7 +482,7 @@ class _SelfLabeller:
         loss = torch.stack(losses).mean()
         self.optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(_actor_parameters(self.scorer), self.config.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(self.trained, self.config.max_grad_norm)
         self.optimizer.step()
         return float(loss.detach())
 
