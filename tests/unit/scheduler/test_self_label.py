@@ -181,6 +181,11 @@ def test_trains_non_delay_moves_the_other_scorer_on_the_other_shops(tmp_path: Pa
     assert changed and not any("window" in k for k in changed)
     assert any(k.startswith("mlp_extractor.embed") for k in changed)
 
+    # the same under self-labelling proper: the square shop is not even sampled
+    best = dataclasses.replace(config, objective="best", samples=4)
+    assert not instance_labels(square, scorer, best, seed=0).labels
+    assert [x.weight for x in instance_labels(long, scorer, best, seed=0).labels] == [1.0]
+
 
 def test_trains_window_needs_a_model_with_a_window(tmp_path: Path) -> None:
     config = dataclasses.replace(TINY, objective="expert", trains="window")

@@ -219,25 +219,29 @@ def instance_labels(
       result is at least `min_gain` shorter than the greedy plan: where the expert finds no
       better plan, its choices are only another of many equally good ones, and fitting them
       is noise. Other instances only give `anchor` states.
+
+    A shop dispatched by the scorer the run does not train (`SelfLabelConfig.trains`) teaches
+    nothing under any objective: it is not sampled and only gives `anchor` states.
     """
-    greedy, sampled = sample_plans(cp, scorer, config.samples, config.temperature, seed)
-    best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
     keep = config.states_per_plan
+    trained_here = (scorer.window_for(cp) > 0) == learns_window(config, scorer.window > 0)
+    samples = config.samples if trained_here else 0
+    greedy, sampled = sample_plans(cp, scorer, samples, config.temperature, seed)
+    best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
+
+    def anchored(shortest: int) -> InstanceLabels:
+        """Nothing to learn, but with `anchor` the greedy states hold the policy there."""
+        anchors = [label_states(cp, greedy, 0.0, keep, seed)] if config.anchor > 0 else []
+        return InstanceLabels(anchors, shortest, greedy.makespan)
+
+    if not trained_here:
+        return anchored(best.makespan)
     if config.objective == "expert":
         if teacher is None:
             raise ConfigError('[self_label] objective "expert" needs a teacher')
-
-        def anchored(shortest: int) -> InstanceLabels:
-            """Nothing to learn, but with `anchor` the greedy states hold the policy there."""
-            anchors = [label_states(cp, greedy, 0.0, keep, seed)] if config.anchor > 0 else []
-            return InstanceLabels(anchors, shortest, greedy.makespan)
-
         # The label orders jobs on the machine the dispatch would take; on a flexible shop the
-        # expert has its own machine assignment, so there its order is no label for ours. Of a
-        # model with a window, only the scorer that dispatches this shop can follow the label
-        # (docs/benchmark.md, "Dispatching window"), and only the trained one should.
-        windowed = scorer.window_for(cp) > 0
-        if not cp.is_classic or windowed != learns_window(config, scorer.window > 0):
+        # expert has its own machine assignment, so there its order is no label for ours.
+        if not cp.is_classic:
             return anchored(best.makespan)
         state = replay(cp, best)
         expert = teacher(cp, (state.op_machine, state.op_start), seed)
