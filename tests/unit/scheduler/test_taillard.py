@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from jobshop_scheduler.bench.search_quality import generated_cases
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.instances import (
     TAILLARD,
@@ -12,7 +13,7 @@ from jobshop_scheduler.instances import (
     taillard,
     taillard_arrays,
 )
-from jobshop_scheduler.instances.taillard import _Lcg
+from jobshop_scheduler.instances.taillard import _Lcg, generator_seed
 
 pytestmark = pytest.mark.unit
 
@@ -87,6 +88,20 @@ def test_registry_covers_the_two_families() -> None:
 def test_generation_is_deterministic_and_seed_dependent() -> None:
     assert taillard(5, 4, 123, 456) == taillard(5, 4, 123, 456)
     assert taillard(5, 4, 123, 456) != taillard(5, 4, 124, 456)
+
+
+def test_generator_seed_keeps_seeds_in_range_and_folds_the_rest() -> None:
+    assert [generator_seed(s) for s in (1, 17, 2**31 - 2)] == [1, 17, 2**31 - 2]
+    folded = [generator_seed(s) for s in (0, 2**31 - 1, 3_000_009_017, -5)]
+    assert all(0 < s < 2**31 - 1 for s in folded)
+    _Lcg(folded[2]).unif(1, 99)  # accepted by the generator
+
+
+def test_generated_cases_accept_any_seed() -> None:
+    """The benchmark's --seed may be any non-negative number: seed 5000 once overflowed."""
+    small, large = generated_cases([(3, 2)], [], 1, 100), generated_cases([(3, 2)], [], 2, 5000)
+    assert small[0].problem == taillard(3, 2, 100_000_317, 791_929)
+    assert len(large) == 2 and large[0].problem != large[1].problem
 
 
 def test_unknown_instance_names_the_known_ones() -> None:

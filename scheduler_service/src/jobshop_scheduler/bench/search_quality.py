@@ -33,12 +33,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobshop_scheduler import table
+from jobshop_scheduler.arg_types import non_negative, positive
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.instances import TAILLARD, load_taillard
 from jobshop_scheduler.instances.flexible import production_like
-from jobshop_scheduler.instances.taillard import taillard
+from jobshop_scheduler.instances.taillard import generator_seed, taillard
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import ModelError, load_model
 from jobshop_scheduler.search import cpsat
@@ -126,7 +127,10 @@ def generated_cases(
         for k in range(count):
             # Taillard's generator takes two seeds: time and machine orders.
             s = seed + k
-            problem = taillard(jobs, machines, 1_000_003 * s + 17, 7_919 * s + 29, "")
+            time_seed, machine_seed = (
+                generator_seed(x) for x in (1_000_003 * s + 17, 7_919 * s + 29)
+            )
+            problem = taillard(jobs, machines, time_seed, machine_seed, "")
             cases.append(Case(f"{jobs}x{machines}", f"{jobs}x{machines}-s{s}", problem))
     for jobs in production:
         cases += [
@@ -253,10 +257,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--budgets: generated Taillard shapes JOBSxMACHINES "
         f"(default: {' '.join(DEFAULT_SHAPES)})",
     )
-    add("--count", type=int, default=5, help="--budgets, --grid: instances per shape (default: 5)")
+    add(
+        "--count",
+        type=positive,
+        default=5,
+        help="--budgets, --grid: instances per shape (default: 5)",
+    )
     add(
         "--seed",
-        type=int,
+        type=non_negative,
         default=100,
         help="--budgets, --grid: first seed per shape (default: 100)",
     )

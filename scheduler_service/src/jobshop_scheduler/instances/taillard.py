@@ -57,6 +57,12 @@ TAILLARD: dict[str, TaillardSpec] = {
 }
 
 
+def generator_seed(value: int) -> int:
+    """``value`` folded into the generator's seed range 1..2^31-2; a seed already in range is
+    itself, so every published instance and every seed used so far keep their shops."""
+    return 1 + (value - 1) % (_M - 1)
+
+
 class _Lcg:
     """Taillard's unif(seed, low, high): one shared seed advanced on every draw."""
 
