@@ -16,6 +16,7 @@ from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.unit
 KINDS = {
     "non-delay": {},
     "window": {"window": 1.0, "window_ratio": 2.0},
+    "long": {"window": 1.0, "window_ratio": 2.0, "long_shops": True},
 }
 
 
@@ -46,7 +48,9 @@ def untrained(rows: int, seed: int = 0, **kwargs: Any) -> MaskablePPO:
 
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize(
-    "problem", [load_taillard("ta02"), production_like(40, seed=1)], ids=["ta02", "flexible40"]
+    "problem",
+    [load_taillard("ta02"), production_like(40, seed=1), taillard(40, 5, 1, 2)],
+    ids=["ta02", "flexible40", "long40x5"],
 )
 def test_fast_path_picks_the_same_actions_as_sb3_predict(problem: Problem, kind: str) -> None:
     model = untrained(rows=64, seed=3, **KINDS[kind])
@@ -70,7 +74,7 @@ def test_fast_path_equals_sb3_predict_on_random_states(kind: str) -> None:
         table[:n_jobs] = rng.uniform(-3.0, 3.0, size=(n_jobs, N_FEATURES))
         active = rng.random(n_jobs) < 0.8
         active[rng.integers(n_jobs)] = True
-        table[:n_jobs, WINDOW_COLUMN] = float(rng.random() < 0.5)  # one scheme per state
+        table[:n_jobs, WINDOW_COLUMN] = float(rng.integers(-1, 2))  # one scheme per state
         table[:n_jobs, 0] = active  # column 0: present; finished rows are all zero
         table[:n_jobs][~active] = 0.0
         candidates = np.zeros(rows, np.bool_)

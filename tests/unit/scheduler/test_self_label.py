@@ -187,9 +187,37 @@ def test_trains_non_delay_moves_the_other_scorer_on_the_other_shops(tmp_path: Pa
     assert [x.weight for x in instance_labels(long, scorer, best, seed=0).labels] == [1.0]
 
 
-def test_trains_window_needs_a_model_with_a_window(tmp_path: Path) -> None:
-    config = dataclasses.replace(TINY, objective="expert", trains="window")
-    with pytest.raises(ConfigError, match="no window"):
+def test_trains_long_moves_the_long_shop_scorer_on_long_classic_shops(tmp_path: Path) -> None:
+    """A model with a long-shop scorer learns the long classic shops without touching the
+    scorer the flexible shops share: labels from long classic shops only, and a step moves the
+    long-shop scorer only."""
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    kwargs = {"window": 1.0, "window_ratio": 2.0, "long_shops": True}
+    model = MaskablePPO(JobScorerPolicy, env, policy_kwargs=kwargs, device="cpu")
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    config = dataclasses.replace(TINY, objective="expert", samples=0, trains="long")
+    square, flexible = load_taillard("ta01"), production_like(30, seed=1)
+    for shop in (square, flexible):
+        found = instance_labels(compile_problem(shop), scorer, config, 0, TabuTeacher(5))
+        assert not found.labels
+    long = compile_problem(taillard(40, 5, 1, 2))
+    labelled = instance_labels(long, scorer, config, seed=0, teacher=TabuTeacher(5))
+    assert [x.weight for x in labelled.labels] == [1.0]
+    tables = labelled.labels[0].tables
+    assert bool((tables[..., WINDOW_COLUMN][tables[..., 0] > 0] == -1.0).all())
+
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
+    assert run.learn([labelled]) > 0.0
+    after = model.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("mlp_extractor.long_") for k in changed)
+
+
+@pytest.mark.parametrize("trains", ["window", "long"])
+def test_trains_needs_a_model_with_that_scorer(tmp_path: Path, trains: str) -> None:
+    config = dataclasses.replace(TINY, objective="expert", trains=trains)
+    with pytest.raises(ConfigError, match=f"no {trains} scorer"):
         _SelfLabeller(untrained(), config, tmp_path, TabuTeacher(5))
 
 

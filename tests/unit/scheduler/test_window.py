@@ -19,17 +19,20 @@ from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
-from jobshop_scheduler.rl.policy import JobScorerPolicy
-from jobshop_scheduler.rl.state import ShopState, dispatch_window
+from jobshop_scheduler.rl.features import WINDOW_COLUMN, FeatureScales, job_features
+from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
+from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window
 from jobshop_scheduler.rl.train import initial_parameters
 from jobshop_scheduler.search.teacher import TabuTeacher
 
 pytestmark = pytest.mark.unit
 
 
-def model(window: float = 0.0, window_ratio: float = 0.0, seed: int = 0) -> MaskablePPO:
+def model(
+    window: float = 0.0, window_ratio: float = 0.0, seed: int = 0, long_shops: bool = False
+) -> MaskablePPO:
     env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16, window=window)
-    kwargs = {"window": window, "window_ratio": window_ratio}
+    kwargs = {"window": window, "window_ratio": window_ratio, "long_shops": long_shops}
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
     )
@@ -96,6 +99,54 @@ def test_the_window_applies_to_classic_shops_up_to_the_ratio() -> None:
     assert dispatch_window(long, 1.0, 0.0) == 1.0  # ratio 0: every classic shop
     assert dispatch_window(flexible, 1.0, 0.0) == 0.0
     assert dispatch_window(square, 0.0, 2.0) == 0.0
+    # a model with a long-shop scorer marks the longer classic shops for it, and only those
+    assert dispatch_window(long, 1.0, 2.0, long_scorer=True) == LONG_SHOP
+    assert dispatch_window(square, 1.0, 2.0, long_scorer=True) == 1.0
+    assert dispatch_window(flexible, 1.0, 2.0, long_scorer=True) == 0.0
+    assert LONG_SHOP < 0.0  # dispatched non-delay, as every window at or below 0
+
+
+def test_the_long_shop_scorer_chooses_on_long_classic_shops_only() -> None:
+    """Its states carry -1 in the window column and the fast path and SB3 both route them to
+    it; changing its weights changes the long shop's plan and no other."""
+    trained = model(window=1.0, window_ratio=2.0, long_shops=True)
+    scorer = FastScorer.from_state_dict(trained.policy.state_dict())
+    assert scorer.long_scorer is not None
+    long, square = compile_problem(taillard(40, 5, 1, 2)), compile_problem(taillard(12, 12, 3, 4))
+    flexible = compile_problem(production_like(30, seed=2))
+    state = ShopState(long, scorer.window_for(long))
+    table = job_features(state, FeatureScales(state), rows=long.n_jobs)
+    assert bool((table[table[:, 0] > 0, WINDOW_COLUMN] == -1.0).all())
+
+    extractor: JobScorer = trained.policy.mlp_extractor  # type: ignore[assignment]
+    assert extractor.long_score is not None
+    last = extractor.long_score[2]
+    assert isinstance(last, torch.nn.Linear)
+    with torch.no_grad():  # the long scorer's last layer flipped: it now prefers the opposite
+        last.weight.neg_()
+        last.bias.neg_()
+    flipped = FastScorer.from_state_dict(trained.policy.state_dict())
+    same = {
+        name: np.array_equal(
+            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, flipped).op_start
+        )
+        for name, cp in (("long", long), ("square", square), ("flexible", flexible))
+    }
+    assert same == {"long": False, "square": True, "flexible": True}
+
+
+def test_a_long_shop_scorer_starts_as_a_copy_of_the_first(tmp_path: Path) -> None:
+    model(window=1.0, window_ratio=2.0, seed=2).save(tmp_path / "window.zip")
+    target = model(window=1.0, window_ratio=2.0, seed=3, long_shops=True)
+    params, _ = initial_parameters(target, tmp_path / "window.zip")
+    target.set_parameters(params, exact_match=True, device="cpu")
+    new = target.policy.state_dict()
+    for key in [k for k in new if k.startswith("mlp_extractor.long_")]:
+        first = key.replace("long_embed", "embed").replace("long_score", "score")
+        assert torch.equal(new[key], new[first]), key
+    target.save(tmp_path / "long.zip")  # and a model with one cannot lose it silently
+    with pytest.raises(ConfigError, match="long-shop scorer; set \\[ppo\\] long_shops"):
+        initial_parameters(model(window=1.0, window_ratio=2.0), tmp_path / "long.zip")
 
 
 def test_a_model_carries_its_window_to_the_fast_path_and_back_from_a_zip(tmp_path: Path) -> None:
@@ -133,13 +184,28 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("window", 1.5, "is not in \\[0, 1\\]"), ("window_ratio", -1.0, "is below 0")],
+    [
+        ("window", 1.5, "is not in \\[0, 1\\]"),
+        ("window_ratio", -1.0, "is below 0"),
+        ("long_shops", "true", "needs window and window_ratio above 0"),
+    ],
 )
-def test_window_settings_are_checked(tmp_path: Path, key: str, value: float, message: str) -> None:
+def test_window_settings_are_checked(
+    tmp_path: Path, key: str, value: float | str, message: str
+) -> None:
     path = tmp_path / "c.toml"
     path.write_text(f"[ppo]\ntotal_timesteps = 0\n{key} = {value}\n")
     with pytest.raises(ConfigError, match=f"\\[ppo\\] {key}: .*{message}"):
         load_config(path)
+
+
+def test_the_long_shop_recipe_loads() -> None:
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "self_label_long.toml")
+    assert config.ppo.long_shops and config.self_label.trains == "long"
+    assert config.self_label.ratio[0] > config.ppo.window_ratio
+    shapes = [tuple(int(x) for x in s.split("x")) for s in config.self_label.validation_shapes]
+    assert all(jobs > config.ppo.window_ratio * machines for jobs, machines in shapes)
 
 
 def test_the_window_recipe_loads() -> None:

@@ -35,6 +35,9 @@ class PPOConfig:
     # the window applies to classic shops with at most this many jobs per machine (0: all);
     # longer and flexible shops dispatch non-delay (`state.dispatch_window`)
     window_ratio: float = 0.0
+    # a third scorer for the classic shops longer than `window_ratio`, which otherwise share the
+    # first scorer with the flexible shops (`policy.JobScorer`); needs a window and a ratio
+    long_shops: bool = False
     torch_threads: int = 2
 
 
@@ -70,7 +73,7 @@ class DistillConfig:
 
 OBJECTIVES = ("best", "advantage", "expert")
 SELECTIONS = ("mean", "worst")
-TRAINED_SCORERS = ("auto", "window", "non-delay")
+TRAINED_SCORERS = ("auto", "window", "non-delay", "long")
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,10 @@ class SelfLabelConfig:
     sampled plans, on a mixture of shop shapes."""
 
     steps: int = 0  # gradient steps; 0: no self-labelling
-    # Which scorer learns, the other keeping the --init model's plans exactly: "window" (a model
-    # with a window only), "non-delay", or "auto": the window scorer when there is one
+    # Which scorer learns, the others keeping the --init model's plans exactly: "window" (a model
+    # with a window only), "long" (one with a long-shop scorer only), "non-delay" (the first
+    # scorer: flexible shops, and long classic ones without a long-shop scorer), or "auto": the
+    # window scorer when there is one
     trains: str = "auto"
     instances: int = 4  # training instances per step
     samples: int = 32  # sampled rollouts per instance, besides the greedy pass
@@ -244,5 +249,10 @@ def load_config(path: Path | None = None) -> TrainConfig:
         raise ConfigError(f"[ppo] window: {config.ppo.window} is not in [0, 1]")
     if config.ppo.window_ratio < 0.0:
         raise ConfigError(f"[ppo] window_ratio: {config.ppo.window_ratio} is below 0")
+    if config.ppo.long_shops and not (config.ppo.window > 0 and config.ppo.window_ratio > 0):
+        raise ConfigError(
+            "[ppo] long_shops: needs window and window_ratio above 0 (the long shops are the"
+            " classic ones with more than window_ratio jobs per machine)"
+        )
     _check_self_label(config.self_label)
     return config

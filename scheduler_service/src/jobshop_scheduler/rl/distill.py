@@ -175,7 +175,10 @@ class _Distiller:
         choose = self.teacher_choice if round_ == 0 else student_chooser(self.scorer())
         for cp in training_instances(config, self.rng, config.instances):
             window = dispatch_window(
-                cp, float(self.student.window), float(self.student.window_ratio)
+                cp,
+                float(self.student.window),
+                float(self.student.window_ratio),
+                self.student.long_embed is not None,
             )
             tables, masks = rollout(cp, choose, config.explore, self.rng, window)
             if len(tables) == 0:

@@ -37,15 +37,18 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         sampler: InstanceSampler | None = None,
         problem: Problem | CompiledProblem | None = None,
         max_jobs: int = MAX_JOBS,
+        *,
         window: float = 0.0,
         window_ratio: float = 0.0,
+        long_scorer: bool = False,
     ) -> None:
         if (sampler is None) == (problem is None):
             raise ValueError("give exactly one of sampler= or problem=")
         self._sampler = sampler
         self._fixed = _compiled(problem) if problem is not None else None
         self.max_jobs = max_jobs
-        self.window, self.window_ratio = window, window_ratio  # `state.dispatch_window`
+        # `state.dispatch_window`
+        self.window, self.window_ratio, self.long_scorer = window, window_ratio, long_scorer
         self.observation_space = gym.spaces.Box(
             low=-FEATURE_BOUND, high=FEATURE_BOUND, shape=(max_jobs, N_FEATURES), dtype=np.float32
         )
@@ -61,7 +64,8 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         cp = self._fixed or _compiled(self._sampler(self.np_random))  # type: ignore[misc]
         if cp.n_jobs > self.max_jobs:
             raise ValueError(f"instance has {cp.n_jobs} jobs; this env holds {self.max_jobs}")
-        self.state = ShopState(cp, dispatch_window(cp, self.window, self.window_ratio))
+        window = dispatch_window(cp, self.window, self.window_ratio, self.long_scorer)
+        self.state = ShopState(cp, window)
         self._scales = FeatureScales(self.state)
         self._bound = _bound(self.state)
         return self._observe(), {"lower_bound": self._bound}

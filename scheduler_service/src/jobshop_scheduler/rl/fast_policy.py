@@ -57,11 +57,12 @@ class FastScorer:
     s2: F32  # (width,)
     c2: float
     ones: F32 = field(default_factory=_ones)
-    # the dispatching scheme it chooses in, by shop (`state.dispatch_window`), and the scorer
-    # of the states dispatched with the window (`policy.JobScorer`)
+    # the dispatching scheme it chooses in, by shop (`state.dispatch_window`), the scorer of the
+    # states dispatched with the window and that of long classic shops (`policy.JobScorer`)
     window: float = 0.0
     window_ratio: float = 0.0
     window_scorer: FastScorer | None = None
+    long_scorer: FastScorer | None = None
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> FastScorer:
@@ -70,16 +71,21 @@ class FastScorer:
         def get(name: str) -> F32:
             value = state[f"mlp_extractor.{name}"]
             array = value.detach().cpu().numpy() if hasattr(value, "detach") else value
-            return np.asarray(array, dtype=np.float32)
+            # a copy: a view would follow the model's parameters as training updates them
+            return np.array(array, dtype=np.float32, copy=True)
 
         def scalar(name: str) -> float:
             return float(get(name)) if f"mlp_extractor.{name}" in state else 0.0
 
-        windowed = "mlp_extractor.window_embed.0.weight" in state
+        def scorer(embed: str, score: str) -> FastScorer | None:
+            present = f"mlp_extractor.{embed}.0.weight" in state
+            return cls._of_layers(get, embed, score) if present else None
+
         return cls._of_layers(
             get, "embed", "score",
             window=scalar("window"), window_ratio=scalar("window_ratio"),
-            window_scorer=cls._of_layers(get, "window_embed", "window_score") if windowed else None,
+            window_scorer=scorer("window_embed", "window_score"),
+            long_scorer=scorer("long_embed", "long_score"),
         )  # fmt: skip
 
     @classmethod
@@ -101,12 +107,15 @@ class FastScorer:
 
     def window_for(self, cp: CompiledProblem) -> float:
         """The dispatching window this scorer chooses in on ``cp``."""
-        return dispatch_window(cp, self.window, self.window_ratio)
+        return dispatch_window(cp, self.window, self.window_ratio, self.long_scorer is not None)
 
     def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
         """Logits of rows `picked` of a table of active jobs (the context is their mean)."""
-        if self.window_scorer is not None and len(active) and active[0, WINDOW_COLUMN] > 0:
+        scheme = active[0, WINDOW_COLUMN] if len(active) else 0.0
+        if scheme > 0 and self.window_scorer is not None:
             return self.window_scorer.logits(active, picked)
+        if scheme < 0 and self.long_scorer is not None:
+            return self.long_scorer.logits(active, picked)
         n = active.shape[0]
         emb = active @ self.w1
         np.tanh(emb, out=emb)

@@ -44,8 +44,9 @@ FEATURES = (
     "slowdown",  # (duration on that machine - min duration) / mean duration; 0 in a classic shop
     "speed_loss",  # 1 - min duration / duration on that machine; 0 in a classic shop
     "fast_wait",  # (start on a fastest eligible machine - earliest start) / mean duration
-    # 1 when the candidates are the active-schedule set (`state.dispatch_window`), 0 when they
-    # are non-delay: a model with a window scores these states with its window scorer
+    # The scorer a state belongs to: 1 when the candidates are the active-schedule set
+    # (`state.dispatch_window`), scored by a model's window scorer; -1 on a long classic shop of
+    # a model with a long-shop scorer (`state.LONG_SHOP`); 0 otherwise (non-delay, first scorer)
     "window",
 )
 N_FEATURES = len(FEATURES)
@@ -91,6 +92,8 @@ def fill_features(
 
 def job_features(state: ShopState, scales: FeatureScales, rows: int) -> FloatArray:
     """(rows, N_FEATURES) table; jobs beyond the instance and finished jobs are zero rows."""
+    if rows < state.cp.n_jobs:  # the compiled kernel writes one row per job, unchecked
+        raise ValueError(f"a table of {rows} rows cannot hold {state.cp.n_jobs} jobs")
     table = np.zeros((rows, N_FEATURES), dtype=np.float32)
     fill_features(state, scales, table)
     return table

@@ -283,5 +283,5 @@ def features(  # pragma: no cover - compiled
         row[18] = _bounded((taken - duration) / d)
         row[19] = 1.0 - duration / taken if taken > 0 else 0.0
         row[20] = _bounded((fast_start - est[j]) / d)
-        row[21] = 1.0 if window > 0.0 else 0.0
+        row[21] = 1.0 if window > 0.0 else (-1.0 if window < 0.0 else 0.0)
     return rows if compact else n_jobs

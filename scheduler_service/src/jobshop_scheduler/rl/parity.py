@@ -60,20 +60,30 @@ def model_env(sb3_model: Any, problem: Problem) -> JobShopEnv:
         max_jobs=model_rows(sb3_model),
         window=float(scorer.window),
         window_ratio=float(scorer.window_ratio),
+        long_scorer=scorer.long_embed is not None,
     )
 
 
 def parity_instances(
-    rows: int, seeds: Sequence[int] = DEFAULT_SEEDS, window: float = 0.0
+    rows: int,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    window: float = 0.0,
+    long_ratio: float = 0.0,
 ) -> list[Problem]:
     """Production-like instances small enough for a model's observation table; for a model
-    with a dispatching window, also square classic shops, which it dispatches with it."""
+    with a dispatching window, also square classic shops, which it dispatches with it; for one
+    with a long-shop scorer (`long_ratio`: its window's jobs per machine), also classic shops
+    with twice as many jobs per machine, which that scorer dispatches."""
     jobs = max(2, min(rows, DEFAULT_JOBS))
     problems = [production_like(jobs, seed=seed) for seed in seeds]
+    shapes = []
     if window > 0:
-        square = min(jobs, 15)
+        shapes.append((min(jobs, 15), min(jobs, 15)))
+    if long_ratio > 0:
+        shapes.append((jobs, max(1, int(jobs / (2 * long_ratio)))))
+    for n_jobs, machines in shapes:
         problems += [
-            taillard(square, square, seed, seed + 1, f"parity{square}x{square}-{seed}")
+            taillard(n_jobs, machines, seed, seed + 1, f"parity{n_jobs}x{machines}-{seed}")
             for seed in seeds
         ]
     return problems
@@ -126,8 +136,11 @@ def record_reference(
     than the model's observation rows.
     """
     if problems is None:
-        window = float(sb3_model.policy.mlp_extractor.window)
-        problems = parity_instances(model_rows(sb3_model), window=window)
+        scorer = sb3_model.policy.mlp_extractor
+        long_ratio = float(scorer.window_ratio) if scorer.long_embed is not None else 0.0
+        problems = parity_instances(
+            model_rows(sb3_model), window=float(scorer.window), long_ratio=long_ratio
+        )
     problems = list(problems)
     if max_states < 1 or not problems:
         raise ValueError("parity needs at least one problem and one state")

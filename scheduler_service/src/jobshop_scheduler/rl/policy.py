@@ -9,6 +9,9 @@ A model with a dispatching window (`state.dispatch_window`) has a second scorer 
 shape for the states dispatched with it (the table's `window` column is 1 there): choosing
 among active-schedule candidates, which may leave a machine idle, is another decision than
 choosing among non-delay ones, and training one leaves the other's plans exactly as they were.
+A model may also have a long-shop scorer for the classic shops longer than its window's
+(`long_shops`; the `window` column is -1 there), so that learning those leaves the flexible
+shops' choices, which the first scorer keeps, exactly as they were.
 
 `JobScorer.table_logits` is re-implemented in NumPy by `fast_policy` for serving; keep the
 two in step (a start-up check compares their actions).
@@ -42,6 +45,8 @@ class JobScorer(nn.Module):
 
     window_embed: nn.Sequential | None
     window_score: nn.Sequential | None
+    long_embed: nn.Sequential | None
+    long_score: nn.Sequential | None
     window: th.Tensor
     window_ratio: th.Tensor
 
@@ -53,6 +58,7 @@ class JobScorer(nn.Module):
         *,
         window: float = 0.0,
         window_ratio: float = 0.0,
+        long_shops: bool = False,
     ) -> None:
         super().__init__()
         self.rows, self.n_features = rows, n_features
@@ -62,6 +68,8 @@ class JobScorer(nn.Module):
         self.critic = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh())
         self.window_embed = _embedder(n_features, hidden) if window > 0 else None
         self.window_score = _head(hidden) if window > 0 else None
+        self.long_embed = _embedder(n_features, hidden) if long_shops else None
+        self.long_score = _head(hidden) if long_shops else None
         # The dispatching scheme the scorer was trained for (`state.dispatch_window`): its
         # choices mean something only among the candidates of that scheme. Buffers, so they
         # travel in the state dict to the zip, the serving arrays and every FastScorer.
@@ -113,22 +121,37 @@ class JobScorer(nn.Module):
     def _actor(self, table: th.Tensor, emb: th.Tensor, mean: th.Tensor) -> th.Tensor:
         """`table_logits`, given the first scorer's embedding (the critic shares it)."""
         logits = self._logits(self.score, emb, mean)
-        if self.window_embed is None or self.window_score is None:
-            return logits
-        windowed = table[..., WINDOW_COLUMN].amax(dim=1) > 0
-        if not bool(windowed.any()):
-            return logits
-        emb, _, mean = self._embed_table(table, self.window_embed)
-        return th.where(windowed.unsqueeze(1), self._logits(self.window_score, emb, mean), logits)
+        column = table[..., WINDOW_COLUMN]
+        for embed, score, routed in (
+            (self.window_embed, self.window_score, column.amax(dim=1) > 0),
+            (self.long_embed, self.long_score, column.amin(dim=1) < 0),
+        ):
+            if embed is None or score is None or not bool(routed.any()):
+                continue
+            emb, _, mean = self._embed_table(table, embed)
+            logits = th.where(routed.unsqueeze(1), self._logits(score, emb, mean), logits)
+        return logits
 
     def forward_critic(self, features: th.Tensor) -> th.Tensor:
         return self._critic(*self._embed_table(self._table(features)))
 
     def window_parameters(self) -> list[nn.Parameter]:
         """The window scorer's weights (none without a window)."""
-        if self.window_embed is None or self.window_score is None:
+        return self._parameters_of(self.window_embed, self.window_score)
+
+    def long_parameters(self) -> list[nn.Parameter]:
+        """The long-shop scorer's weights (none without one)."""
+        return self._parameters_of(self.long_embed, self.long_score)
+
+    def non_delay_parameters(self) -> list[nn.Parameter]:
+        """The first scorer's weights: the states no other scorer takes."""
+        return self._parameters_of(self.embed, self.score)
+
+    @staticmethod
+    def _parameters_of(embed: nn.Module | None, score: nn.Module | None) -> list[nn.Parameter]:
+        if embed is None or score is None:
             return []
-        return [*self.window_embed.parameters(), *self.window_score.parameters()]
+        return [*embed.parameters(), *score.parameters()]
 
 
 class JobScorerPolicy(MaskableActorCriticPolicy):
@@ -140,9 +163,11 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         hidden: int = HIDDEN,
         window: float = 0.0,
         window_ratio: float = 0.0,
+        long_shops: bool = False,
         **kwargs: Any,
     ) -> None:
         self.hidden, self.window, self.window_ratio = hidden, window, window_ratio
+        self.long_shops = long_shops
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -153,6 +178,7 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
             self.hidden,
             window=self.window,
             window_ratio=self.window_ratio,
+            long_shops=self.long_shops,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -170,4 +196,6 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         data["hidden"] = self.hidden
         if self.window:  # absent from older zips, which load with the default
             data["window"], data["window_ratio"] = self.window, self.window_ratio
+        if self.long_shops:
+            data["long_shops"] = True
         return data

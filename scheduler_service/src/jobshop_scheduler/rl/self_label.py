@@ -41,7 +41,7 @@ from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
-from jobshop_scheduler.rl.state import ShopState
+from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
 
 CHECKPOINT = "self_label_checkpoint.pt"
@@ -224,7 +224,9 @@ def instance_labels(
     nothing under any objective: it is not sampled and only gives `anchor` states.
     """
     keep = config.states_per_plan
-    trained_here = (scorer.window_for(cp) > 0) == learns_window(config, scorer.window > 0)
+    trained_here = scheme_of(scorer.window_for(cp)) == trained_scheme(
+        config, scorer.window_scorer is not None
+    )
     samples = config.samples if trained_here else 0
     greedy, sampled = sample_plans(cp, scorer, samples, config.temperature, seed)
     best = min([greedy, *sampled], key=lambda plan: plan.makespan)  # ties: the greedy plan
@@ -347,17 +349,31 @@ def _resumable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("steps", "workers")}
 
 
-def learns_window(config: SelfLabelConfig, has_window: bool) -> bool:
-    """Whether a run trains the window scorer (`SelfLabelConfig.trains`)."""
-    return has_window and config.trains != "non-delay"
+def scheme_of(window: float) -> str:
+    """The scorer that chooses in a shop dispatched with `window` (`state.dispatch_window`)."""
+    if window > 0:
+        return "window"
+    return "long" if window == LONG_SHOP else "non-delay"
+
+
+def trained_scheme(config: SelfLabelConfig, has_window: bool) -> str:
+    """The scorer a run trains (`SelfLabelConfig.trains`), "auto" resolved."""
+    if config.trains == "auto":
+        return "window" if has_window else "non-delay"
+    return config.trains
 
 
 def _actor_parameters(scorer: JobScorer, config: SelfLabelConfig) -> list[torch.nn.Parameter]:
-    """What a run trains: one scorer, so the other's plans stay exactly the --init model's."""
-    window = scorer.window_parameters()
-    if learns_window(config, bool(window)):
-        return window
-    return [*scorer.embed.parameters(), *scorer.score.parameters()]
+    """What a run trains: one scorer, so the others' plans stay exactly the --init model's."""
+    trained = trained_scheme(config, bool(scorer.window_parameters()))
+    parameters = {
+        "window": scorer.window_parameters,
+        "long": scorer.long_parameters,
+        "non-delay": scorer.non_delay_parameters,
+    }[trained]()
+    if not parameters:
+        raise ConfigError(f'[self_label] trains = "{trained}": the model has no {trained} scorer')
+    return parameters
 
 
 @contextmanager
@@ -383,8 +399,6 @@ class _SelfLabeller:
         self.start = copy.deepcopy(self.scorer).eval()  # what `anchor` keeps the policy near
         for parameter in self.start.parameters():
             parameter.requires_grad_(False)
-        if config.trains == "window" and not self.scorer.window_parameters():
-            raise ConfigError('[self_label] trains = "window": the model has no window')
         self.trained = _actor_parameters(self.scorer, config)
         self.optimizer = torch.optim.Adam(self.trained, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)

@@ -30,19 +30,28 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
-def dispatch_window(cp: CompiledProblem, window: float, max_ratio: float) -> float:
+# The scheme of a long classic shop under a model with a long-shop scorer: dispatched non-delay
+# (every window at or below 0 is), its states scored by that scorer (`policy.JobScorer`).
+LONG_SHOP = -1.0
+
+
+def dispatch_window(
+    cp: CompiledProblem, window: float, max_ratio: float, long_scorer: bool = False
+) -> float:
     """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
 
     Its own window on classic shops with at most `max_ratio` jobs per machine (0: on every
     classic shop); non-delay on longer shops and on flexible ones. On long shops the machines
     are the bottleneck and the best non-delay plan is close to the best plan, so the wider
     choice only adds ways to leave a machine idle; on a flexible shop the active-schedule set
-    is built from one machine per job, which the routing choice makes a poor guide.
+    is built from one machine per job, which the routing choice makes a poor guide. A model
+    with a long-shop scorer (`long_scorer`) dispatches the longer classic shops non-delay too,
+    but marks them `LONG_SHOP` so that scorer, not the flexible shops' one, chooses there.
     """
     if window <= 0.0 or not cp.is_classic:
         return 0.0
     if max_ratio > 0.0 and cp.n_jobs > max_ratio * cp.n_machines:
-        return 0.0
+        return LONG_SHOP if long_scorer else 0.0
     return window
 
 
@@ -51,7 +60,9 @@ class ShopState:
 
     def __init__(self, cp: CompiledProblem, window: float = 0.0) -> None:
         self.cp = cp
-        self.window = window  # 0: non-delay; above 0: `kernels.refresh`'s active-schedule set
+        # above 0: `kernels.refresh`'s active-schedule set; 0: non-delay; `LONG_SHOP`: non-delay,
+        # scored by a long-shop scorer
+        self.window = window
         self.next_op: IntArray = cp.job_op_start[:-1].copy()
         self.end_op: IntArray = cp.job_op_start[1:]
         self.job_ready: IntArray = cp.release_time.astype(np.int64).copy()

@@ -110,7 +110,11 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
         DummyVecEnv(
             [
                 lambda: JobShopEnv(
-                    sampler=sampler, max_jobs=p.rows, window=p.window, window_ratio=p.window_ratio
+                    sampler=sampler,
+                    max_jobs=p.rows,
+                    window=p.window,
+                    window_ratio=p.window_ratio,
+                    long_scorer=p.long_shops,
                 )
             ]
             * p.n_envs
@@ -124,6 +128,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
             "hidden": p.hidden,
             "window": p.window,
             "window_ratio": p.window_ratio,
+            "long_shops": p.long_shops,
             "ortho_init": True,
         },
         n_steps=p.n_steps,
@@ -142,8 +147,11 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
 
 FIRST_LAYER = "mlp_extractor.embed.0.weight"
 SCHEME = ("mlp_extractor.window", "mlp_extractor.window_ratio")
-WINDOW_SCORER = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
-                 "mlp_extractor.window_score.": "mlp_extractor.score."}  # fmt: skip
+# the extra scorers, each started as a copy of the first scorer when --init lacks it
+COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
+                  "mlp_extractor.window_score.": "mlp_extractor.score.",
+                  "mlp_extractor.long_embed.": "mlp_extractor.embed.",
+                  "mlp_extractor.long_score.": "mlp_extractor.score."}  # fmt: skip
 
 
 def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], int]:
@@ -153,8 +161,8 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
     gets zero weights for the new columns, so it starts out choosing exactly as it did and
     training learns what the new columns are worth. Its optimizer state (sized for the old
     layer) is replaced by the fresh one. The config, not ``init``, says how the model
-    dispatches (`PPOConfig.window`); a window scorer ``init`` lacks starts as a copy of its
-    non-delay scorer.
+    dispatches (`PPOConfig.window`, `long_shops`); a window or long-shop scorer ``init`` lacks
+    starts as a copy of its non-delay scorer.
     """
     _, loaded, _ = load_from_zip_file(str(init), device="cpu", load_data=False)
     params: dict[str, Any] = dict(loaded)
@@ -173,12 +181,17 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
         params["policy.optimizer"] = model.policy.optimizer.state_dict()
     for key in SCHEME:
         policy[key] = fresh[key]
-    for key in [k for k in fresh if k.startswith(tuple(WINDOW_SCORER)) and k not in policy]:
-        prefix = next(p for p in WINDOW_SCORER if key.startswith(p))
-        policy[key] = policy[WINDOW_SCORER[prefix] + key[len(prefix) :]].clone()
+    for key in [k for k in fresh if k.startswith(tuple(COPIED_SCORERS)) and k not in policy]:
+        prefix = next(p for p in COPIED_SCORERS if key.startswith(p))
+        policy[key] = policy[COPIED_SCORERS[prefix] + key[len(prefix) :]].clone()
         params["policy.optimizer"] = model.policy.optimizer.state_dict()
-    if any(k.startswith(tuple(WINDOW_SCORER)) and k not in fresh for k in policy):
+    dropped = {k.split(".")[1] for k in policy if k.startswith(tuple(COPIED_SCORERS))} - {
+        k.split(".")[1] for k in fresh
+    }
+    if "window_embed" in dropped:
         raise ConfigError(f"{init} has a window scorer; set [ppo] window above 0")
+    if "long_embed" in dropped:
+        raise ConfigError(f"{init} has a long-shop scorer; set [ppo] long_shops = true")
     return params, int(old.shape[1])
 
 

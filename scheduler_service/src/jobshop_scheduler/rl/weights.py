@@ -30,7 +30,12 @@ WEIGHTS_NAME = "policy_weights.npz"
 REFERENCE_NAME = "reference_outputs.npz"
 # the scorers' layers and the dispatching scheme: "window" also covers the window scorer's
 # layers (window_embed, window_score) and the scheme's buffers (window, window_ratio)
-ACTOR_PREFIXES = ("mlp_extractor.embed.", "mlp_extractor.score.", "mlp_extractor.window")
+ACTOR_PREFIXES = (
+    "mlp_extractor.embed.",
+    "mlp_extractor.score.",
+    "mlp_extractor.window",
+    "mlp_extractor.long_",
+)
 # Float32 in NumPy and in torch sum in different orders: scores differ by ~1e-6. Two candidates
 # scored within TIE_TOLERANCE may be ordered either way; that is not a disagreement.
 SCORE_TOLERANCE = 1e-4
