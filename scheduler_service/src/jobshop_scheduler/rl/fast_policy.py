@@ -24,6 +24,7 @@ from jobshop_scheduler.rl.features import (
     FeatureScales,
     fill_features,
 )
+from jobshop_scheduler.rl.kernels import add_tanh
 from jobshop_scheduler.rl.state import ShopState, dispatch_window
 
 F32 = NDArray[np.float32]
@@ -36,6 +37,10 @@ PASS_LOCK = threading.Lock()
 
 def _ones() -> F32:
     return np.ones(1024, dtype=np.float32)
+
+
+def _zeros() -> F32:
+    return np.zeros(1024, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class FastScorer:
     s2: F32  # (width,)
     c2: float
     ones: F32 = field(default_factory=_ones)
+    no_bias: F32 = field(default_factory=_zeros)  # `kernels.add_tanh` reads the first `width`
     # the dispatching scheme it chooses in, by shop (`state.dispatch_window`), the scorer of the
     # states dispatched with the window and that of long classic shops (`policy.JobScorer`)
     window: float = 0.0
@@ -118,15 +124,13 @@ class FastScorer:
             return self.long_scorer.logits(active, picked)
         n = active.shape[0]
         emb = active @ self.w1
-        np.tanh(emb, out=emb)
+        add_tanh(emb, self.no_bias)
         emb = emb @ self.w2
-        emb += self.b2
-        np.tanh(emb, out=emb)
+        add_tanh(emb, self.b2)
         ones = self.ones[:n] if n <= len(self.ones) else np.ones(n, dtype=np.float32)
         context = (ones @ emb) @ self.s1_context
         hidden = emb[picked] @ self.s1_job
-        hidden += context * np.float32(1.0 / max(n, 1)) + self.c1
-        np.tanh(hidden, out=hidden)
+        add_tanh(hidden, context * np.float32(1.0 / max(n, 1)) + self.c1)
         out: F32 = (hidden @ self.s2 + np.float32(self.c2)).astype(np.float32, copy=False)
         return out
 
