@@ -26,6 +26,7 @@ from jobshop_scheduler.rl.features import WINDOW_COLUMN
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
+    InstanceLabels,
     _label_task,
     _SelfLabeller,
     candidate_cross_entropy,
@@ -128,6 +129,17 @@ def test_a_flexible_shop_gives_the_expert_objective_anchor_states_only() -> None
     assert [x.weight for x in found.labels] == [1.0]
 
 
+def changed_by_a_step(
+    model: MaskablePPO, config: SelfLabelConfig, labelled: InstanceLabels, tmp_path: Path
+) -> set[str]:
+    """The state-dict entries one learning step on ``labelled`` changes."""
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
+    assert run.learn([labelled]) > 0.0
+    after = model.policy.state_dict()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
 def test_a_window_model_learns_the_expert_where_it_dispatches_with_the_window(
     tmp_path: Path,
 ) -> None:
@@ -148,11 +160,7 @@ def test_a_window_model_learns_the_expert_where_it_dispatches_with_the_window(
     long = compile_problem(taillard(40, 5, 1, 2))
     assert not instance_labels(long, scorer, config, seed=0, teacher=TabuTeacher(5)).labels
 
-    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
-    assert run.learn([labelled]) > 0.0
-    after = model.policy.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = changed_by_a_step(model, config, labelled, tmp_path)
     assert changed and all(k.startswith("mlp_extractor.window_") for k in changed)
 
 
@@ -173,11 +181,7 @@ def test_trains_non_delay_moves_the_other_scorer_on_the_other_shops(tmp_path: Pa
     tables = labelled.labels[0].tables
     assert bool((tables[..., WINDOW_COLUMN] == 0.0).all())
 
-    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
-    assert run.learn([labelled]) > 0.0
-    after = model.policy.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = changed_by_a_step(model, config, labelled, tmp_path)
     assert changed and not any("window" in k for k in changed)
     assert any(k.startswith("mlp_extractor.embed") for k in changed)
 
@@ -206,11 +210,7 @@ def test_trains_long_moves_the_long_shop_scorer_on_long_classic_shops(tmp_path: 
     tables = labelled.labels[0].tables
     assert bool((tables[..., WINDOW_COLUMN][tables[..., 0] > 0] == -1.0).all())
 
-    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
-    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
-    assert run.learn([labelled]) > 0.0
-    after = model.policy.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    changed = changed_by_a_step(model, config, labelled, tmp_path)
     assert changed and all(k.startswith("mlp_extractor.long_") for k in changed)
 
 
