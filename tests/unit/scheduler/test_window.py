@@ -202,10 +202,15 @@ def test_window_settings_are_checked(
 def test_the_long_shop_recipe_loads() -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
     config = load_config(recipe / "self_label_long.toml")
-    assert config.ppo.long_shops and config.self_label.trains == "long"
-    assert config.self_label.ratio[0] > config.ppo.window_ratio
+    as_shipped = load_config(recipe / "long_shops_as_shipped.toml")
+    shipped = as_shipped.ppo
+    assert config.ppo.long_shops and shipped.long_shops and config.self_label.trains == "long"
+    assert config.ppo.window == shipped.window and as_shipped.self_label.steps == 0
+    # training: every classic shop the mixture draws teaches the long-shop scorer ...
+    assert config.ppo.window_ratio <= config.self_label.ratio[0] < shipped.window_ratio
+    # ... and it is validated on the shops it serves as shipped
     shapes = [tuple(int(x) for x in s.split("x")) for s in config.self_label.validation_shapes]
-    assert all(jobs > config.ppo.window_ratio * machines for jobs, machines in shapes)
+    assert all(jobs > shipped.window_ratio * machines for jobs, machines in shapes)
 
 
 def test_the_window_recipe_loads() -> None:
