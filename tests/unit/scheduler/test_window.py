@@ -119,6 +119,8 @@ def test_the_long_shop_scorer_chooses_on_long_classic_shops_only() -> None:
     assert bool((table[table[:, 0] > 0, WINDOW_COLUMN] == -1.0).all())
 
     extractor: JobScorer = trained.policy.mlp_extractor  # type: ignore[assignment]
+    for cp in (long, square, flexible):  # the torch model and the fast path route alike
+        assert extractor.window_for(cp) == scorer.window_for(cp)
     assert extractor.long_score is not None
     last = extractor.long_score[2]
     assert isinstance(last, torch.nn.Linear)

@@ -37,7 +37,7 @@ from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
 from jobshop_scheduler.rl.features import FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
-from jobshop_scheduler.rl.state import ShopState, dispatch_window
+from jobshop_scheduler.rl.state import ShopState
 
 SPEED_LOSS = FEATURES.index("speed_loss")
 _MIN_SPEED = 1e-3
@@ -174,13 +174,9 @@ class _Distiller:
         config = self.config
         choose = self.teacher_choice if round_ == 0 else student_chooser(self.scorer())
         for cp in training_instances(config, self.rng, config.instances):
-            window = dispatch_window(
-                cp,
-                float(self.student.window),
-                float(self.student.window_ratio),
-                self.student.long_embed is not None,
+            tables, masks = rollout(
+                cp, choose, config.explore, self.rng, self.student.window_for(cp)
             )
-            tables, masks = rollout(cp, choose, config.explore, self.rng, window)
             if len(tables) == 0:
                 continue
             x = torch.from_numpy(tables)

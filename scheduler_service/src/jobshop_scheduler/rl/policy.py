@@ -25,7 +25,9 @@ import torch as th
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from torch import nn
 
+from jobshop_scheduler.heuristics.compiled import CompiledProblem
 from jobshop_scheduler.rl.features import WINDOW_COLUMN
+from jobshop_scheduler.rl.state import dispatch_window
 
 HIDDEN = 64
 
@@ -81,6 +83,12 @@ class JobScorer(nn.Module):
         for name in ("window", "window_ratio"):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def window_for(self, cp: CompiledProblem) -> float:
+        """The dispatching window this model chooses in on ``cp`` (`FastScorer.window_for`)."""
+        return dispatch_window(
+            cp, float(self.window), float(self.window_ratio), self.long_embed is not None
+        )
 
     def _embed_table(
         self, table: th.Tensor, embed: nn.Module | None = None
