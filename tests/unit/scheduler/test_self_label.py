@@ -214,6 +214,46 @@ def test_trains_long_moves_the_long_shop_scorer_on_long_classic_shops(tmp_path: 
     assert changed and all(k.startswith("mlp_extractor.long_") for k in changed)
 
 
+def test_teach_ratio_trains_as_a_lower_window_ratio_would_and_saves_the_shipped_one(
+    tmp_path: Path,
+) -> None:
+    """`teach_ratio` gives, in one run, the weights that training with [ppo] window_ratio set to
+    it gives (squares teach the long-shop scorer), but a model that dispatches as shipped."""
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    config = dataclasses.replace(
+        TINY, trains="long", flexible_share=0.0, eval_every=100, validation_shapes=("12x4",)
+    )
+
+    def trained(window_ratio: float, teach_ratio: float, out: str) -> dict[str, torch.Tensor]:
+        kwargs = {"window": 1.0, "window_ratio": window_ratio, "long_shops": True}
+        model = MaskablePPO(JobScorerPolicy, env, policy_kwargs=kwargs, seed=3, device="cpu")
+        run = dataclasses.replace(config, teach_ratio=teach_ratio)
+        self_label(model, run, tmp_path / out, quiet=True)
+        policy: dict[str, torch.Tensor] = torch.load(
+            tmp_path / out / CHECKPOINT, weights_only=False
+        )["policy"]
+        return policy
+
+    one_run = trained(2.0, 0.5, "one")
+    trained_low = trained(0.5, 0.0, "low")
+    as_shipped = trained(2.0, 0.0, "shipped")
+    ratio = "mlp_extractor.window_ratio"
+    assert float(one_run[ratio]) == 2.0 and float(trained_low[ratio]) == 0.5
+    assert all(torch.equal(t, trained_low[k]) for k, t in one_run.items() if k != ratio)
+    # the TINY shops have 1-2.7 jobs per machine: without teach_ratio fewer of them teach
+    assert not all(torch.equal(t, as_shipped[k]) for k, t in one_run.items())
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes(tmp_path: Path) -> None:
+    self_label(untrained(), dataclasses.replace(TINY, steps=1), tmp_path, quiet=True)
+    saved = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    del saved["config"]["teach_ratio"]  # written before the setting existed
+    torch.save(saved, tmp_path / CHECKPOINT)
+    summary = self_label(untrained(), dataclasses.replace(TINY, steps=2), tmp_path, resume=True,
+                         quiet=True)  # fmt: skip
+    assert summary["steps"] == 2
+
+
 @pytest.mark.parametrize("trains", ["window", "long"])
 def test_trains_needs_a_model_with_that_scorer(tmp_path: Path, trains: str) -> None:
     config = dataclasses.replace(TINY, objective="expert", trains=trains)
@@ -379,6 +419,14 @@ def test_self_label_section_is_checked(tmp_path: Path) -> None:
         load_config(recipe)
     recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\ntrains = "both"\n')
     with pytest.raises(ConfigError, match="trains: 'both' is not one of 'auto', 'window'"):
+        load_config(recipe)
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nteach_ratio = 0.5\n")
+    with pytest.raises(ConfigError, match=r'teach_ratio: .* needs trains = "long"'):
+        load_config(recipe)
+    recipe.write_text(
+        '[ppo]\ntotal_timesteps = 0\n[self_label]\nteach_ratio = -1\ntrains = "long"\n'
+    )
+    with pytest.raises(ConfigError, match="teach_ratio: -1 is below 0"):
         load_config(recipe)
     recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nblend = 1.5\n")
     with pytest.raises(ConfigError, match=r"blend: 1.5 is not in \[0, 1\]"):

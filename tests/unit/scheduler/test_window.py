@@ -209,7 +209,8 @@ def test_the_long_shop_recipe_loads() -> None:
     assert config.ppo.long_shops and shipped.long_shops and config.self_label.trains == "long"
     assert config.ppo.window == shipped.window and as_shipped.self_label.steps == 0
     # training: every classic shop the mixture draws teaches the long-shop scorer ...
-    assert config.ppo.window_ratio <= config.self_label.ratio[0] < shipped.window_ratio
+    assert config.self_label.teach_ratio <= config.self_label.ratio[0] < shipped.window_ratio
+    assert config.ppo.window_ratio == shipped.window_ratio  # ... and the run saves it as shipped
     # ... and it is validated on the shops it serves as shipped
     shapes = [tuple(int(x) for x in s.split("x")) for s in config.self_label.validation_shapes]
     assert all(jobs > shipped.window_ratio * machines for jobs, machines in shapes)

@@ -87,6 +87,11 @@ class SelfLabelConfig:
     # scorer: flexible shops, and long classic ones without a long-shop scorer), or "auto": the
     # window scorer when there is one
     trains: str = "auto"
+    # trains = "long" only, 0: off. While labelling, the classic shops above this many jobs per
+    # machine are dispatched as long shops (non-delay, the long-shop scorer choosing), so shops
+    # the model as shipped dispatches with the window (up to [ppo] window_ratio) teach the
+    # long-shop scorer too. Validation and the saved model dispatch as shipped.
+    teach_ratio: float = 0.0
     instances: int = 4  # training instances per step
     samples: int = 32  # sampled rollouts per instance, besides the greedy pass
     temperature: float = 1.0  # of the sampling softmax
@@ -211,6 +216,13 @@ def _check_self_label(config: SelfLabelConfig) -> None:
     _one_of("trains", config.trains, TRAINED_SCORERS)
     if not 0.0 <= config.blend <= 1.0:
         raise ConfigError(f"[self_label] blend: {config.blend} is not in [0, 1]")
+    if config.teach_ratio < 0.0:
+        raise ConfigError(f"[self_label] teach_ratio: {config.teach_ratio} is below 0")
+    if config.teach_ratio > 0.0 and config.trains != "long":
+        raise ConfigError(
+            "[self_label] teach_ratio: routes shops to the long-shop scorer, so it needs"
+            f' trains = "long" (not {config.trains!r})'
+        )
     for shape in config.validation_shapes:
         if not _SHAPE.fullmatch(shape):
             raise ConfigError(

@@ -22,7 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -345,7 +345,9 @@ class Progress:
 
 def _resumable(config: dict[str, Any]) -> dict[str, Any]:
     """The settings a resumed run must share with the checkpoint: all but the length and the
-    worker count (each shop's seed is drawn in the parent, so workers change no result)."""
+    worker count (each shop's seed is drawn in the parent, so workers change no result). A
+    setting added since the checkpoint was written counts with its default."""
+    config = {**asdict(SelfLabelConfig()), **config}
     return {k: v for k, v in config.items() if k not in ("steps", "workers")}
 
 
@@ -476,6 +478,8 @@ class _SelfLabeller:
 
     def tasks(self) -> list[LabelTask]:
         config, weights = self.config, self.fast()
+        if config.teach_ratio > 0.0:  # the shops that teach the long-shop scorer
+            weights = replace(weights, window_ratio=config.teach_ratio)
         return [
             (
                 mixture_instance(config, self.rng),
