@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from jobshop_scheduler.domain.model import Alternative, Job, Operation, Problem
+from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.instances.classic import classic_shop
 
 _A = 16807
 _B = 127773  # m // a
 _C = 2836  # m % a
 _M = 2**31 - 1
+LCG_MAX = _M - 1  # the largest seed the generator takes
 
 
 class TaillardSpec(NamedTuple):
@@ -103,18 +105,7 @@ def taillard(
 ) -> Problem:
     """A classic job-shop Problem: machines M1..Mm, jobs J1..Jn, operations Jj-1..Jj-m."""
     durations, orders = taillard_arrays(n_jobs, n_machines, time_seed, machine_seed)
-    machines = tuple(f"M{k + 1}" for k in range(n_machines))
-    jobs = tuple(
-        Job(
-            id=f"J{j + 1}",
-            operations=tuple(
-                Operation(id=f"J{j + 1}-{pos + 1}", alternatives=(Alternative(machines[k], p),))
-                for pos, (k, p) in enumerate(zip(orders[j], durations[j], strict=True))
-            ),
-        )
-        for j in range(n_jobs)
-    )
-    return Problem(machines=machines, jobs=jobs, request_id=name)
+    return classic_shop(orders, durations, n_machines, name)
 
 
 def _spec(name: str) -> TaillardSpec:

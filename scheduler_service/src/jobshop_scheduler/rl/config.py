@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from jobshop_scheduler.instances.families import FAMILIES
 from jobshop_scheduler.rl.sampling import Stage
 
 
@@ -113,6 +114,9 @@ class SelfLabelConfig:
     ratio: tuple[float, float] = (0.5, 10.0)
     jobs: tuple[int, int] = (10, 100)
     max_ops: int = 2000
+    # the classic shops' structure, drawn uniformly per shop (`instances.families`): "taillard"
+    # and shops Taillard's generator does not make ("two_set", "flow", "narrow", "partial")
+    families: tuple[str, ...] = ("taillard",)
     flexible_share: float = 0.2
     flexible_jobs: tuple[int, int] = (20, 170)
     seed: int = 7
@@ -122,6 +126,7 @@ class SelfLabelConfig:
     validation_shapes: tuple[str, ...] = (
         "15x15", "20x15", "20x20", "30x15", "30x20", "50x15", "50x20", "100x20", "prod50",
     )  # fmt: skip
+    # (a shape may name a family: "50x20:two_set"; without one it is "taillard")
     validation_count: int = 3
     validation_seed: int = 4242
     # which validation figure picks best_model.zip: the "mean" over the shapes, or the "worst"
@@ -182,7 +187,7 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
         raise ConfigError(f"curriculum[{index}]: {exc}") from exc
 
 
-_SHAPE = re.compile(r"[1-9]\d*x[1-9]\d*|prod[1-9]\d*")
+_SHAPE = re.compile(r"[1-9]\d*x[1-9]\d*(:\w+)?|prod[1-9]\d*")
 _PAIRS: dict[str, type] = {"flexible_jobs": int, "jobs": int, "machines": int, "ratio": float}
 
 
@@ -223,11 +228,18 @@ def _check_self_label(config: SelfLabelConfig) -> None:
             "[self_label] teach_ratio: routes shops to the long-shop scorer, so it needs"
             f' trains = "long" (not {config.trains!r})'
         )
+    if not config.families:
+        raise ConfigError("[self_label] families: empty; give at least one of " + str(FAMILIES))
+    for family in config.families:
+        _one_of("families", family, FAMILIES)
     for shape in config.validation_shapes:
         if not _SHAPE.fullmatch(shape):
             raise ConfigError(
-                f"[self_label] validation_shapes: {shape!r} is neither JOBSxMACHINES nor prodJOBS"
+                f"[self_label] validation_shapes: {shape!r} is neither JOBSxMACHINES[:FAMILY]"
+                " nor prodJOBS"
             )
+        if ":" in shape:
+            _one_of("validation_shapes", shape.split(":")[1], FAMILIES)
 
 
 def load_config(path: Path | None = None) -> TrainConfig:

@@ -32,11 +32,12 @@ from tqdm import tqdm
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import DistillConfig
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
 from jobshop_scheduler.rl.features import FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
-from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
+from jobshop_scheduler.rl.sampling import random_taillard
 from jobshop_scheduler.rl.state import ShopState
 
 SPEED_LOSS = FEATURES.index("speed_loss")

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.instances.families import family_shop
 from jobshop_scheduler.instances.flexible import production_like
-from jobshop_scheduler.instances.taillard import taillard
-
-LCG_MAX = 2**31 - 2
+from jobshop_scheduler.instances.taillard import LCG_MAX
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,7 @@ def random_taillard(
     """A classic job shop drawn with Taillard's generator from random seeds."""
     n = int(rng.integers(jobs[0], jobs[1] + 1))
     m = int(rng.integers(machines[0], machines[1] + 1))
-    seeds = rng.integers(1, LCG_MAX, size=2)
-    return taillard(n, m, int(seeds[0]), int(seeds[1]), f"rand{n}x{m}")
+    return family_shop("taillard", n, m, rng)
 
 
 class CurriculumSampler:

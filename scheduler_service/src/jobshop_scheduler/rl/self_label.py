@@ -32,15 +32,18 @@ from numpy.typing import NDArray
 from sb3_contrib import MaskablePPO
 from tqdm import tqdm
 
+from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
+from jobshop_scheduler.instances.families import family_shop
 from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
-from jobshop_scheduler.rl.sampling import LCG_MAX, random_taillard
+from jobshop_scheduler.rl.sampling import random_taillard
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
 
@@ -53,18 +56,27 @@ Teacher = Callable[[CompiledProblem, tuple[IntArray, IntArray], int], tuple[IntA
 
 
 def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> CompiledProblem:
-    """One training shop: flexible production-like, or classic with machines drawn uniformly
-    and jobs per machine log-uniformly (`ratio`), redrawn until it has at most `max_ops`."""
+    """One training shop: flexible production-like, or classic of one of `families` with
+    machines drawn uniformly and jobs per machine log-uniformly (`ratio`), redrawn until it has
+    at most `max_ops`."""
     if rng.random() < config.flexible_share:
         n = int(rng.integers(config.flexible_jobs[0], config.flexible_jobs[1] + 1))
         return compile_problem(production_like(n, seed=int(rng.integers(0, LCG_MAX))))
+    families = config.families  # one family draws nothing, so older recipes keep their shops
+    family = families[int(rng.integers(len(families)))] if len(families) > 1 else families[0]
     low, high = np.log(config.ratio[0]), np.log(config.ratio[1])
     while True:
         machines = int(rng.integers(config.machines[0], config.machines[1] + 1))
         ratio = float(np.exp(rng.uniform(low, high)))
         jobs = int(np.clip(round(ratio * machines), config.jobs[0], config.jobs[1]))
         if jobs * machines <= config.max_ops:
-            return compile_problem(random_taillard(rng, (jobs, jobs), (machines, machines)))
+            return compile_problem(_classic(family, jobs, machines, rng))
+
+
+def _classic(family: str, jobs: int, machines: int, rng: np.random.Generator) -> Problem:
+    if family == "taillard":  # the draws of the runs before families existed
+        return random_taillard(rng, (jobs, jobs), (machines, machines))
+    return family_shop(family, jobs, machines, rng)
 
 
 @dataclass(frozen=True)
@@ -307,8 +319,9 @@ def candidate_cross_entropy(
 
 
 def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
-    """`validation_count` instances per shape of `validation_shapes` (classic "JxM" or
-    production-like "prodN"), from `validation_seed`; disjoint from the benchmark's seeds."""
+    """`validation_count` instances per shape of `validation_shapes` (classic "JxM", of a
+    family "JxM:FAMILY", or production-like "prodN"), from `validation_seed`; disjoint from the
+    benchmark's seeds."""
     rng = np.random.default_rng(config.validation_seed)
     shapes: dict[str, list[ValidationCase]] = {}
     for name in config.validation_shapes:
@@ -317,8 +330,9 @@ def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
             if name.startswith("prod"):
                 problem = production_like(int(name[4:]), seed=int(rng.integers(0, LCG_MAX)))
             else:
-                jobs, machines = (int(x) for x in name.split("x"))
-                problem = random_taillard(rng, (jobs, jobs), (machines, machines))
+                size, _, family = name.partition(":")
+                jobs, machines = (int(x) for x in size.split("x"))
+                problem = _classic(family or "taillard", jobs, machines, rng)
             cases.append(ValidationCase.of(f"{name}-{k}", problem))
     return shapes
 

@@ -1,0 +1,78 @@
+"""Classic job shops whose structure differs from Taillard's, for training and for held-out checks.
+
+Taillard's generator draws every job's machine order uniformly and durations in 1-99. Plants
+and the other published sets are not like that, and a policy trained on Taillard's shops alone
+lost to the best dispatching rule on some of them (docs/benchmark.md, "Shop families"):
+
+- ``two_set``: Demirkol, Mehta and Uzsoy's DMU41-80 (1998): every job visits the first half of
+  the machines, in a random order, before the second half; durations 1-200.
+- ``flow``: a near flow shop, one machine order shared by all jobs with two random swaps per
+  job, as on a line where a few products skip ahead; durations 1-99.
+- ``narrow``: uniform machine orders and durations 40-60, so that no job is short enough for a
+  shortest-processing-time choice to be obviously right.
+- ``partial``: each job visits a random subset of half to all machines, in a random order;
+  durations 1-99.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.instances.classic import classic_shop
+from jobshop_scheduler.instances.taillard import LCG_MAX, taillard
+
+
+def _two_set(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]], list[list[int]]]:
+    half = m // 2
+    orders = [[*rng.permutation(half), *(half + rng.permutation(m - half))] for _ in range(n)]
+    return orders, rng.integers(1, 201, size=(n, m)).tolist()
+
+
+def _flow(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]], list[list[int]]]:
+    line = rng.permutation(m)
+    orders = []
+    for _ in range(n):
+        order = line.copy()
+        for a, b in rng.integers(0, m, size=(2, 2)):
+            order[a], order[b] = order[b], order[a]
+        orders.append(order.tolist())
+    return orders, rng.integers(1, 100, size=(n, m)).tolist()
+
+
+def _narrow(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]], list[list[int]]]:
+    orders = [rng.permutation(m).tolist() for _ in range(n)]
+    return orders, rng.integers(40, 61, size=(n, m)).tolist()
+
+
+def _partial(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]], list[list[int]]]:
+    orders = [rng.permutation(m)[: rng.integers((m + 1) // 2, m + 1)].tolist() for _ in range(n)]
+    return orders, [rng.integers(1, 100, size=len(order)).tolist() for order in orders]
+
+
+Routing = Callable[[np.random.Generator, int, int], tuple[list[list[int]], list[list[int]]]]
+_ROUTINGS: dict[str, Routing] = {
+    "two_set": _two_set,
+    "flow": _flow,
+    "narrow": _narrow,
+    "partial": _partial,
+}
+FAMILIES = ("taillard", *_ROUTINGS)
+
+
+def family_shop(family: str, n_jobs: int, n_machines: int, rng: np.random.Generator) -> Problem:
+    """A shop of ``family`` (`FAMILIES`) drawn from ``rng``; "taillard" uses Taillard's own
+    generator with seeds drawn from ``rng``."""
+    if family == "taillard":
+        seeds = rng.integers(1, LCG_MAX, size=2)
+        return taillard(
+            n_jobs, n_machines, int(seeds[0]), int(seeds[1]), f"rand{n_jobs}x{n_machines}"
+        )
+    try:
+        routing = _ROUTINGS[family]
+    except KeyError:
+        raise ValueError(f"unknown shop family {family!r}; known: {', '.join(FAMILIES)}") from None
+    orders, durations = routing(rng, n_jobs, n_machines)
+    return classic_shop(orders, durations, n_machines, f"{family}{n_jobs}x{n_machines}")
