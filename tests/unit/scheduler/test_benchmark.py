@@ -262,14 +262,14 @@ def test_grid_reports_every_cell_writes_its_files_and_caches_references(
     model_dir = tmp_path / "model"
     shutil.copytree(DEFAULT_MODEL_DIR, model_dir)
     before = ModelCard.read(model_dir)
-    argv = ["benchmark", "--grid", "6x4", "12x4", "--production", "10", "--count", "2",
+    argv = ["benchmark", "--grid", "6x4", "12x4:flow", "--production", "10", "--count", "2",
             "--reference-seconds", "0.2", "--cache", str(tmp_path / "refs"),
             "--out", str(tmp_path / "out"), "--quiet", "--record",
             "--model-dir", str(model_dir)]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
-    for cell in ("6x4", "12x4", "prod10"):
+    for cell in ("6x4", "12x4:flow", "prod10"):
         row = lines[cell]
         assert row[1] == "2"  # instances in the cell
         gaps = [float(x) for x in row[2 : 2 + len(METHODS)]]
@@ -282,12 +282,13 @@ def test_grid_reports_every_cell_writes_its_files_and_caches_references(
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0
     cached = sorted(p.name for p in (tmp_path / "refs").iterdir())
     assert len(cached) == 6 and "6x4-s100-200ms.json" in cached
+    assert "12x4:flow-s101-200ms.json" in cached  # a family's cell has its own references
     card = ModelCard.read(model_dir)  # --record: the grid joins the card's evaluation
     grid = card.evaluation["grid"]
     assert grid["command"] == (
-        "schedctl benchmark --grid 6x4 12x4 --production 10 --count 2 --seed 100 "
+        "schedctl benchmark --grid 6x4 12x4:flow --production 10 --count 2 --seed 100 "
         "--reference-seconds 0.2"
     )
-    assert set(grid["cells"]) == {"6x4", "12x4", "prod10"}
+    assert set(grid["cells"]) == {"6x4", "12x4:flow", "prod10"}
     assert grid["cells"]["6x4"]["mean_gap_pct"][PPO] == float(lines["6x4"][2 + METHODS.index(PPO)])
     assert card.evaluation["sets"] == before.evaluation["sets"]  # the benchmark's entry stays

@@ -94,8 +94,9 @@ def test_validation_shapes_may_name_a_family() -> None:
     [
         ('families = ["dmu"]', "families: 'dmu' is not one of 'taillard', 'two_set'"),
         ("families = []", "families: empty"),
-        ('validation_shapes = ["8x4:dmu"]', "validation_shapes: 'dmu' is not one of"),
-        ('validation_shapes = ["8x4:"]', "'8x4:' is neither JOBSxMACHINES"),
+        ('validation_shapes = ["8x4:dmu"]', "unknown shop family 'dmu' in '8x4:dmu'; known: taill"),
+        ('validation_shapes = ["8x4:"]', "unknown shop family '' in '8x4:'"),
+        ('validation_shapes = ["0x4"]', "validation_shapes: a shape needs at least 1x1"),
     ],
 )
 def test_families_are_checked(tmp_path: Path, setting: str, message: str) -> None:

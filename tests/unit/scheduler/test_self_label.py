@@ -412,7 +412,7 @@ def test_train_without_ppo_runs_only_self_labelling(tmp_path: Path) -> None:
 def test_self_label_section_is_checked(tmp_path: Path) -> None:
     recipe = tmp_path / "r.toml"
     recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nvalidation_shapes = ["15by15"]\n')
-    with pytest.raises(ConfigError, match="'15by15' is neither"):
+    with pytest.raises(ConfigError, match=r"JOBSxMACHINES\[:FAMILY\], got '15by15', or prodJOBS"):
         load_config(recipe)
     recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\nselect = "median"\n')
     with pytest.raises(ConfigError, match="select: 'median' is not one of 'mean', 'worst'"):

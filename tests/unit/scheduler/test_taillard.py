@@ -13,6 +13,7 @@ from jobshop_scheduler.instances import (
     taillard,
     taillard_arrays,
 )
+from jobshop_scheduler.instances.families import Shape, parse_shape
 from jobshop_scheduler.instances.taillard import _Lcg, generator_seed
 
 pytestmark = pytest.mark.unit
@@ -102,6 +103,34 @@ def test_generated_cases_accept_any_seed() -> None:
     small, large = generated_cases([(3, 2)], [], 1, 100), generated_cases([(3, 2)], [], 2, 5000)
     assert small[0].problem == taillard(3, 2, 100_000_317, 791_929)
     assert len(large) == 2 and large[0].problem != large[1].problem
+
+
+def test_generated_cases_of_a_family_are_its_shops_and_seeded() -> None:
+    cases = generated_cases([Shape(8, 4, "two_set"), (8, 4)], [], 2, 100)
+    names = ["8x4:two_set-s100", "8x4:two_set-s101", "8x4-s100", "8x4-s101"]
+    assert [c.name for c in cases] == names
+    assert cases[0].set_name == "8x4:two_set" and cases[2].set_name == "8x4"
+    for case in cases[:2]:  # the first half of the machines first
+        first = [o.alternatives[0].machine_id for j in case.problem.jobs for o in j.operations[:2]]
+        assert set(first) <= {"M1", "M2"}
+    again = generated_cases([Shape(8, 4, "two_set")], [], 1, 100)
+    assert again[0].problem == cases[0].problem and cases[0].problem != cases[1].problem
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("50x20:dmu", "unknown shop family 'dmu'"), ("50by20", "a shape is JOBSxMACHINES[:FAMILY]"),
+     ("0x5", "at least 1x1")],
+)  # fmt: skip
+def test_a_bad_benchmark_shape_exits_2_with_the_reason(
+    text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobshop_scheduler.cli import main  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as exited:
+        main(["benchmark", "--grid", text])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert parse_shape("50x20:Flow") == Shape(50, 20, "flow") and str(Shape(50, 20)) == "50x20"
 
 
 def test_unknown_instance_names_the_known_ones() -> None:

@@ -110,7 +110,7 @@ def plot_heat_map(path: Path, cells: Sequence[Cell]) -> None:
 
 def card_grid(cells: Sequence[Cell], args: argparse.Namespace) -> dict[str, Any]:
     """The grid as the model card keeps it (``--record``): per cell, every method's mean gap."""
-    shapes = [f"{j}x{m}" for j, m in args.grid] if args.grid else list(GRID_SHAPES)
+    shapes = [str(shape) for shape in args.grid] if args.grid else list(GRID_SHAPES)
     command = ["schedctl", "benchmark", "--grid", *shapes, "--production"]
     command += [str(n) for n in args.production]
     command += ["--count", str(args.count), "--seed", str(args.seed)]

@@ -355,7 +355,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=search_quality.parse_shape,
         metavar="SHAPE",
         help="quality by shop shape: greedy PPO and every rule on generated shapes (default "
-        "grid 15x15 ... 200x20, plus --production shops), gaps to long-run references "
+        "grid 15x15 ... 200x20, plus --production shops; JOBSxMACHINES:FAMILY for another "
+        "family than Taillard's: two_set, flow, narrow, partial), gaps to long-run references "
         "(--count, --seed, --reference-seconds, --cache); writes grid.csv and grid.png",
     )
     search_quality.add_arguments(parser)

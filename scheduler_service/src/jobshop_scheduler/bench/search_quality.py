@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from jobshop_scheduler import table
@@ -37,7 +38,8 @@ from jobshop_scheduler.arg_types import non_negative, positive
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.instances import TAILLARD, load_taillard
+from jobshop_scheduler.instances import TAILLARD, families, load_taillard
+from jobshop_scheduler.instances.families import Shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import generator_seed, taillard
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
@@ -97,14 +99,11 @@ def parse_budgets(text: str) -> list[int]:
     return sorted(set(budgets))
 
 
-def parse_shape(text: str) -> tuple[int, int]:
+def parse_shape(text: str) -> Shape:
     try:
-        jobs, machines = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is JOBSxMACHINES, got {text!r}") from None
-    if jobs < 1 or machines < 1:
-        raise argparse.ArgumentTypeError(f"a shape needs at least 1x1, got {text!r}")
-    return jobs, machines
+        return families.parse_shape(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def select_cases(args: argparse.Namespace) -> list[Case]:
@@ -118,26 +117,32 @@ def select_cases(args: argparse.Namespace) -> list[Case]:
 
 
 def generated_cases(
-    shapes: Sequence[tuple[int, int]], production: Sequence[int], count: int, seed: int
+    shapes: Sequence[tuple[int, int] | Shape], production: Sequence[int], count: int, seed: int
 ) -> list[Case]:
-    """``count`` instances per shape (Taillard's generator) and per production-like size, the
-    k-th of each drawn from ``seed + k``."""
+    """``count`` instances per shape and per production-like size, the k-th of each drawn from
+    ``seed + k``: Taillard's generator, or a shape's family (`instances.families`)."""
     cases: list[Case] = []
-    for jobs, machines in shapes:
+    for shape in (Shape(*given) for given in shapes):
         for k in range(count):
-            # Taillard's generator takes two seeds: time and machine orders.
             s = seed + k
-            time_seed, machine_seed = (
-                generator_seed(x) for x in (1_000_003 * s + 17, 7_919 * s + 29)
-            )
-            problem = taillard(jobs, machines, time_seed, machine_seed, "")
-            cases.append(Case(f"{jobs}x{machines}", f"{jobs}x{machines}-s{s}", problem))
+            cases.append(Case(str(shape), f"{shape}-s{s}", _generated(shape, s)))
     for jobs in production:
         cases += [
             Case(f"prod{jobs}", f"prod{jobs}-s{seed + k}", production_like(jobs, seed + k))
             for k in range(count)
         ]
     return cases
+
+
+def _generated(shape: Shape, seed: int) -> Problem:
+    if shape.family != "taillard":
+        rng = np.random.default_rng([seed, families.FAMILIES.index(shape.family)])
+        return families.family_shop(shape.family, shape.jobs, shape.machines, rng)
+    # Taillard's generator takes two seeds: time and machine orders.
+    time_seed, machine_seed = (
+        generator_seed(x) for x in (1_000_003 * seed + 17, 7_919 * seed + 29)
+    )
+    return taillard(shape.jobs, shape.machines, time_seed, machine_seed, "")
 
 
 def run_search(
@@ -254,8 +259,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         type=parse_shape,
         default=[parse_shape(s) for s in DEFAULT_SHAPES],
-        help="--budgets: generated Taillard shapes JOBSxMACHINES "
-        f"(default: {' '.join(DEFAULT_SHAPES)})",
+        help="--budgets: generated shapes JOBSxMACHINES, or JOBSxMACHINES:FAMILY for another "
+        f"family than Taillard's (default: {' '.join(DEFAULT_SHAPES)})",
     )
     add(
         "--count",

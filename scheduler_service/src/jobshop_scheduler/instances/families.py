@@ -17,6 +17,7 @@ lost to the best dispatching rule on some of them (docs/benchmark.md, "Shop fami
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,3 +77,31 @@ def family_shop(family: str, n_jobs: int, n_machines: int, rng: np.random.Genera
         raise ValueError(f"unknown shop family {family!r}; known: {', '.join(FAMILIES)}") from None
     orders, durations = routing(rng, n_jobs, n_machines)
     return classic_shop(orders, durations, n_machines, f"{family}{n_jobs}x{n_machines}")
+
+
+class Shape(NamedTuple):
+    """A classic shop's size and family, written "JOBSxMACHINES" or "JOBSxMACHINES:FAMILY"."""
+
+    jobs: int
+    machines: int
+    family: str = "taillard"
+
+    def __str__(self) -> str:
+        size = f"{self.jobs}x{self.machines}"
+        return size if self.family == "taillard" else f"{size}:{self.family}"
+
+
+def parse_shape(text: str) -> Shape:
+    """``"50x20"`` or ``"50x20:two_set"``; ValueError says what is wrong."""
+    size, colon, family = text.lower().partition(":")
+    try:
+        jobs, machines = (int(x) for x in size.split("x"))
+    except ValueError:
+        raise ValueError(f"a shape is JOBSxMACHINES[:FAMILY], got {text!r}") from None
+    if jobs < 1 or machines < 1:
+        raise ValueError(f"a shape needs at least 1x1, got {text!r}")
+    if colon and family not in FAMILIES:
+        raise ValueError(
+            f"unknown shop family {family!r} in {text!r}; known: {', '.join(FAMILIES)}"
+        )
+    return Shape(jobs, machines, family or "taillard")

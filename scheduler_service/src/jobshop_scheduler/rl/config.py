@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jobshop_scheduler.instances.families import FAMILIES
+from jobshop_scheduler.instances.families import FAMILIES, parse_shape
 from jobshop_scheduler.rl.sampling import Stage
 
 
@@ -187,7 +187,7 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
         raise ConfigError(f"curriculum[{index}]: {exc}") from exc
 
 
-_SHAPE = re.compile(r"[1-9]\d*x[1-9]\d*(:\w+)?|prod[1-9]\d*")
+_PRODUCTION = re.compile(r"prod[1-9]\d*")
 _PAIRS: dict[str, type] = {"flexible_jobs": int, "jobs": int, "machines": int, "ratio": float}
 
 
@@ -233,13 +233,12 @@ def _check_self_label(config: SelfLabelConfig) -> None:
     for family in config.families:
         _one_of("families", family, FAMILIES)
     for shape in config.validation_shapes:
-        if not _SHAPE.fullmatch(shape):
-            raise ConfigError(
-                f"[self_label] validation_shapes: {shape!r} is neither JOBSxMACHINES[:FAMILY]"
-                " nor prodJOBS"
-            )
-        if ":" in shape:
-            _one_of("validation_shapes", shape.split(":")[1], FAMILIES)
+        if _PRODUCTION.fullmatch(shape):
+            continue
+        try:
+            parse_shape(shape)
+        except ValueError as exc:
+            raise ConfigError(f"[self_label] validation_shapes: {exc}, or prodJOBS") from None
 
 
 def load_config(path: Path | None = None) -> TrainConfig:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
-from jobshop_scheduler.instances.families import family_shop
+from jobshop_scheduler.instances.families import family_shop, parse_shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
@@ -330,9 +330,8 @@ def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
             if name.startswith("prod"):
                 problem = production_like(int(name[4:]), seed=int(rng.integers(0, LCG_MAX)))
             else:
-                size, _, family = name.partition(":")
-                jobs, machines = (int(x) for x in size.split("x"))
-                problem = _classic(family or "taillard", jobs, machines, rng)
+                shape = parse_shape(name)
+                problem = _classic(shape.family, shape.jobs, shape.machines, rng)
             cases.append(ValidationCase.of(f"{name}-{k}", problem))
     return shapes
 
