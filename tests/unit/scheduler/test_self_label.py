@@ -450,7 +450,9 @@ def test_schedctl_train_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> N
     assert "--resume: no checkpoint" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["self_label_expert.toml", "self_label_squares.toml"])
+@pytest.mark.parametrize(
+    "name", ["self_label_expert.toml", "self_label_squares.toml", "self_label_families.toml"]
+)
 def test_the_expert_recipes_load(name: str) -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl" / name
     config = load_config(recipe)
