@@ -229,7 +229,7 @@ def _check_self_label(config: SelfLabelConfig) -> None:
             f' trains = "long" (not {config.trains!r})'
         )
     if not config.families:
-        raise ConfigError("[self_label] families: empty; give at least one of " + str(FAMILIES))
+        raise ConfigError("[self_label] families: empty; give some of " + ", ".join(FAMILIES))
     for family in config.families:
         _one_of("families", family, FAMILIES)
     for shape in config.validation_shapes:
