@@ -32,7 +32,6 @@ from numpy.typing import NDArray
 from sb3_contrib import MaskablePPO
 from tqdm import tqdm
 
-from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances.families import family_shop, parse_shape
@@ -43,7 +42,6 @@ from jobshop_scheduler.rl.distill import candidate_kl
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
-from jobshop_scheduler.rl.sampling import random_taillard
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
 
@@ -70,13 +68,7 @@ def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> Compi
         ratio = float(np.exp(rng.uniform(low, high)))
         jobs = int(np.clip(round(ratio * machines), config.jobs[0], config.jobs[1]))
         if jobs * machines <= config.max_ops:
-            return compile_problem(_classic(family, jobs, machines, rng))
-
-
-def _classic(family: str, jobs: int, machines: int, rng: np.random.Generator) -> Problem:
-    if family == "taillard":  # the draws of the runs before families existed
-        return random_taillard(rng, (jobs, jobs), (machines, machines))
-    return family_shop(family, jobs, machines, rng)
+            return compile_problem(family_shop(family, jobs, machines, rng))
 
 
 @dataclass(frozen=True)
@@ -331,7 +323,7 @@ def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
                 problem = production_like(int(name[4:]), seed=int(rng.integers(0, LCG_MAX)))
             else:
                 shape = parse_shape(name)
-                problem = _classic(shape.family, shape.jobs, shape.machines, rng)
+                problem = family_shop(shape.family, shape.jobs, shape.machines, rng)
             cases.append(ValidationCase.of(f"{name}-{k}", problem))
     return shapes
 
