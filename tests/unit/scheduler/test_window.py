@@ -14,6 +14,7 @@ from sb3_contrib import MaskablePPO
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
+from jobshop_scheduler.instances.families import parse_shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, load_config
@@ -216,10 +217,12 @@ def test_the_long_shop_recipe_loads() -> None:
     assert all(jobs > shipped.window_ratio * machines for jobs, machines in shapes)
 
 
-def test_the_window_recipe_loads() -> None:
+@pytest.mark.parametrize("name", ["self_label_window.toml", "self_label_window_families.toml"])
+def test_the_window_recipes_load(name: str) -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
-    config = load_config(recipe / "self_label_window.toml")
+    config = load_config(recipe / name)
     assert 0.0 < config.ppo.window <= 1.0 and config.ppo.window_ratio >= 1.0
     assert config.self_label.objective == "expert" and config.ppo.total_timesteps == 0
-    shapes = [tuple(int(x) for x in s.split("x")) for s in config.self_label.validation_shapes]
-    assert all(jobs <= config.ppo.window_ratio * machines for jobs, machines in shapes)
+    assert config.self_label.ratio[1] <= config.ppo.window_ratio  # it learns the window's shops
+    shapes = [parse_shape(name) for name in config.self_label.validation_shapes]
+    assert all(s.jobs <= config.ppo.window_ratio * s.machines for s in shapes)
