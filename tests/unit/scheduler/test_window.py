@@ -224,5 +224,5 @@ def test_the_window_recipes_load(name: str) -> None:
     assert 0.0 < config.ppo.window <= 1.0 and config.ppo.window_ratio >= 1.0
     assert config.self_label.objective == "expert" and config.ppo.total_timesteps == 0
     assert config.self_label.ratio[1] <= config.ppo.window_ratio  # it learns the window's shops
-    shapes = [parse_shape(name) for name in config.self_label.validation_shapes]
+    shapes = [parse_shape(shape) for shape in config.self_label.validation_shapes]
     assert all(s.jobs <= config.ppo.window_ratio * s.machines for s in shapes)
