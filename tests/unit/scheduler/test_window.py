@@ -14,15 +14,17 @@ from sb3_contrib import MaskablePPO
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
-from jobshop_scheduler.instances.families import parse_shape
+from jobshop_scheduler.instances.classic import classic_shop
+from jobshop_scheduler.instances.families import FAMILIES, family_shop, parse_shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.features import WINDOW_COLUMN, FeatureScales, job_features
+from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
-from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window
+from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window, routing_alike
 from jobshop_scheduler.rl.train import initial_parameters
 from jobshop_scheduler.search.teacher import TabuTeacher
 
@@ -30,10 +32,19 @@ pytestmark = pytest.mark.unit
 
 
 def model(
-    window: float = 0.0, window_ratio: float = 0.0, seed: int = 0, long_shops: bool = False
+    window: float = 0.0,
+    window_ratio: float = 0.0,
+    seed: int = 0,
+    long_shops: bool = False,
+    window_alike: float = 0.0,
 ) -> MaskablePPO:
     env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16, window=window)
-    kwargs = {"window": window, "window_ratio": window_ratio, "long_shops": long_shops}
+    kwargs = {
+        "window": window,
+        "window_ratio": window_ratio,
+        "long_shops": long_shops,
+        "window_alike": window_alike,
+    }
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
     )
@@ -105,6 +116,47 @@ def test_the_window_applies_to_classic_shops_up_to_the_ratio() -> None:
     assert dispatch_window(square, 1.0, 2.0, long_scorer=True) == 1.0
     assert dispatch_window(flexible, 1.0, 2.0, long_scorer=True) == 0.0
     assert LONG_SHOP < 0.0  # dispatched non-delay, as every window at or below 0
+
+
+def test_routing_alike_tells_flow_two_set_and_random_routes_apart() -> None:
+    rng = np.random.default_rng(3)
+    alike = {f: routing_alike(compile_problem(family_shop(f, 30, 15, rng))) for f in FAMILIES}
+    assert alike["taillard"] < 0.1 and alike["narrow"] < 0.1 and alike["partial"] < 0.2
+    assert alike["flow"] > 0.4 and 0.7 < alike["two_set"] < 0.85
+    line = classic_shop([[0, 1, 2, 3]] * 6, [[5 + j] * 4 for j in range(6)], 4)  # one order
+    assert routing_alike(compile_problem(line)) == pytest.approx(1.0)
+    assert routing_alike(compile_problem(production_like(20, seed=2))) == 0.0  # not fixed
+
+
+def test_long_shops_with_alike_routes_get_the_window() -> None:
+    rng = np.random.default_rng(5)
+    two_set = compile_problem(family_shop("two_set", 50, 10, rng))
+    random_routes = compile_problem(family_shop("taillard", 50, 10, rng))
+    square = compile_problem(family_shop("two_set", 10, 10, rng))
+    flexible = compile_problem(production_like(50, seed=1))
+    assert dispatch_window(two_set, 0.5, 1.5, True, alike=0.7) == 0.5
+    assert dispatch_window(two_set, 0.5, 1.5, True) == LONG_SHOP  # 0: off, as before
+    assert dispatch_window(two_set, 0.5, 1.5, False, alike=0.7) == 0.5
+    assert dispatch_window(random_routes, 0.5, 1.5, True, alike=0.7) == LONG_SHOP
+    assert dispatch_window(square, 0.5, 1.5, True, alike=0.7) == 0.5
+    assert dispatch_window(flexible, 0.5, 1.5, True, alike=0.7) == 0.0
+    assert dispatch_window(two_set, 0.0, 1.5, False, alike=0.7) == 0.0  # no window, no widening
+
+
+def test_a_model_carries_window_alike_and_both_paths_route_alike(tmp_path: Path) -> None:
+    """Through the zip to the fast path, and SB3's predict and the fast path agree on a long
+    two-set shop, which such a model dispatches with its window scorer."""
+    model(window=0.5, window_ratio=1.5, long_shops=True, window_alike=0.7).save(tmp_path / "m.zip")
+    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    assert scorer.window_alike == pytest.approx(0.7)
+    problem = family_shop("two_set", 16, 4, np.random.default_rng(9))  # rows: 16 jobs
+    cp = compile_problem(problem)
+    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
+    assert extractor.window_for(cp) == scorer.window_for(cp) == 0.5
+    report = check_parity(loaded, scorer, [problem], max_states=10**6)
+    assert report.ok, str(report)
+    assert model().policy.mlp_extractor.window_alike == 0.0  # older models: off
 
 
 def test_the_long_shop_scorer_chooses_on_long_classic_shops_only() -> None:
@@ -191,6 +243,8 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
         ("window", 1.5, "is not in \\[0, 1\\]"),
         ("window_ratio", -1.0, "is below 0"),
         ("long_shops", "true", "needs window and window_ratio above 0"),
+        ("window_alike", 1.5, "is not in \\[0, 1\\]"),
+        ("window_alike", 0.7, "needs a window above 0"),
     ],
 )
 def test_window_settings_are_checked(

@@ -39,6 +39,9 @@ class PPOConfig:
     # a third scorer for the classic shops longer than `window_ratio`, which otherwise share the
     # first scorer with the flexible shops (`policy.JobScorer`); needs a window and a ratio
     long_shops: bool = False
+    # long classic shops whose routes are at least this alike (`state.routing_alike`: 0 random
+    # orders, 1 a flow shop) get the window all the same (0: none do); needs a window
+    window_alike: float = 0.0
     torch_threads: int = 2
 
 
@@ -268,14 +271,23 @@ def load_config(path: Path | None = None) -> TrainConfig:
             raise ConfigError(
                 f"ppo.rows={config.ppo.rows} is below the largest instance ({biggest} jobs)"
             )
-    if not 0.0 <= config.ppo.window <= 1.0:
-        raise ConfigError(f"[ppo] window: {config.ppo.window} is not in [0, 1]")
-    if config.ppo.window_ratio < 0.0:
-        raise ConfigError(f"[ppo] window_ratio: {config.ppo.window_ratio} is below 0")
-    if config.ppo.long_shops and not (config.ppo.window > 0 and config.ppo.window_ratio > 0):
+    _check_scheme(config.ppo)
+    _check_self_label(config.self_label)
+    return config
+
+
+def _check_scheme(ppo: PPOConfig) -> None:
+    """The dispatching scheme's settings (`state.dispatch_window`)."""
+    if not 0.0 <= ppo.window <= 1.0:
+        raise ConfigError(f"[ppo] window: {ppo.window} is not in [0, 1]")
+    if ppo.window_ratio < 0.0:
+        raise ConfigError(f"[ppo] window_ratio: {ppo.window_ratio} is below 0")
+    if not 0.0 <= ppo.window_alike <= 1.0:
+        raise ConfigError(f"[ppo] window_alike: {ppo.window_alike} is not in [0, 1]")
+    if ppo.window_alike > 0 and not ppo.window > 0:
+        raise ConfigError("[ppo] window_alike: needs a window above 0 (it widens where it applies)")
+    if ppo.long_shops and not (ppo.window > 0 and ppo.window_ratio > 0):
         raise ConfigError(
             "[ppo] long_shops: needs window and window_ratio above 0 (the long shops are the"
             " classic ones with more than window_ratio jobs per machine)"
         )
-    _check_self_label(config.self_label)
-    return config

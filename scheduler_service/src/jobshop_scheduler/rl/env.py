@@ -41,6 +41,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         window: float = 0.0,
         window_ratio: float = 0.0,
         long_scorer: bool = False,
+        window_alike: float = 0.0,
     ) -> None:
         if (sampler is None) == (problem is None):
             raise ValueError("give exactly one of sampler= or problem=")
@@ -49,6 +50,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         self.max_jobs = max_jobs
         # `state.dispatch_window`
         self.window, self.window_ratio, self.long_scorer = window, window_ratio, long_scorer
+        self.window_alike = window_alike
         self.observation_space = gym.spaces.Box(
             low=-FEATURE_BOUND, high=FEATURE_BOUND, shape=(max_jobs, N_FEATURES), dtype=np.float32
         )
@@ -64,7 +66,9 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         cp = self._fixed or _compiled(self._sampler(self.np_random))  # type: ignore[misc]
         if cp.n_jobs > self.max_jobs:
             raise ValueError(f"instance has {cp.n_jobs} jobs; this env holds {self.max_jobs}")
-        window = dispatch_window(cp, self.window, self.window_ratio, self.long_scorer)
+        window = dispatch_window(
+            cp, self.window, self.window_ratio, self.long_scorer, self.window_alike
+        )
         self.state = ShopState(cp, window)
         self._scales = FeatureScales(self.state)
         self._bound = _bound(self.state)

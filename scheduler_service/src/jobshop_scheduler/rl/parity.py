@@ -21,6 +21,7 @@ import numpy as np
 import torch as th
 
 from jobshop_scheduler.domain.model import Problem
+from jobshop_scheduler.instances.families import family_shop
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.env import JobShopEnv
@@ -61,6 +62,7 @@ def model_env(sb3_model: Any, problem: Problem) -> JobShopEnv:
         window=float(scorer.window),
         window_ratio=float(scorer.window_ratio),
         long_scorer=scorer.long_embed is not None,
+        window_alike=float(scorer.window_alike),
     )
 
 
@@ -69,11 +71,13 @@ def parity_instances(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     window: float = 0.0,
     long_ratio: float = 0.0,
+    alike: float = 0.0,
 ) -> list[Problem]:
     """Production-like instances small enough for a model's observation table; for a model
     with a dispatching window, also square classic shops, which it dispatches with it; for one
     with a long-shop scorer (`long_ratio`: its window's jobs per machine), also classic shops
-    with twice as many jobs per machine, which that scorer dispatches."""
+    with twice as many jobs per machine, which that scorer dispatches, and for one that widens
+    the window to long shops with alike routes (`alike`), long two-set shops too."""
     jobs = max(2, min(rows, DEFAULT_JOBS))
     problems = [production_like(jobs, seed=seed) for seed in seeds]
     shapes = []
@@ -85,6 +89,11 @@ def parity_instances(
         problems += [
             taillard(n_jobs, machines, seed, seed + 1, f"parity{n_jobs}x{machines}-{seed}")
             for seed in seeds
+        ]
+    if alike > 0 and long_ratio > 0:
+        machines = max(2, int(jobs / (2 * long_ratio)))
+        problems += [
+            family_shop("two_set", jobs, machines, np.random.default_rng(seed)) for seed in seeds
         ]
     return problems
 
@@ -139,7 +148,10 @@ def record_reference(
         scorer = sb3_model.policy.mlp_extractor
         long_ratio = float(scorer.window_ratio) if scorer.long_embed is not None else 0.0
         problems = parity_instances(
-            model_rows(sb3_model), window=float(scorer.window), long_ratio=long_ratio
+            model_rows(sb3_model),
+            window=float(scorer.window),
+            long_ratio=long_ratio,
+            alike=float(scorer.window_alike),
         )
     problems = list(problems)
     if max_states < 1 or not problems:

@@ -51,6 +51,7 @@ class JobScorer(nn.Module):
     long_score: nn.Sequential | None
     window: th.Tensor
     window_ratio: th.Tensor
+    window_alike: th.Tensor
 
     def __init__(
         self,
@@ -61,6 +62,7 @@ class JobScorer(nn.Module):
         window: float = 0.0,
         window_ratio: float = 0.0,
         long_shops: bool = False,
+        window_alike: float = 0.0,
     ) -> None:
         super().__init__()
         self.rows, self.n_features = rows, n_features
@@ -77,17 +79,22 @@ class JobScorer(nn.Module):
         # travel in the state dict to the zip, the serving arrays and every FastScorer.
         self.register_buffer("window", th.tensor(float(window)))
         self.register_buffer("window_ratio", th.tensor(float(window_ratio)))
+        self.register_buffer("window_alike", th.tensor(float(window_alike)))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # models from before the window dispatched non-delay, as this module's default does
-        for name in ("window", "window_ratio"):
+        for name in ("window", "window_ratio", "window_alike"):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def window_for(self, cp: CompiledProblem) -> float:
         """The dispatching window this model chooses in on ``cp`` (`FastScorer.window_for`)."""
         return dispatch_window(
-            cp, float(self.window), float(self.window_ratio), self.long_embed is not None
+            cp,
+            float(self.window),
+            float(self.window_ratio),
+            self.long_embed is not None,
+            float(self.window_alike),
         )
 
     def _embed_table(
@@ -172,10 +179,11 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         window: float = 0.0,
         window_ratio: float = 0.0,
         long_shops: bool = False,
+        window_alike: float = 0.0,
         **kwargs: Any,
     ) -> None:
         self.hidden, self.window, self.window_ratio = hidden, window, window_ratio
-        self.long_shops = long_shops
+        self.long_shops, self.window_alike = long_shops, window_alike
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -187,6 +195,7 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
             window=self.window,
             window_ratio=self.window_ratio,
             long_shops=self.long_shops,
+            window_alike=self.window_alike,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -206,4 +215,6 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
             data["window"], data["window_ratio"] = self.window, self.window_ratio
         if self.long_shops:
             data["long_shops"] = True
+        if self.window_alike:
+            data["window_alike"] = self.window_alike
         return data

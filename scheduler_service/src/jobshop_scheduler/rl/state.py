@@ -35,8 +35,34 @@ BoolArray = NDArray[np.bool_]
 LONG_SHOP = -1.0
 
 
+def routing_alike(cp: CompiledProblem) -> float:
+    """How alike the jobs' routes are: the share of the spread of the operations' places in
+    their routes (position in the job, scaled into (0, 1)) that their machines explain.
+
+    1 in a flow shop, where each machine has one place; about 0.75 in DMU's two-set shops, whose
+    jobs visit one half of the machines before the other; about 0 when every route is a random
+    order (Taillard's shops). 0 on a flexible shop, where an operation's machine is not fixed.
+    """
+    if not cp.is_classic or cp.n_ops == 0:
+        return 0.0
+    place = (cp.op_position + 0.5) / cp.job_n_ops[cp.op_job]
+    spread = float(place.var())
+    if spread <= 0.0:
+        return 0.0
+    machine = np.argmax(cp.eligible, axis=1)
+    count = np.bincount(machine, minlength=cp.n_machines).astype(np.float64)
+    total = np.bincount(machine, place, cp.n_machines)
+    squares = np.bincount(machine, place * place, cp.n_machines)
+    within = float((squares - total * total / np.maximum(count, 1.0)).sum()) / cp.n_ops
+    return float(np.clip(1.0 - within / spread, 0.0, 1.0))
+
+
 def dispatch_window(
-    cp: CompiledProblem, window: float, max_ratio: float, long_scorer: bool = False
+    cp: CompiledProblem,
+    window: float,
+    max_ratio: float,
+    long_scorer: bool = False,
+    alike: float = 0.0,
 ) -> float:
     """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
 
@@ -47,10 +73,17 @@ def dispatch_window(
     is built from one machine per job, which the routing choice makes a poor guide. A model
     with a long-shop scorer (`long_scorer`) dispatches the longer classic shops non-delay too,
     but marks them `LONG_SHOP` so that scorer, not the flexible shops' one, chooses there.
+
+    With `alike` above 0, a long classic shop whose routes are at least that alike
+    (`routing_alike`) gets the window all the same: when the jobs meet the machines in much the
+    same order, as in DMU's two-set shops, the machines are not what binds, and waiting for the
+    right job pays there as it does on square shops.
     """
     if window <= 0.0 or not cp.is_classic:
         return 0.0
     if max_ratio > 0.0 and cp.n_jobs > max_ratio * cp.n_machines:
+        if alike > 0.0 and routing_alike(cp) >= alike:
+            return window
         return LONG_SHOP if long_scorer else 0.0
     return window
 

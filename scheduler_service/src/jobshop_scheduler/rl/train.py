@@ -115,6 +115,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
                     window=p.window,
                     window_ratio=p.window_ratio,
                     long_scorer=p.long_shops,
+                    window_alike=p.window_alike,
                 )
             ]
             * p.n_envs
@@ -129,6 +130,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
             "window": p.window,
             "window_ratio": p.window_ratio,
             "long_shops": p.long_shops,
+            "window_alike": p.window_alike,
             "ortho_init": True,
         },
         n_steps=p.n_steps,
@@ -146,7 +148,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
 
 
 FIRST_LAYER = "mlp_extractor.embed.0.weight"
-SCHEME = ("mlp_extractor.window", "mlp_extractor.window_ratio")
+SCHEME = ("mlp_extractor.window", "mlp_extractor.window_ratio", "mlp_extractor.window_alike")
 # the extra scorers, each started as a copy of the first scorer when --init lacks it
 COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
                   "mlp_extractor.window_score.": "mlp_extractor.score.",
