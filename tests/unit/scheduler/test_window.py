@@ -5,11 +5,13 @@ and a model carries its window from training to the serving arrays."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from sb3_contrib import MaskablePPO
+from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
@@ -21,7 +23,7 @@ from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
-from jobshop_scheduler.rl.features import WINDOW_COLUMN, FeatureScales, job_features
+from jobshop_scheduler.rl.features import N_FEATURES, WINDOW_COLUMN, FeatureScales, job_features
 from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window, routing_alike
@@ -202,6 +204,28 @@ def test_a_long_shop_scorer_starts_as_a_copy_of_the_first(tmp_path: Path) -> Non
     target.save(tmp_path / "long.zip")  # and a model with one cannot lose it silently
     with pytest.raises(ConfigError, match="long-shop scorer; set \\[ppo\\] long_shops"):
         initial_parameters(model(window=1.0, window_ratio=2.0), tmp_path / "long.zip")
+
+
+def test_new_feature_columns_get_zero_weights_in_every_scorer(tmp_path: Path) -> None:
+    """A model saved before columns were appended starts out choosing as it did in all three
+    scorers, not only the first."""
+    model(window=0.5, window_ratio=1.5, seed=4, long_shops=True).save(tmp_path / "old.zip")
+    data, loaded, _ = load_from_zip_file(str(tmp_path / "old.zip"), load_data=True)
+    params: dict[str, Any] = dict(loaded)
+    first_layers = [k for k in params["policy"] if k.endswith("embed.0.weight")]
+    assert len(first_layers) == 3
+    for key in first_layers:  # as if saved before the last two columns existed
+        params["policy"][key] = params["policy"][key][:, :-2].clone()
+    save_to_zip_file(tmp_path / "narrow.zip", data=data, params=params)
+
+    target = model(window=0.5, window_ratio=1.5, seed=5, long_shops=True)
+    fitted, columns = initial_parameters(target, tmp_path / "narrow.zip")
+    assert columns == N_FEATURES - 2
+    target.set_parameters(fitted, exact_match=True, device="cpu")
+    new = target.policy.state_dict()
+    for key in first_layers:
+        assert torch.equal(new[key][:, :-2], params["policy"][key]), key
+        assert not new[key][:, -2:].any(), key
 
 
 def test_a_model_carries_its_window_to_the_fast_path_and_back_from_a_zip(tmp_path: Path) -> None:

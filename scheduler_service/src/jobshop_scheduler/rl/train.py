@@ -177,9 +177,10 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
             f"{init}: first layer {tuple(old.shape)} does not fit this code's {tuple(new.shape)}"
         )
     if old.shape[1] < new.shape[1]:
-        policy[FIRST_LAYER] = torch.cat(
-            [old, torch.zeros(old.shape[0], new.shape[1] - old.shape[1], dtype=old.dtype)], dim=1
-        )
+        added = new.shape[1] - old.shape[1]
+        for key in [k for k in policy if k.endswith("embed.0.weight")]:  # every scorer's
+            layer = policy[key]
+            policy[key] = torch.cat([layer, layer.new_zeros(layer.shape[0], added)], dim=1)
         params["policy.optimizer"] = model.policy.optimizer.state_dict()
     for key in SCHEME:
         policy[key] = fresh[key]
