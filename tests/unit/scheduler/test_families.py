@@ -52,6 +52,23 @@ def test_each_family_has_its_structure() -> None:
     assert min(partial) >= 5 and max(partial) <= 10 and len(set(partial)) > 1
     taillard = routes(family_shop("taillard", 30, 10, rng))
     assert all(sorted(order) == list(range(10)) for order in taillard)
+    line = routes(family_shop("line", 30, 10, rng))
+    assert all(order == line[0] for order in line) and sorted(line[0]) == list(range(10))
+    for family, by_machine in (("job_correlated", False), ("machine_correlated", True)):
+        shop = family_shop(family, 30, 10, rng)
+        table = np.array([[op.alternatives[0].duration for op in j.operations] for j in shop.jobs])
+        if by_machine:  # regroup each job's durations by machine
+            table = np.take_along_axis(table, np.argsort(np.array(routes(shop)), axis=1), axis=1)
+        spread = table.max(axis=0 if by_machine else 1) - table.min(axis=0 if by_machine else 1)
+        assert spread.max() <= 20 and table.min() >= 1 and table.max() <= 99
+        assert np.ptp(table.mean(axis=0 if by_machine else 1)) > 30  # the bases differ
+    shop = family_shop("bottleneck", 30, 10, rng)
+    per_machine = np.zeros(10)
+    for order, job in zip(routes(shop), shop.jobs, strict=True):
+        for machine, op in zip(order, job.operations, strict=True):
+            per_machine[machine] += op.alternatives[0].duration
+    slow = int(per_machine.argmax())  # the bottleneck carries about three times the others' load
+    assert per_machine[slow] > 2 * np.delete(per_machine, slow).max()
 
 
 def test_the_taillard_family_is_the_random_taillard_shop() -> None:

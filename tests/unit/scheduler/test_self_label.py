@@ -15,7 +15,7 @@ import torch
 from sb3_contrib import MaskablePPO
 
 from jobshop_scheduler.heuristics.compiled import compile_problem
-from jobshop_scheduler.heuristics.dispatch import makespan_of
+from jobshop_scheduler.heuristics.dispatch import dispatch_arrays, makespan_of
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard
@@ -35,6 +35,7 @@ from jobshop_scheduler.rl.self_label import (
     mixture_instance,
     sample_plans,
     self_label,
+    teacher_start,
     validate,
 )
 from jobshop_scheduler.rl.train import train
@@ -106,6 +107,18 @@ def test_expert_labels_are_the_jobs_the_expert_runs_first_on_each_contested_mach
     assert bool(label.targets[0, int(np.argmin(first))])  # ... is right in the first state
     sampled = expert_label(cp, scorer, expert[1], follow=0.0, keep=7, seed=0)
     assert len(sampled.targets) == 7  # `keep` states drawn from the policy's own pass
+
+
+def test_the_teacher_starts_from_a_rule_plan_only_when_asked_and_when_it_is_shorter() -> None:
+    cp = compile_problem(load_taillard("ta01"))
+    machines, starts = dispatch_arrays(cp, "edd")  # 1830 on ta01
+    edd = (np.asarray(machines, np.int64), np.asarray(starts, np.int64))
+    mor = makespan_of(cp, *dispatch_arrays(cp, "mor"))  # 1438, the best baseline rule there
+    assert teacher_start(cp, edd, with_rules=False) is edd
+    start = teacher_start(cp, edd, with_rules=True)
+    assert makespan_of(cp, *start) == mor
+    # a policy plan no rule beats is kept, ties included
+    assert teacher_start(cp, start, with_rules=True) is start
 
 
 def test_the_expert_objective_needs_a_teacher(tmp_path: Path) -> None:

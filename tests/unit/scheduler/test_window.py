@@ -125,6 +125,8 @@ def test_routing_alike_tells_flow_two_set_and_random_routes_apart() -> None:
     alike = {f: routing_alike(compile_problem(family_shop(f, 30, 15, rng))) for f in FAMILIES}
     assert alike["taillard"] < 0.1 and alike["narrow"] < 0.1 and alike["partial"] < 0.2
     assert alike["flow"] > 0.4 and 0.7 < alike["two_set"] < 0.85
+    assert alike["line"] == pytest.approx(1.0)
+    assert max(alike[f] for f in ("job_correlated", "machine_correlated", "bottleneck")) < 0.1
     line = classic_shop([[0, 1, 2, 3]] * 6, [[5 + j] * 4 for j in range(6)], 4)  # one order
     assert routing_alike(compile_problem(line)) == pytest.approx(1.0)
     assert routing_alike(compile_problem(production_like(20, seed=2))) == 0.0  # not fixed

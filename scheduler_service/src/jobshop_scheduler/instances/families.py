@@ -12,6 +12,13 @@ lost to the best dispatching rule on some of them (docs/benchmark.md, "Shop fami
   shortest-processing-time choice to be obviously right.
 - ``partial``: each job visits a random subset of half to all machines, in a random order;
   durations 1-99.
+- ``line``: a pure flow shop, every job visiting the machines in one shared order (Taillard's
+  flow-shop sets run as job shops); durations 1-99.
+- ``job_correlated`` and ``machine_correlated``: uniform machine orders, and each job (each
+  machine) has a base duration in 1-99 that its operations vary around by at most 10, as in
+  the correlated sets of Watson et al. (2002): some jobs (machines) are slow throughout.
+- ``bottleneck``: uniform machine orders and durations 1-99, but one machine, drawn at random,
+  takes three times as long as the rest: the plant with one machine everything waits for.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import numpy as np
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.instances.classic import classic_shop
 from jobshop_scheduler.instances.taillard import LCG_MAX, taillard
+
+Routing = Callable[[np.random.Generator, int, int], tuple[list[list[int]], list[list[int]]]]
 
 
 def _two_set(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]], list[list[int]]]:
@@ -53,12 +62,42 @@ def _partial(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]],
     return orders, [rng.integers(1, 100, size=len(order)).tolist() for order in orders]
 
 
-Routing = Callable[[np.random.Generator, int, int], tuple[list[list[int]], list[list[int]]]]
+def _line(rng: np.random.Generator, n: int, m: int) -> tuple[list[list[int]], list[list[int]]]:
+    line = rng.permutation(m).tolist()
+    return [line] * n, rng.integers(1, 100, size=(n, m)).tolist()
+
+
+def _correlated(by_machine: bool) -> Routing:
+    def routing(
+        rng: np.random.Generator, n: int, m: int
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        orders = np.array([rng.permutation(m) for _ in range(n)])
+        base = rng.integers(1, 100, size=m if by_machine else n)
+        centre = base[orders] if by_machine else np.repeat(base[:, None], m, axis=1)
+        durations = np.clip(centre + rng.integers(-10, 11, size=(n, m)), 1, 99)
+        return orders.tolist(), durations.tolist()
+
+    return routing
+
+
+def _bottleneck(
+    rng: np.random.Generator, n: int, m: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    orders = np.array([rng.permutation(m) for _ in range(n)])
+    slow = rng.integers(0, m)
+    durations = rng.integers(1, 100, size=(n, m)) * np.where(orders == slow, 3, 1)
+    return orders.tolist(), durations.tolist()
+
+
 _ROUTINGS: dict[str, Routing] = {
     "two_set": _two_set,
     "flow": _flow,
     "narrow": _narrow,
     "partial": _partial,
+    "line": _line,
+    "job_correlated": _correlated(by_machine=False),
+    "machine_correlated": _correlated(by_machine=True),
+    "bottleneck": _bottleneck,
 }
 FAMILIES = ("taillard", *_ROUTINGS)
 

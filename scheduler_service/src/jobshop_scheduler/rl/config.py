@@ -105,6 +105,10 @@ class SelfLabelConfig:
     teacher_iterations: int = 10  # "expert": tabu iterations per operation
     follow_teacher: float = 0.5  # "expert": share of steps that follow the label, not the policy
     min_gain: float = 0.0  # "expert": an instance teaches if the expert is this much shorter
+    # "expert": the teacher starts from the best of the policy's plans and the baseline rules'
+    # (`heuristics.dispatch.BASELINE_RULES`), not of the policy's alone: on a shop where a rule
+    # beats the policy (SPT on near flow shops) the labels then lead past that rule
+    teacher_from_rules: bool = False
     # weight of KL(starting policy || policy) on every state in the loss: keeps the policy where
     # no label moves it (0: off)
     anchor: float = 0.0

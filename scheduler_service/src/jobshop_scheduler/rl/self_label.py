@@ -33,7 +33,7 @@ from sb3_contrib import MaskablePPO
 from tqdm import tqdm
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import makespan_of
+from jobshop_scheduler.heuristics.dispatch import BASELINE_RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.instances.families import family_shop, parse_shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
@@ -218,7 +218,8 @@ def instance_labels(
       mean makespan (a policy gradient with the samples as each other's baseline): the drift
       that imitating one's own samples adds cancels, so only what made plans shorter moves
       the weights. An instance whose samples are all equally long teaches nothing.
-    - "expert": `teacher` improves the best of the greedy and sampled plans, and the policy
+    - "expert": `teacher` improves the best of the greedy and sampled plans (and with
+      `teacher_from_rules` of the baseline rules' plans: `teacher_start`), and the policy
       imitates the result on its own states (`expert_label`), on classic shops where the
       result is at least `min_gain` shorter than the greedy plan: where the expert finds no
       better plan, its choices are only another of many equally good ones, and fitting them
@@ -250,7 +251,8 @@ def instance_labels(
         if not cp.is_classic:
             return anchored(best.makespan)
         state = replay(cp, best)
-        expert = teacher(cp, (state.op_machine, state.op_start), seed)
+        start = teacher_start(cp, (state.op_machine, state.op_start), config.teacher_from_rules)
+        expert = teacher(cp, start, seed)
         shortest = min(best.makespan, makespan_of(cp, *expert))
         if shortest > (1.0 - config.min_gain) * greedy.makespan:
             return anchored(shortest)
@@ -270,6 +272,20 @@ def instance_labels(
             if a != 0
         ]
     return InstanceLabels(labels, best.makespan, greedy.makespan)
+
+
+def teacher_start(
+    cp: CompiledProblem, policy_plan: tuple[IntArray, IntArray], with_rules: bool
+) -> tuple[IntArray, IntArray]:
+    """The plan the teacher improves: the policy's best, or (`with_rules`) the shortest of it
+    and the baseline rules' plans, the policy's on ties."""
+    plans = [policy_plan]
+    if with_rules:
+        plans += [
+            (np.asarray(machine, np.int64), np.asarray(start, np.int64))
+            for machine, start in (dispatch_arrays(cp, rule) for rule in BASELINE_RULES)
+        ]
+    return min(plans, key=lambda plan: makespan_of(cp, *plan))
 
 
 def _walk(state: ShopState, plan: Plan) -> Iterator[int]:
