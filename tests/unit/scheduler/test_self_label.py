@@ -22,7 +22,7 @@ from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
-from jobshop_scheduler.rl.features import WINDOW_COLUMN
+from jobshop_scheduler.rl.features import N_FEATURES, WINDOW_COLUMN
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
@@ -175,6 +175,40 @@ def test_a_window_model_learns_the_expert_where_it_dispatches_with_the_window(
 
     changed = changed_by_a_step(model, config, labelled, tmp_path)
     assert changed and all(k.startswith("mlp_extractor.window_") for k in changed)
+
+
+def test_new_columns_only_moves_the_new_columns_of_the_trained_scorer_alone(
+    tmp_path: Path,
+) -> None:
+    """Every other weight keeps its value exactly, so the plans of the other scorers, and what
+    the old columns say in this one, are the --init model's."""
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    model = MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs={"window": 1.0, "window_ratio": 2.0}, device="cpu"
+    )
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    config = dataclasses.replace(TINY, objective="expert", samples=0, new_columns_only=True)
+    square = compile_problem(load_taillard("ta01"))
+    labelled = instance_labels(square, scorer, config, seed=0, teacher=TabuTeacher(5))
+    first = "mlp_extractor.window_embed.0.weight"
+    before = model.policy.state_dict()[first].clone()
+    with pytest.raises(ConfigError, match="new_columns_only: the --init model has every"):
+        _SelfLabeller(model, config, tmp_path, TabuTeacher(5), init_columns=N_FEATURES)
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5), init_columns=N_FEATURES - 4)
+    assert run.learn([labelled]) > 0.0
+    after = model.policy.state_dict()[first]
+    assert torch.equal(after[:, :-4], before[:, :-4])
+    assert not torch.equal(after[:, -4:], before[:, -4:])
+    assert changed_by_a_step(model, dataclasses.replace(config, new_columns_only=False),
+                             labelled, tmp_path)  # fmt: skip
+    fresh = MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs={"window": 1.0, "window_ratio": 2.0}, device="cpu"
+    )
+    run = _SelfLabeller(fresh, config, tmp_path, TabuTeacher(5), init_columns=N_FEATURES - 4)
+    start = {k: v.clone() for k, v in fresh.policy.state_dict().items()}
+    run.learn([labelled])
+    changed = {k for k, v in fresh.policy.state_dict().items() if not torch.equal(start[k], v)}
+    assert changed == {first}
 
 
 def test_trains_non_delay_moves_the_other_scorer_on_the_other_shops(tmp_path: Path) -> None:

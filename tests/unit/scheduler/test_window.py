@@ -306,3 +306,16 @@ def test_the_window_recipes_load(name: str) -> None:
     assert config.self_label.ratio[1] <= config.ppo.window_ratio  # it learns the window's shops
     shapes = [parse_shape(shape) for shape in config.self_label.validation_shapes]
     assert all(s.jobs <= config.ppo.window_ratio * s.machines for s in shapes)
+
+
+def test_the_route_column_recipe_teaches_the_window_scorer_on_the_shops_it_serves() -> None:
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "self_label_window_columns.toml")
+    teach, ppo = config.self_label, config.ppo
+    assert teach.new_columns_only and teach.teacher_from_rules and teach.trains == "window"
+    assert set(teach.families) == set(FAMILIES) and ppo.window_alike > 0.0
+    rng = np.random.default_rng(0)
+    for shape in map(parse_shape, teach.validation_shapes):  # long lines get the window too
+        cp = compile_problem(family_shop(shape.family, shape.jobs, shape.machines, rng))
+        window = dispatch_window(cp, ppo.window, ppo.window_ratio, True, ppo.window_alike)
+        assert window == ppo.window, shape

@@ -109,6 +109,11 @@ class SelfLabelConfig:
     # (`heuristics.dispatch.BASELINE_RULES`), not of the policy's alone: on a shop where a rule
     # beats the policy (SPT on near flow shops) the labels then lead past that rule
     teacher_from_rules: bool = False
+    # Fit only the trained scorer's first-layer weights of the feature columns the --init model
+    # lacks (as `[distill] new_columns_only`): new columns start at 0, and Adam moves a weight
+    # by about the learning rate per step, so beside trained weights they need a stage (and a
+    # rate) of their own before they can carry anything
+    new_columns_only: bool = False
     # weight of KL(starting policy || policy) on every state in the loss: keeps the policy where
     # no label moves it (0: off)
     anchor: float = 0.0

@@ -105,6 +105,8 @@ class FastScorer:
 
         w1, w2, s1 = t(f"{embed}.0.weight"), t(f"{embed}.2.weight"), t(f"{score}.0.weight")
         w1[0] += t(f"{embed}.0.bias")  # column 0 ("present") is 1.0 on every active row
+        if w1.shape[0] < N_FEATURES:  # a model from before columns were appended: weights 0
+            w1 = np.vstack([w1, np.zeros((N_FEATURES - w1.shape[0], w1.shape[1]), np.float32)])
         width = w2.shape[1]
         return cls(
             w1=w1, w2=w2, b2=t(f"{embed}.2.bias"),

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from jobshop_scheduler.rl import kernels
-from jobshop_scheduler.rl.state import ShopState
+from jobshop_scheduler.rl.state import ShopState, routing_alike
 
 FloatArray = NDArray[np.float32]
 FEATURE_BOUND = kernels.FEATURE_BOUND
@@ -48,6 +48,13 @@ FEATURES = (
     # (`state.dispatch_window`), scored by a model's window scorer; -1 on a long classic shop of
     # a model with a long-shop scorer (`state.LONG_SHOP`); 0 otherwise (non-delay, first scorer)
     "window",
+    # Where the job goes next, on classic shops (all 0 on flexible ones, so weights on them
+    # cannot change a flexible shop's plan): what binds a shop with one slow machine or one
+    # shared route is the machine a job meets after this one, not the one it is about to take
+    "next_machine_wait",  # (that machine's free time - this operation's end) / mean duration
+    "next_machine_load",  # that machine's remaining load / mean job work
+    "next_machine_share",  # that load / the most loaded machine's: 1 on the bottleneck
+    "routing_alike",  # `state.routing_alike`, floored at 1e-6 on a classic shop; 0 on flexible
 )
 N_FEATURES = len(FEATURES)
 WINDOW_COLUMN = FEATURES.index("window")
@@ -64,6 +71,8 @@ class FeatureScales:
         self.ops = float(max(cp.job_n_ops.mean(), 1.0)) if cp.n_jobs else 1.0
         self.work = self.duration * self.ops
         self.horizon = float(max(state.lower_bound(), 1))
+        # above 0 on every classic shop, so the kernel can tell them from flexible ones
+        self.alike = max(routing_alike(cp), 1e-6) if cp.is_classic else 0.0
 
 
 def fill_features(
@@ -84,7 +93,7 @@ def fill_features(
         state.candidates, state.machine_free, state.machine_load, cp.eligible, cp.duration_matrix,
         cp.op_min_duration, cp.work_from, cp.due_date, cp.priority, state.t_star,
         state.scheduled / max(cp.n_ops, 1), scales.duration, scales.ops, scales.work,
-        scales.horizon, state.window, out, compact,
+        scales.horizon, state.window, state.single_machine, scales.alike, out, compact,
         _NO_ROWS if candidate_rows is None else candidate_rows,
     )  # fmt: skip
     return int(rows)

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 NO_MACHINE = np.iinfo(np.int64).max // 4
 FEATURE_BOUND = 1e4  # observation space bounds; values are clipped into them
 _UNUSABLE = 2**48
-N_COLUMNS = 22  # `features.FEATURES` names them; features.py checks the count
+N_COLUMNS = 26  # `features.FEATURES` names them; features.py checks the count
 
 
 @njit(cache=True)
@@ -201,7 +201,27 @@ def _bounded(value: float) -> float:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def features(  # pragma: no cover - compiled
+def _route_columns(  # pragma: no cover - compiled
+    row: NDArray[np.float32],
+    after: int,
+    machine_free: NDArray[np.int64],
+    machine_load: NDArray[np.int64],
+    end: int,
+    top_load: float,
+    scale_duration: float,
+    scale_work: float,
+) -> None:
+    """Columns 22-24: the machine the job meets after this operation (`after`; -1: none)."""
+    if after < 0:
+        row[22] = row[23] = row[24] = 0.0
+        return
+    row[22] = _bounded((machine_free[after] - end) / scale_duration)
+    row[23] = _bounded(machine_load[after] / scale_work)
+    row[24] = machine_load[after] / top_load
+
+
+@njit(cache=True)
+def features(  # noqa: PLR0915 - one statement per column  # pragma: no cover - compiled
     next_op: NDArray[np.int64],
     end_op: NDArray[np.int64],
     job_op_start: NDArray[np.int64],
@@ -224,6 +244,8 @@ def features(  # pragma: no cover - compiled
     scale_work: float,
     scale_horizon: float,
     window: float,
+    single_machine: NDArray[np.int64],
+    alike: float,
     out: NDArray[np.float32],
     compact: bool,
     candidate_rows: NDArray[np.int64],
@@ -240,6 +262,11 @@ def features(  # pragma: no cover - compiled
     )
     d, w = scale_duration, scale_work
     time_progress = t_star / scale_horizon
+    # the route columns are for classic shops (`alike` is 0 on flexible ones, `FeatureScales`)
+    routed = alike > 0.0
+    top_load = 1.0
+    for k in range(machine_load.shape[0]):
+        top_load = max(top_load, float(machine_load[k]))
     rows, n_candidates = 0, 0
     for j in range(n_jobs):
         if not active[j]:
@@ -286,6 +313,9 @@ def features(  # pragma: no cover - compiled
         row[19] = 1.0 - duration / taken if taken > 0 else 0.0
         row[20] = _bounded((fast_start - est[j]) / d)
         row[21] = 1.0 if window > 0.0 else (-1.0 if window < 0.0 else 0.0)
+        after = single_machine[op + 1] if routed and op + 1 < last else -1
+        _route_columns(row, after, machine_free, machine_load, est[j] + taken, top_load, d, w)
+        row[25] = alike
     return rows if compact else n_jobs
 
 

@@ -399,6 +399,19 @@ def _actor_parameters(scorer: JobScorer, config: SelfLabelConfig) -> list[torch.
     return parameters
 
 
+def _new_columns(first: torch.nn.Parameter, init_columns: int | None) -> torch.nn.Parameter:
+    """`first` (a scorer's first-layer weight), its gradient masked to the feature columns
+    from `init_columns` on: Adam leaves a weight whose gradient is always 0 exactly as it was."""
+    if init_columns is None or init_columns >= first.shape[1]:
+        raise ConfigError(
+            "[self_label] new_columns_only: the --init model has every feature column"
+        )
+    mask = torch.zeros_like(first)
+    mask[:, init_columns:] = 1.0
+    first.register_hook(lambda grad: grad * mask)  # type: ignore[no-untyped-call]
+    return first
+
+
 @contextmanager
 def _labeller(workers: int) -> Iterator[Callable[[list[Any]], list[InstanceLabels]]]:
     if workers <= 1:
@@ -414,7 +427,12 @@ class _SelfLabeller:
     holds, and the three things a run does with them (step, validate, checkpoint)."""
 
     def __init__(
-        self, model: MaskablePPO, config: SelfLabelConfig, out_dir: Path, teacher: Teacher | None
+        self,
+        model: MaskablePPO,
+        config: SelfLabelConfig,
+        out_dir: Path,
+        teacher: Teacher | None,
+        init_columns: int | None = None,
     ) -> None:
         self.model, self.config, self.out_dir = model, config, out_dir
         self.teacher = teacher
@@ -423,6 +441,8 @@ class _SelfLabeller:
         for parameter in self.start.parameters():
             parameter.requires_grad_(False)
         self.trained = _actor_parameters(self.scorer, config)
+        if config.new_columns_only:
+            self.trained = [_new_columns(self.trained[0], init_columns)]
         self.optimizer = torch.optim.Adam(self.trained, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.progress = Progress()
@@ -538,15 +558,17 @@ def self_label(
     resume: bool = False,
     quiet: bool = False,
     teacher: Teacher | None = None,
+    init_columns: int | None = None,
 ) -> dict[str, Any]:
     """Run `config.steps` steps on `model`'s scorer; `model` ends with the best weights, which
-    are also in ``out_dir/best_model.zip``. Returns the summary the model card records."""
+    are also in ``out_dir/best_model.zip``. Returns the summary the model card records.
+    `init_columns`: how many feature columns the --init model had (``new_columns_only``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if config.objective == "expert" and teacher is None:
         raise ConfigError(
             '[self_label] objective "expert" needs a teacher (schedctl train has one)'
         )
-    run = _SelfLabeller(model, config, out_dir, teacher)
+    run = _SelfLabeller(model, config, out_dir, teacher, init_columns)
     if resume:
         run.resume()
     progress = run.progress

@@ -107,9 +107,9 @@ class ShopState:
         self.makespan = 0
         # Load each machine must still carry: operations that have no other eligible machine.
         single = cp.eligible.sum(axis=1) == 1
-        self._single_machine = np.where(single, cp.eligible.argmax(axis=1), -1)
+        self.single_machine = np.where(single, cp.eligible.argmax(axis=1), -1)
         self.machine_load: IntArray = np.bincount(
-            self._single_machine[single],
+            self.single_machine[single],
             weights=cp.op_min_duration[single],
             minlength=cp.n_machines,
         ).astype(np.int64)
@@ -164,7 +164,7 @@ class ShopState:
         self.work_left -= int(cp.op_min_duration[self.next_op[job]])
         end = kernels.place(
             job, self.next_op, self.job_ready, self.est, self.machine_free,
-            self.machine_load, self._single_machine, cp.duration_matrix, cp.eligible,
+            self.machine_load, self.single_machine, cp.duration_matrix, cp.eligible,
             cp.op_min_duration, self.op_machine, self.op_start,
         )  # fmt: skip
         self.scheduled += 1

@@ -267,8 +267,9 @@ def train(
     labelled: dict[str, Any] = {}
     if config.self_label.steps > 0:
         labelled = self_label(
-            model, config.self_label, out_dir, resume=resume, quiet=quiet, teacher=teacher
-        )
+            model, config.self_label, out_dir, resume=resume, quiet=quiet, teacher=teacher,
+            init_columns=init_columns,
+        )  # fmt: skip
     wall = time.monotonic() - started
     model.save(out_dir / "final_model.zip")
     (out_dir / "best_model.zip").unlink(missing_ok=True)
