@@ -33,7 +33,7 @@ from tqdm import tqdm
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
-from jobshop_scheduler.rl.config import DistillConfig
+from jobshop_scheduler.rl.config import ConfigError, DistillConfig
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer
 from jobshop_scheduler.rl.features import FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
@@ -145,6 +145,19 @@ def first_layer(scorer: JobScorer) -> torch.Tensor:
     return layer.weight
 
 
+def new_column_mask(first: torch.Tensor, init_columns: int | None, section: str) -> torch.Tensor:
+    """1 on the first-layer weights of the feature columns from `init_columns` on (those the
+    --init model lacks), 0 elsewhere: a gradient times it leaves every other weight as it
+    was, under Adam too (a weight whose gradient is always 0 never moves)."""
+    if init_columns is None or init_columns >= first.shape[1]:
+        raise ConfigError(
+            f"[{section}] new_columns_only: the --init model has every feature column"
+        )
+    mask = torch.zeros_like(first)
+    mask[:, init_columns:] = 1.0
+    return mask
+
+
 class _Distiller:
     """The student (the model's scorer), its frozen teacher, the states gathered so far."""
 
@@ -158,10 +171,7 @@ class _Distiller:
         first = first_layer(self.student)
         self.column_mask: torch.Tensor | None = None
         if config.new_columns_only:
-            if init_columns >= first.shape[1]:
-                raise ValueError("new_columns_only: the --init model has every feature column")
-            self.column_mask = torch.zeros_like(first)
-            self.column_mask[:, init_columns:] = 1.0
+            self.column_mask = new_column_mask(first, init_columns, "distill")
         trained = [first] if config.new_columns_only else list(self.student.parameters())
         self.optimizer = torch.optim.Adam(trained, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)

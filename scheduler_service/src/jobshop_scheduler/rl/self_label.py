@@ -38,7 +38,7 @@ from jobshop_scheduler.instances.families import family_shop, parse_shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
-from jobshop_scheduler.rl.distill import candidate_kl
+from jobshop_scheduler.rl.distill import candidate_kl, new_column_mask
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
@@ -399,19 +399,6 @@ def _actor_parameters(scorer: JobScorer, config: SelfLabelConfig) -> list[torch.
     return parameters
 
 
-def _new_columns(first: torch.nn.Parameter, init_columns: int | None) -> torch.nn.Parameter:
-    """`first` (a scorer's first-layer weight), its gradient masked to the feature columns
-    from `init_columns` on: Adam leaves a weight whose gradient is always 0 exactly as it was."""
-    if init_columns is None or init_columns >= first.shape[1]:
-        raise ConfigError(
-            "[self_label] new_columns_only: the --init model has every feature column"
-        )
-    mask = torch.zeros_like(first)
-    mask[:, init_columns:] = 1.0
-    first.register_hook(lambda grad: grad * mask)  # type: ignore[no-untyped-call]
-    return first
-
-
 @contextmanager
 def _labeller(workers: int) -> Iterator[Callable[[list[Any]], list[InstanceLabels]]]:
     if workers <= 1:
@@ -441,8 +428,10 @@ class _SelfLabeller:
         for parameter in self.start.parameters():
             parameter.requires_grad_(False)
         self.trained = _actor_parameters(self.scorer, config)
-        if config.new_columns_only:
-            self.trained = [_new_columns(self.trained[0], init_columns)]
+        self.column_mask: torch.Tensor | None = None
+        if config.new_columns_only:  # the trained scorer's first layer, new columns only
+            self.trained = self.trained[:1]
+            self.column_mask = new_column_mask(self.trained[0], init_columns, "self_label")
         self.optimizer = torch.optim.Adam(self.trained, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.progress = Progress()
@@ -545,6 +534,9 @@ class _SelfLabeller:
         loss = torch.stack(losses).mean()
         self.optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
+        grad = self.trained[0].grad  # None when no state of this step reached that scorer
+        if self.column_mask is not None and grad is not None:
+            grad.mul_(self.column_mask)
         torch.nn.utils.clip_grad_norm_(self.trained, self.config.max_grad_norm)
         self.optimizer.step()
         return float(loss.detach())
