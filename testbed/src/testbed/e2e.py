@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -175,6 +176,19 @@ class Plant:
         )
         result = self.platform.prometheus.query(query)
         return int(float(result[0]["value"][1])) if result else 0
+
+    def shadow_answers_logged(self) -> int:
+        """Requests the candidate's shadow pods answered, from their logs on the node. Unlike
+        ``shadow_answers`` it sees a pod that answered and was removed between two scrapes (a
+        verify Job's replay, then the rollback that scales the candidate to zero)."""
+        answered = 0
+        for log in Path(self.platform.node.workdir, self.namespace).glob("*.log"):
+            for line in log.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if isinstance(record, dict) and record.get("track") == "shadow":
+                        answered += record.get("code") == "OK"
+        return answered
 
     def mirrored_copies(self, window: str = "15m") -> int:
         """Copies the stable pods' app mirror sent in ``window``, from Prometheus."""
