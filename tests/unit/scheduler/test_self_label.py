@@ -22,7 +22,7 @@ from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
-from jobshop_scheduler.rl.features import N_FEATURES, WINDOW_COLUMN
+from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, WINDOW_COLUMN
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
@@ -209,6 +209,30 @@ def test_new_columns_only_moves_the_new_columns_of_the_trained_scorer_alone(
     run.learn([labelled])
     changed = {k for k, v in fresh.policy.state_dict().items() if not torch.equal(start[k], v)}
     assert changed == {first}
+
+
+def test_columns_moves_the_named_columns_of_the_trained_scorer_alone(tmp_path: Path) -> None:
+    """`columns` is `new_columns_only` for columns the --init model already has (a long-shop
+    scorer copied before they existed keeps zero weights there)."""
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    model = MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs={"window": 1.0, "window_ratio": 2.0}, device="cpu"
+    )
+    scorer = FastScorer.from_state_dict(model.policy.state_dict())
+    named = ("machine_load", "routing_alike")
+    config = dataclasses.replace(TINY, objective="expert", samples=0, columns=named)
+    square = compile_problem(load_taillard("ta01"))
+    labelled = instance_labels(square, scorer, config, seed=0, teacher=TabuTeacher(5))
+    first = "mlp_extractor.window_embed.0.weight"
+    start = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    run = _SelfLabeller(model, config, tmp_path, TabuTeacher(5))
+    assert run.learn([labelled]) > 0.0
+    after = model.policy.state_dict()
+    changed = {k for k, v in after.items() if not torch.equal(start[k], v)}
+    assert changed == {first}
+    moved = [FEATURES[c] for c in range(N_FEATURES)
+             if not torch.equal(after[first][:, c], start[first][:, c])]  # fmt: skip
+    assert moved == list(named)
 
 
 def test_trains_non_delay_moves_the_other_scorer_on_the_other_shops(tmp_path: Path) -> None:
@@ -474,6 +498,14 @@ def test_self_label_section_is_checked(tmp_path: Path) -> None:
         '[ppo]\ntotal_timesteps = 0\n[self_label]\nteach_ratio = -1\ntrains = "long"\n'
     )
     with pytest.raises(ConfigError, match="teach_ratio: -1 is below 0"):
+        load_config(recipe)
+    recipe.write_text('[ppo]\ntotal_timesteps = 0\n[self_label]\ncolumns = ["speed"]\n')
+    with pytest.raises(ConfigError, match="columns: 'speed' is not one of 'present'"):
+        load_config(recipe)
+    recipe.write_text(
+        '[ppo]\ntotal_timesteps = 0\n[self_label]\ncolumns = ["slack"]\nnew_columns_only = true\n'
+    )
+    with pytest.raises(ConfigError, match="new_columns_only must be false"):
         load_config(recipe)
     recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nblend = 1.5\n")
     with pytest.raises(ConfigError, match=r"blend: 1.5 is not in \[0, 1\]"):

@@ -45,6 +45,7 @@ from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.instances import TAILLARD, load_taillard
+from jobshop_scheduler.instances.families import FAMILIES
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import ModelError, load_model
@@ -356,7 +357,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SHAPE",
         help="quality by shop shape: greedy PPO and every rule on generated shapes (default "
         "grid 15x15 ... 200x20, plus --production shops; JOBSxMACHINES:FAMILY for another "
-        "family than Taillard's: two_set, flow, narrow, partial), gaps to long-run references "
+        f"family than Taillard's: {', '.join(FAMILIES[1:])}), gaps to long-run references "
         "(--count, --seed, --reference-seconds, --cache); writes grid.csv and grid.png",
     )
     search_quality.add_arguments(parser)

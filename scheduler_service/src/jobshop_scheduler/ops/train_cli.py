@@ -87,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"schedctl train: {exc}", file=sys.stderr)
         return 2
     write_card(args.out, summary, args.model_version)
-    print(
-        f"model written to {args.out / MODEL_NAME} "
-        f"(validation ratio to best rule {summary['best_validation_ratio_to_best_rule']:.4f}, "
-        f"{summary['wall_seconds']:.0f} s)"
-    )
+    best = summary["best_validation_ratio_to_best_rule"]
+    validated = "no validation" if best is None else f"validation ratio to best rule {best:.4f}"
+    seconds = summary["wall_seconds"]
+    print(f"model written to {args.out / MODEL_NAME} ({validated}, {seconds:.0f} s)")
     return 0
 
 

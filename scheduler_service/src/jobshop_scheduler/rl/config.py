@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jobshop_scheduler.instances.families import FAMILIES, parse_shape
+from jobshop_scheduler.rl.features import FEATURES
 from jobshop_scheduler.rl.sampling import Stage
 
 
@@ -114,6 +115,10 @@ class SelfLabelConfig:
     # by about the learning rate per step, so beside trained weights they need a stage (and a
     # rate) of their own before they can carry anything
     new_columns_only: bool = False
+    # The same for named feature columns (`features.FEATURES`) the --init model has: a scorer
+    # copied from another one (the long-shop scorer) keeps the zero weights its source had on
+    # columns added later, which only a stage of their own moves
+    columns: tuple[str, ...] = ()
     # weight of KL(starting policy || policy) on every state in the loss: keeps the policy where
     # no label moves it (0: off)
     anchor: float = 0.0
@@ -227,6 +232,15 @@ def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
         )
 
 
+def _check_columns(config: SelfLabelConfig) -> None:
+    for column in config.columns:
+        _one_of("columns", column, FEATURES)
+    if config.columns and config.new_columns_only:
+        raise ConfigError(
+            "[self_label] columns: names the columns to fit, so new_columns_only must be false"
+        )
+
+
 def _check_self_label(config: SelfLabelConfig) -> None:
     _one_of("objective", config.objective, OBJECTIVES)
     _one_of("select", config.select, SELECTIONS)
@@ -240,6 +254,7 @@ def _check_self_label(config: SelfLabelConfig) -> None:
             "[self_label] teach_ratio: routes shops to the long-shop scorer, so it needs"
             f' trains = "long" (not {config.trains!r})'
         )
+    _check_columns(config)
     if not config.families:
         raise ConfigError("[self_label] families: empty; give some of " + ", ".join(FAMILIES))
     for family in config.families:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,8 +153,13 @@ def new_column_mask(first: torch.Tensor, init_columns: int | None, section: str)
         raise ConfigError(
             f"[{section}] new_columns_only: the --init model has every feature column"
         )
+    return column_mask(first, range(init_columns, first.shape[1]))
+
+
+def column_mask(first: torch.Tensor, columns: Iterable[int]) -> torch.Tensor:
+    """1 on the first-layer weights of `columns`, 0 elsewhere (see `new_column_mask`)."""
     mask = torch.zeros_like(first)
-    mask[:, init_columns:] = 1.0
+    mask[:, list(columns)] = 1.0
     return mask
 
 

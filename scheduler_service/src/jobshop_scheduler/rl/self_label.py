@@ -38,9 +38,9 @@ from jobshop_scheduler.instances.families import family_shop, parse_shape
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
-from jobshop_scheduler.rl.distill import candidate_kl, new_column_mask
+from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_mask
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
-from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
+from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
@@ -429,9 +429,13 @@ class _SelfLabeller:
             parameter.requires_grad_(False)
         self.trained = _actor_parameters(self.scorer, config)
         self.column_mask: torch.Tensor | None = None
-        if config.new_columns_only:  # the trained scorer's first layer, new columns only
+        if config.new_columns_only or config.columns:  # the trained scorer's first layer only
             self.trained = self.trained[:1]
-            self.column_mask = new_column_mask(self.trained[0], init_columns, "self_label")
+            self.column_mask = (
+                column_mask(self.trained[0], [FEATURES.index(c) for c in config.columns])
+                if config.columns
+                else new_column_mask(self.trained[0], init_columns, "self_label")
+            )
         self.optimizer = torch.optim.Adam(self.trained, lr=config.learning_rate)
         self.rng = np.random.default_rng(config.seed)
         self.progress = Progress()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -273,13 +274,13 @@ def train(
     wall = time.monotonic() - started
     model.save(out_dir / "final_model.zip")
     (out_dir / "best_model.zip").unlink(missing_ok=True)
+    best = labelled.get("best_validation_ratio_to_best_rule", monitor.best)
     summary = {
         "config": config.as_dict(),
         "timesteps": int(model.num_timesteps),
         "wall_seconds": round(wall, 1),
-        "best_validation_ratio_to_best_rule": labelled.get(
-            "best_validation_ratio_to_best_rule", monitor.best
-        ),
+        # None when nothing was validated (a recipe that only sets model settings): JSON has no inf
+        "best_validation_ratio_to_best_rule": best if math.isfinite(best) else None,
         "torch_threads": config.ppo.torch_threads,
     }
     if labelled:
