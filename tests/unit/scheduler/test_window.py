@@ -13,6 +13,7 @@ import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 
+from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
@@ -28,6 +29,7 @@ from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window, routing_alike
 from jobshop_scheduler.rl.train import initial_parameters
+from jobshop_scheduler.rl.weights import WEIGHTS_NAME, load_scorer
 from jobshop_scheduler.search.teacher import TabuTeacher
 
 pytestmark = pytest.mark.unit
@@ -39,6 +41,8 @@ def model(
     seed: int = 0,
     long_shops: bool = False,
     window_alike: float = 0.0,
+    *,
+    window_narrowing: float = 0.0,
 ) -> MaskablePPO:
     env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16, window=window)
     kwargs = {
@@ -46,6 +50,7 @@ def model(
         "window_ratio": window_ratio,
         "long_shops": long_shops,
         "window_alike": window_alike,
+        "window_narrowing": window_narrowing,
     }
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
@@ -163,6 +168,27 @@ def test_a_model_carries_window_alike_and_both_paths_route_alike(tmp_path: Path)
     assert model().policy.mlp_extractor.window_alike == 0.0  # older models: off
 
 
+def test_a_model_carries_window_narrowing_and_both_paths_narrow_alike(tmp_path: Path) -> None:
+    """A long shop with alike routes gets window x window_ratio / (jobs per machine) on SB3's
+    path and on the fast path, and they agree on its states; square shops keep the window."""
+    model(
+        window=0.5, window_ratio=1.5, long_shops=True, window_alike=0.7, window_narrowing=1.0
+    ).save(tmp_path / "m.zip")
+    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    assert scorer.window_narrowing == pytest.approx(1.0)
+    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
+    problem = family_shop("two_set", 16, 4, np.random.default_rng(9))  # 4 jobs per machine
+    cp = compile_problem(problem)
+    assert extractor.window_for(cp) == pytest.approx(scorer.window_for(cp))
+    assert scorer.window_for(cp) == pytest.approx(0.5 * 1.5 / 4)
+    square = compile_problem(family_shop("two_set", 8, 8, np.random.default_rng(9)))
+    assert extractor.window_for(square) == scorer.window_for(square) == 0.5
+    report = check_parity(loaded, scorer, [problem], max_states=10**6)
+    assert report.ok, str(report)
+    assert model().policy.mlp_extractor.window_narrowing == 0.0  # older models: off
+
+
 def test_the_long_shop_scorer_chooses_on_long_classic_shops_only() -> None:
     """Its states carry -1 in the window column and the fast path and SB3 both route them to
     it; changing its weights changes the long shop's plan and no other."""
@@ -271,6 +297,8 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
         ("long_shops", "true", "needs window and window_ratio above 0"),
         ("window_alike", 1.5, "is not in \\[0, 1\\]"),
         ("window_alike", 0.7, "needs a window above 0"),
+        ("window_narrowing", -1.0, "is below 0"),
+        ("window_narrowing", 1.0, "needs window_alike above 0"),
     ],
 )
 def test_window_settings_are_checked(
@@ -319,3 +347,27 @@ def test_the_route_column_recipe_teaches_the_window_scorer_on_the_shops_it_serve
         cp = compile_problem(family_shop(shape.family, shape.jobs, shape.machines, rng))
         window = dispatch_window(cp, ppo.window, ppo.window_ratio, True, ppo.window_alike)
         assert window == ppo.window, shape
+
+
+def test_the_shipped_model_gives_the_window_to_long_near_flow_shops_only() -> None:
+    """The shipped `window_alike` (docs/benchmark.md, "Near flow shops get the window"): every
+    long near flow shop is above it, and shops with random routes, small ones included where
+    chance makes routes most alike, stay with the long-shop scorer."""
+    scorer = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME)
+    assert 0.0 < scorer.window_alike < 0.33 and scorer.window_narrowing > 0.0
+
+    def window_of(family: str, jobs: int, machines: int, seed: int) -> float:
+        cp = compile_problem(family_shop(family, jobs, machines, np.random.default_rng(seed)))
+        return scorer.window_for(cp)
+
+    for seed in range(10):
+        for jobs, machines in [(40, 10), (50, 20), (100, 20)]:
+            narrowed = (
+                scorer.window * (scorer.window_ratio * machines / jobs) ** scorer.window_narrowing
+            )
+            assert window_of("flow", jobs, machines, seed) == pytest.approx(narrowed)
+            assert window_of("two_set", jobs, machines, seed) == pytest.approx(narrowed)
+            assert window_of("taillard", jobs, machines, seed) == LONG_SHOP
+        for family in ("taillard", "partial", "bottleneck", "job_correlated"):
+            assert window_of(family, 20, 5, seed) == LONG_SHOP
+            assert window_of(family, 20, 10, seed) == LONG_SHOP

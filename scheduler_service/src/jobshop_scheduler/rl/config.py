@@ -43,6 +43,9 @@ class PPOConfig:
     # long classic shops whose routes are at least this alike (`state.routing_alike`: 0 random
     # orders, 1 a flow shop) get the window all the same (0: none do); needs a window
     window_alike: float = 0.0
+    # and their window narrows the longer they are: window x (window_ratio / jobs per machine)
+    # to this power (0: the window itself)
+    window_narrowing: float = 0.0
     torch_threads: int = 2
 
 
@@ -310,6 +313,13 @@ def _check_scheme(ppo: PPOConfig) -> None:
         raise ConfigError(f"[ppo] window_alike: {ppo.window_alike} is not in [0, 1]")
     if ppo.window_alike > 0 and not ppo.window > 0:
         raise ConfigError("[ppo] window_alike: needs a window above 0 (it widens where it applies)")
+    if ppo.window_narrowing < 0.0:
+        raise ConfigError(f"[ppo] window_narrowing: {ppo.window_narrowing} is below 0")
+    if ppo.window_narrowing > 0 and not ppo.window_alike > 0:
+        raise ConfigError(
+            "[ppo] window_narrowing: needs window_alike above 0 (it narrows the window of the"
+            " long shops that window_alike gives one)"
+        )
     if ppo.long_shops and not (ppo.window > 0 and ppo.window_ratio > 0):
         raise ConfigError(
             "[ppo] long_shops: needs window and window_ratio above 0 (the long shops are the"

@@ -42,6 +42,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         window_ratio: float = 0.0,
         long_scorer: bool = False,
         window_alike: float = 0.0,
+        window_narrowing: float = 0.0,
     ) -> None:
         if (sampler is None) == (problem is None):
             raise ValueError("give exactly one of sampler= or problem=")
@@ -50,7 +51,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         self.max_jobs = max_jobs
         # `state.dispatch_window`
         self.window, self.window_ratio, self.long_scorer = window, window_ratio, long_scorer
-        self.window_alike = window_alike
+        self.window_alike, self.window_narrowing = window_alike, window_narrowing
         self.observation_space = gym.spaces.Box(
             low=-FEATURE_BOUND, high=FEATURE_BOUND, shape=(max_jobs, N_FEATURES), dtype=np.float32
         )
@@ -67,8 +68,9 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         if cp.n_jobs > self.max_jobs:
             raise ValueError(f"instance has {cp.n_jobs} jobs; this env holds {self.max_jobs}")
         window = dispatch_window(
-            cp, self.window, self.window_ratio, self.long_scorer, self.window_alike
-        )
+            cp, self.window, self.window_ratio, self.long_scorer, self.window_alike,
+            narrowing=self.window_narrowing,
+        )  # fmt: skip
         self.state = ShopState(cp, window)
         self._scales = FeatureScales(self.state)
         self._bound = _bound(self.state)

@@ -68,6 +68,7 @@ class FastScorer:
     window: float = 0.0
     window_ratio: float = 0.0
     window_alike: float = 0.0  # long classic shops with routes this alike get the window too
+    window_narrowing: float = 0.0  # and a narrower one the longer they are
     window_scorer: FastScorer | None = None
     long_scorer: FastScorer | None = None
 
@@ -91,7 +92,7 @@ class FastScorer:
         return cls._of_layers(
             get, "embed", "score",
             window=scalar("window"), window_ratio=scalar("window_ratio"),
-            window_alike=scalar("window_alike"),
+            window_alike=scalar("window_alike"), window_narrowing=scalar("window_narrowing"),
             window_scorer=scorer("window_embed", "window_score"),
             long_scorer=scorer("long_embed", "long_score"),
         )  # fmt: skip
@@ -118,8 +119,9 @@ class FastScorer:
     def window_for(self, cp: CompiledProblem) -> float:
         """The dispatching window this scorer chooses in on ``cp``."""
         return dispatch_window(
-            cp, self.window, self.window_ratio, self.long_scorer is not None, self.window_alike
-        )
+            cp, self.window, self.window_ratio, self.long_scorer is not None, self.window_alike,
+            narrowing=self.window_narrowing,
+        )  # fmt: skip
 
     def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
         """Logits of rows `picked` of a table of active jobs (the context is their mean)."""

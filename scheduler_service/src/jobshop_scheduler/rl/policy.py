@@ -52,6 +52,7 @@ class JobScorer(nn.Module):
     window: th.Tensor
     window_ratio: th.Tensor
     window_alike: th.Tensor
+    window_narrowing: th.Tensor
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class JobScorer(nn.Module):
         window_ratio: float = 0.0,
         long_shops: bool = False,
         window_alike: float = 0.0,
+        window_narrowing: float = 0.0,
     ) -> None:
         super().__init__()
         self.rows, self.n_features = rows, n_features
@@ -80,10 +82,11 @@ class JobScorer(nn.Module):
         self.register_buffer("window", th.tensor(float(window)))
         self.register_buffer("window_ratio", th.tensor(float(window_ratio)))
         self.register_buffer("window_alike", th.tensor(float(window_alike)))
+        self.register_buffer("window_narrowing", th.tensor(float(window_narrowing)))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # models from before the window dispatched non-delay, as this module's default does
-        for name in ("window", "window_ratio", "window_alike"):
+        for name in ("window", "window_ratio", "window_alike", "window_narrowing"):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args)
 
@@ -95,6 +98,7 @@ class JobScorer(nn.Module):
             float(self.window_ratio),
             self.long_embed is not None,
             float(self.window_alike),
+            narrowing=float(self.window_narrowing),
         )
 
     def _embed_table(
@@ -180,10 +184,12 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         window_ratio: float = 0.0,
         long_shops: bool = False,
         window_alike: float = 0.0,
+        window_narrowing: float = 0.0,
         **kwargs: Any,
     ) -> None:
         self.hidden, self.window, self.window_ratio = hidden, window, window_ratio
         self.long_shops, self.window_alike = long_shops, window_alike
+        self.window_narrowing = window_narrowing
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -196,6 +202,7 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
             window_ratio=self.window_ratio,
             long_shops=self.long_shops,
             window_alike=self.window_alike,
+            window_narrowing=self.window_narrowing,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -217,4 +224,6 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
             data["long_shops"] = True
         if self.window_alike:
             data["window_alike"] = self.window_alike
+        if self.window_narrowing:
+            data["window_narrowing"] = self.window_narrowing
         return data

@@ -63,6 +63,8 @@ def dispatch_window(
     max_ratio: float,
     long_scorer: bool = False,
     alike: float = 0.0,
+    *,
+    narrowing: float = 0.0,
 ) -> float:
     """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
 
@@ -76,14 +78,16 @@ def dispatch_window(
 
     With `alike` above 0, a long classic shop whose routes are at least that alike
     (`routing_alike`) gets the window all the same: when the jobs meet the machines in much the
-    same order, as in DMU's two-set shops, the machines are not what binds, and waiting for the
-    right job pays there as it does on square shops.
+    same order, as in DMU's two-set shops and near flow shops, the machines are not what binds,
+    and waiting for the right job pays there as it does on square shops. The longer such a shop
+    is, the more its machines bind all the same: with `narrowing` above 0 its window is
+    ``window * (max_ratio / jobs per machine) ** narrowing``, narrower the longer the shop.
     """
     if window <= 0.0 or not cp.is_classic:
         return 0.0
     if max_ratio > 0.0 and cp.n_jobs > max_ratio * cp.n_machines:
         if alike > 0.0 and routing_alike(cp) >= alike:
-            return window
+            return window * float((max_ratio * cp.n_machines / cp.n_jobs) ** narrowing)
         return LONG_SHOP if long_scorer else 0.0
     return window
 

@@ -117,6 +117,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
                     window_ratio=p.window_ratio,
                     long_scorer=p.long_shops,
                     window_alike=p.window_alike,
+                    window_narrowing=p.window_narrowing,
                 )
             ]
             * p.n_envs
@@ -132,6 +133,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
             "window_ratio": p.window_ratio,
             "long_shops": p.long_shops,
             "window_alike": p.window_alike,
+            "window_narrowing": p.window_narrowing,
             "ortho_init": True,
         },
         n_steps=p.n_steps,
@@ -149,7 +151,10 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
 
 
 FIRST_LAYER = "mlp_extractor.embed.0.weight"
-SCHEME = ("mlp_extractor.window", "mlp_extractor.window_ratio", "mlp_extractor.window_alike")
+SCHEME = tuple(
+    f"mlp_extractor.{name}"
+    for name in ("window", "window_ratio", "window_alike", "window_narrowing")
+)
 # the extra scorers, each started as a copy of the first scorer when --init lacks it
 COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
                   "mlp_extractor.window_score.": "mlp_extractor.score.",

@@ -29,7 +29,8 @@ from jobshop_scheduler.rl.fast_policy import FastScorer
 WEIGHTS_NAME = "policy_weights.npz"
 REFERENCE_NAME = "reference_outputs.npz"
 # the scorers' layers and the dispatching scheme: "window" also covers the window scorer's
-# layers (window_embed, window_score) and the scheme's buffers (window, window_ratio, window_alike)
+# layers (window_embed, window_score) and the scheme's buffers (window, window_ratio, window_alike,
+# window_narrowing)
 ACTOR_PREFIXES = (
     "mlp_extractor.embed.",
     "mlp_extractor.score.",
