@@ -349,6 +349,26 @@ def test_the_route_column_recipe_teaches_the_window_scorer_on_the_shops_it_serve
         assert window == ppo.window, shape
 
 
+def test_the_long_window_recipe_validates_on_shops_the_window_scorer_serves() -> None:
+    """rl/self_label_window_long.toml teaches the window scorer on long alike shops too: its
+    validation shapes, long ones included, are all dispatched with a (narrowed) window."""
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "self_label_window_long.toml")
+    teach, ppo = config.self_label, config.ppo
+    assert teach.trains == "window" and teach.teacher_from_rules and teach.anchor > 0.0
+    assert ppo.window_alike > 0.0 and ppo.window_narrowing > 0.0
+    rng = np.random.default_rng(0)
+    shapes = [parse_shape(shape) for shape in teach.validation_shapes]
+    assert any(s.jobs > ppo.window_ratio * s.machines for s in shapes)
+    for shape in shapes:
+        cp = compile_problem(family_shop(shape.family, shape.jobs, shape.machines, rng))
+        window = dispatch_window(
+            cp, ppo.window, ppo.window_ratio, True, ppo.window_alike,
+            narrowing=ppo.window_narrowing,
+        )  # fmt: skip
+        assert 0.0 < window <= ppo.window, shape
+
+
 def test_the_shipped_model_gives_the_window_to_long_near_flow_shops_only() -> None:
     """The shipped `window_alike` (docs/benchmark.md, "Near flow shops get the window"): every
     long near flow shop is above it, and shops with random routes, small ones included where
