@@ -30,6 +30,8 @@ from jobshop_scheduler.rl.features import WINDOW_COLUMN
 from jobshop_scheduler.rl.state import dispatch_window
 
 HIDDEN = 64
+# The dispatching scheme's buffers (`JobScorer`); --init never overrides them (`train.SCHEME`)
+SCHEME_BUFFERS = ("window", "window_ratio", "window_alike", "window_narrowing")
 
 
 def _embedder(n_features: int, hidden: int) -> nn.Sequential:
@@ -86,7 +88,7 @@ class JobScorer(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # models from before the window dispatched non-delay, as this module's default does
-        for name in ("window", "window_ratio", "window_alike", "window_narrowing"):
+        for name in SCHEME_BUFFERS:
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args)
 

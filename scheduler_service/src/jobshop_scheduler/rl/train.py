@@ -26,7 +26,7 @@ from jobshop_scheduler.rl.distill import distill
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.rl.model_store import sha256_of
-from jobshop_scheduler.rl.policy import JobScorerPolicy
+from jobshop_scheduler.rl.policy import SCHEME_BUFFERS, JobScorerPolicy
 from jobshop_scheduler.rl.sampling import CurriculumSampler, Stage, random_taillard
 from jobshop_scheduler.rl.self_label import Teacher, self_label
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
@@ -151,10 +151,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
 
 
 FIRST_LAYER = "mlp_extractor.embed.0.weight"
-SCHEME = tuple(
-    f"mlp_extractor.{name}"
-    for name in ("window", "window_ratio", "window_alike", "window_narrowing")
-)
+SCHEME = tuple(f"mlp_extractor.{name}" for name in SCHEME_BUFFERS)
 # the extra scorers, each started as a copy of the first scorer when --init lacks it
 COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
                   "mlp_extractor.window_score.": "mlp_extractor.score.",
