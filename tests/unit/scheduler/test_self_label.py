@@ -21,8 +21,8 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
-from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule, rollout
-from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, WINDOW_COLUMN
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finish, greedy_schedule, rollout
+from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, WINDOW_COLUMN, FeatureScales
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
     CHECKPOINT,
@@ -33,11 +33,13 @@ from jobshop_scheduler.rl.self_label import (
     expert_label,
     instance_labels,
     mixture_instance,
+    rollout_label,
     sample_plans,
     self_label,
     teacher_start,
     validate,
 )
+from jobshop_scheduler.rl.state import ShopState
 from jobshop_scheduler.rl.train import train
 from jobshop_scheduler.search.teacher import TabuTeacher
 
@@ -107,6 +109,56 @@ def test_expert_labels_are_the_jobs_the_expert_runs_first_on_each_contested_mach
     assert bool(label.targets[0, int(np.argmin(first))])  # ... is right in the first state
     sampled = expert_label(cp, scorer, expert[1], follow=0.0, keep=7, seed=0)
     assert len(sampled.targets) == 7  # `keep` states drawn from the policy's own pass
+
+
+def test_a_copied_state_finishes_on_its_own() -> None:
+    cp = compile_problem(taillard(8, 4, 1, 1))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    state = ShopState(cp)
+    scales = FeatureScales(state)
+    state.dispatch(int(np.flatnonzero(state.candidates)[0]))
+    before = (state.next_op.copy(), state.machine_free.copy(), state.scheduled)
+    twin = state.copy()
+    span = finish(twin, scorer, scales, Buffers.for_jobs(cp.n_jobs))
+    assert twin.done and span == twin.makespan
+    assert not state.done and state.scheduled == before[2]
+    assert (state.next_op == before[0]).all() and (state.machine_free == before[1]).all()
+    assert finish(state, scorer, scales, Buffers.for_jobs(cp.n_jobs)) == span
+
+
+def test_rollout_labels_are_the_candidates_whose_greedy_finish_is_shortest() -> None:
+    cp = compile_problem(taillard(10, 5, 3, 3))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    greedy, choices = rollout(cp, scorer)
+    label, shortest = rollout_label(cp, scorer, follow=0.0, keep=0, decisions=len(choices), seed=0)
+    # the same pass, each candidate finished by the policy: the shortest ones are the answers
+    state = ShopState(cp, scorer.window_for(cp))
+    scales, buffers = FeatureScales(state), Buffers.for_jobs(cp.n_jobs)
+    expected, spans_seen = [], []
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) > 1:
+            spans = []
+            for job in candidates:
+                twin = state.copy()
+                twin.dispatch(int(job))
+                spans.append(finish(twin, scorer, scales, buffers))
+            spans_seen += spans
+            if min(spans) < max(spans):  # states where every choice is as good teach nothing
+                expected.append(candidates[np.asarray(spans) == min(spans)].tolist())
+        state.dispatch(
+            scorer.choose(state, scales, buffers) if len(candidates) > 1 else int(candidates[0])
+        )
+    assert state.makespan == greedy.makespan  # follow 0: the greedy pass
+    assert expected, "an untrained policy has choices that matter on a 10x5 shop"
+    assert [np.flatnonzero(t.numpy()).tolist() for t in label.targets] == expected
+    assert bool((label.candidates | ~label.targets).all())
+    assert shortest == min(spans_seen) <= greedy.makespan
+    # following the answers is the rollout policy: never longer than the greedy pass
+    _, improved = rollout_label(cp, scorer, follow=1.0, keep=0, decisions=len(choices), seed=0)
+    assert improved < greedy.makespan
+    sampled, _ = rollout_label(cp, scorer, follow=0.0, keep=5, decisions=len(choices), seed=1)
+    assert 0 < len(sampled.targets) < len(label.targets)  # `keep` of the states, about
 
 
 def test_the_teacher_starts_from_a_rule_plan_only_when_asked_and_when_it_is_shorter() -> None:
@@ -396,6 +448,32 @@ def test_tiny_self_labelling_run_on_a_mixture_improves_the_policy(tmp_path: Path
     # the model ends with the best weights, the ones saved
     shapes = json.loads((tmp_path / "self_label_history.json").read_text())
     assert shapes == summary["validation"]
+
+
+def test_a_tiny_rollout_run_improves_the_window_scorer_and_moves_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """`objective = "rollout"` on a model with a window: its square shops teach the window
+    scorer the candidates whose greedy finish is shortest, and the greedy pass gets shorter."""
+    torch.manual_seed(0)
+    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16)
+    model = MaskablePPO(
+        JobScorerPolicy, env, policy_kwargs={"window": 0.5, "window_ratio": 1.5}, seed=3,
+        device="cpu",
+    )  # fmt: skip
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    config = dataclasses.replace(
+        TINY, objective="rollout", samples=0, steps=20, instances=4, learning_rate=1e-2,
+        flexible_share=0.0, machines=(5, 8), ratio=(0.7, 1.5), jobs=(5, 12), eval_every=10,
+        validation_shapes=("8x8", "10x8"), validation_count=6,
+    )  # fmt: skip
+    summary = self_label(model, config, tmp_path, quiet=True)
+    history = [row["val_mean"] for row in summary["validation"]]
+    print("validation ratio to the best rule by evaluation:", history)
+    assert summary["best_validation_ratio_to_best_rule"] < history[0] - 0.02
+    after = model.policy.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("mlp_extractor.window_") for k in changed)
 
 
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path: Path) -> None:

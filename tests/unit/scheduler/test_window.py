@@ -325,12 +325,15 @@ def test_the_long_shop_recipe_loads() -> None:
     assert all(jobs > shipped.window_ratio * machines for jobs, machines in shapes)
 
 
-@pytest.mark.parametrize("name", ["self_label_window.toml", "self_label_window_families.toml"])
+@pytest.mark.parametrize(
+    "name", ["self_label_window.toml", "self_label_window_families.toml", "self_label_rollout.toml"]
+)
 def test_the_window_recipes_load(name: str) -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
     config = load_config(recipe / name)
     assert 0.0 < config.ppo.window <= 1.0 and config.ppo.window_ratio >= 1.0
-    assert config.self_label.objective == "expert" and config.ppo.total_timesteps == 0
+    assert config.self_label.objective in {"expert", "rollout"}
+    assert config.ppo.total_timesteps == 0
     assert config.self_label.ratio[1] <= config.ppo.window_ratio  # it learns the window's shops
     shapes = [parse_shape(shape) for shape in config.self_label.validation_shapes]
     assert all(s.jobs <= config.ppo.window_ratio * s.machines for s in shapes)

@@ -79,7 +79,7 @@ class DistillConfig:
     new_columns_only: bool = False
 
 
-OBJECTIVES = ("best", "advantage", "expert")
+OBJECTIVES = ("best", "advantage", "expert", "rollout")
 SELECTIONS = ("mean", "worst")
 TRAINED_SCORERS = ("auto", "window", "non-delay", "long")
 
@@ -104,10 +104,13 @@ class SelfLabelConfig:
     samples: int = 32  # sampled rollouts per instance, besides the greedy pass
     temperature: float = 1.0  # of the sampling softmax
     # "best": fit the shortest plan; "advantage": every sample, weighted by its advantage;
-    # "expert": imitate the tabu search's improvement of the best plan (DAgger)
+    # "expert": imitate the tabu search's improvement of the best plan (DAgger); "rollout":
+    # in some of the greedy pass's states, the candidates whose greedy finish is shortest
     objective: str = "best"
     teacher_iterations: int = 10  # "expert": tabu iterations per operation
-    follow_teacher: float = 0.5  # "expert": share of steps that follow the label, not the policy
+    # "expert": share of steps that follow the label, not the policy; "rollout": of labelled
+    # states where the policy's choice is not among the answers
+    follow_teacher: float = 0.5
     min_gain: float = 0.0  # "expert": an instance teaches if the expert is this much shorter
     # "expert": the teacher starts from the best of the policy's plans and the baseline rules'
     # (`heuristics.dispatch.BASELINE_RULES`), not of the policy's alone: on a shop where a rule

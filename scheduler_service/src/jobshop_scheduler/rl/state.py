@@ -20,6 +20,8 @@ put on a slower machine with the extra time at the step that does it.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -92,6 +94,11 @@ def dispatch_window(
     return window
 
 
+# the arrays `ShopState.dispatch` writes to (`ShopState.copy`)
+_MUTABLE = ("next_op", "job_ready", "machine_free", "op_machine", "op_start", "machine_load",
+            "est", "active", "candidates")  # fmt: skip
+
+
 class ShopState:
     """Mutable dispatching state over one compiled problem."""
 
@@ -121,6 +128,14 @@ class ShopState:
         self.active: BoolArray = np.empty(cp.n_jobs, dtype=np.bool_)
         self.candidates: BoolArray = np.empty(cp.n_jobs, dtype=np.bool_)
         self._refresh()
+
+    def copy(self) -> ShopState:
+        """An independent state at the same point: the arrays dispatching changes are copied,
+        the problem and the fixed arrays shared (a rollout from here leaves this one as it is)."""
+        twin = copy.copy(self)
+        for name in _MUTABLE:
+            setattr(twin, name, getattr(self, name).copy())
+        return twin
 
     @property
     def done(self) -> bool:
