@@ -195,11 +195,7 @@ def rollout(
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     choices: list[int] = []
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-            continue
+    for candidates in state.decisions():
         scores = scorer.candidate_scores(state, scales, buffers)
         if rng is None:
             pick = int(np.argmax(scores))
@@ -215,12 +211,8 @@ def rollout(
 
 def finish(state: ShopState, scorer: FastScorer, scales: FeatureScales, buffers: Buffers) -> int:
     """Dispatch the rest of `state` greedily; return the makespan. `state` ends finished."""
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-        else:
-            state.dispatch(scorer.choose(state, scales, buffers))
+    for _ in state.decisions():
+        state.dispatch(scorer.choose(state, scales, buffers))
     return state.makespan
 
 

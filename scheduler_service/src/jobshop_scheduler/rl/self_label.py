@@ -158,11 +158,7 @@ def expert_label(
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     tables, masks, targets = [], [], []
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-            continue
+    for candidates in state.decisions():
         starts = expert_start[state.next_op[candidates]]
         machines = np.array([state.machine_for(int(job))[0] for job in candidates])
         first = np.array([starts[i] == starts[machines == m].min() for i, m in enumerate(machines)])
@@ -210,11 +206,7 @@ def rollout_label(
     share = 1.0 if keep <= 0 else keep / max(decisions, 1)
     tables, masks, targets = [], [], []
     shortest = np.iinfo(np.int64).max
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-            continue
+    for candidates in state.decisions():
         job = scorer.choose(state, scales, buffers)
         if rng.random() < share:
             spans = np.empty(len(candidates), np.int64)
@@ -357,11 +349,7 @@ def _walk(state: ShopState, plan: Plan) -> Iterator[int]:
     """Replay `plan` on `state`: at each state with a choice, yield the job the plan chose
     there before dispatching it. `state` ends finished."""
     choices = iter(plan.choices.tolist())
-    while not state.done:
-        candidates = np.flatnonzero(state.candidates)
-        if len(candidates) == 1:
-            state.dispatch(int(candidates[0]))
-            continue
+    for _ in state.decisions():
         job = next(choices)
         yield job
         state.dispatch(job)

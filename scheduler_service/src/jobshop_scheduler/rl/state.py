@@ -21,6 +21,7 @@ put on a slower machine with the extra time at the step that does it.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -136,6 +137,16 @@ class ShopState:
         for name in _MUTABLE:
             setattr(twin, name, getattr(self, name).copy())
         return twin
+
+    def decisions(self) -> Iterator[IntArray]:
+        """The candidates of each state with a choice to make, until the plan is done; a state
+        with one candidate is dispatched here. The caller dispatches one before asking again."""
+        while not self.done:
+            candidates = np.flatnonzero(self.candidates)
+            if len(candidates) == 1:
+                self.dispatch(int(candidates[0]))
+            else:
+                yield candidates
 
     @property
     def done(self) -> bool:
