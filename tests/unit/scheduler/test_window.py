@@ -27,6 +27,7 @@ from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.features import N_FEATURES, WINDOW_COLUMN, FeatureScales, job_features
 from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
+from jobshop_scheduler.rl.self_label import mixture_instance
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window, routing_alike
 from jobshop_scheduler.rl.train import initial_parameters
 from jobshop_scheduler.rl.weights import WEIGHTS_NAME, load_scorer
@@ -337,6 +338,26 @@ def test_the_window_recipes_load(name: str) -> None:
     assert config.self_label.ratio[1] <= config.ppo.window_ratio  # it learns the window's shops
     shapes = [parse_shape(shape) for shape in config.self_label.validation_shapes]
     assert all(s.jobs <= config.ppo.window_ratio * s.machines for s in shapes)
+
+
+def test_the_long_rollout_recipe_learns_and_validates_on_shops_the_long_scorer_serves() -> None:
+    """rl/self_label_long_rollout.toml: rollout labels for the long-shop scorer, the shipped
+    scheme, and every training and validation shop is one that scorer chooses on."""
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "self_label_long_rollout.toml")
+    teach, ppo = config.self_label, config.ppo
+    assert teach.trains == "long" and teach.objective == "rollout" and ppo.long_shops
+    assert teach.ratio[0] >= ppo.window_ratio and teach.flexible_share == 0.0
+    rng = np.random.default_rng(0)
+    shops = [compile_problem(family_shop(s.family, s.jobs, s.machines, rng))
+             for s in map(parse_shape, teach.validation_shapes)]  # fmt: skip
+    shops += [mixture_instance(teach, rng) for _ in range(20)]
+    for cp in shops:
+        window = dispatch_window(
+            cp, ppo.window, ppo.window_ratio, True, ppo.window_alike,
+            narrowing=ppo.window_narrowing,
+        )  # fmt: skip
+        assert window == LONG_SHOP, (cp.n_jobs, cp.n_machines, routing_alike(cp))
 
 
 def test_the_route_column_recipe_teaches_the_window_scorer_on_the_shops_it_serves() -> None:
