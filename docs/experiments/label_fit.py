@@ -43,14 +43,14 @@ from jobshop_scheduler.heuristics.dispatch import best_rule_makespan
 from jobshop_scheduler.instances import best_known, load_taillard
 from jobshop_scheduler.instances.families import family_shop, parse_shape
 from jobshop_scheduler.rl.config import load_config
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finish, rollout
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finishes, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.self_label import mixture_instance, rollout_label
 from jobshop_scheduler.rl.state import ShopState
 
-PACKAGE = Path(__file__).resolve().parents[2] / "scheduler_service/src/jobshop_scheduler"
-RECIPE = PACKAGE / "rl/self_label_rollout.toml"
-MODEL = Path(__file__).resolve().parents[2] / "models/full_production/final_model.zip"
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "scheduler_service/src/jobshop_scheduler/rl/self_label_rollout.toml"
+MODEL = ROOT / "models/full_production/final_model.zip"
 ROUTE_COLUMNS = 5
 VARIANTS = ("base", "wide", "candidates", "attention", "route")
 LOSSES = ("hard", "tolerant", "soft", "regret")
@@ -88,14 +88,21 @@ def route_columns(state: ShopState, scales: FeatureScales) -> NDArray[np.float32
     return out
 
 
-def collect_shop(task: tuple[int, Path]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+_WORKER: dict[str, Any] = {}  # what each collecting process loads once
+
+
+def _load_worker(model: Path) -> None:
+    torch.set_num_threads(1)
+    _WORKER["scorer"] = FastScorer.from_state_dict(policy_state(model))
+    _WORKER["shops"] = load_config(RECIPE).self_label
+
+
+def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """(states, jobs, features + route columns) tables and (states, jobs) candidate makespans
     (-1: not a candidate) of one shop, over its states where the candidates' finishes differ."""
-    seed, model = task
-    torch.set_num_threads(1)
-    scorer = FastScorer.from_state_dict(policy_state(model))
+    scorer: FastScorer = _WORKER["scorer"]
     rng = np.random.default_rng(seed)
-    cp = mixture_instance(load_config(RECIPE).self_label, rng)
+    cp = mixture_instance(_WORKER["shops"], rng)
     share = 32 / max(len(rollout(cp, scorer)[1]), 1)
     state = ShopState(cp, scorer.window_for(cp))
     scales, buffers = FeatureScales(state), Buffers.for_jobs(cp.n_jobs)
@@ -104,10 +111,7 @@ def collect_shop(task: tuple[int, Path]) -> tuple[NDArray[np.float32], NDArray[n
         job = scorer.choose(state, scales, buffers)
         if rng.random() < share:
             span = np.full(cp.n_jobs, -1, np.int64)
-            for candidate in candidates:
-                twin = state.copy()
-                twin.dispatch(int(candidate))
-                span[candidate] = finish(twin, scorer, scales, buffers)
+            span[candidates] = finishes(state, candidates, scorer, scales, buffers)
             if span[candidates].min() != span[candidates].max():
                 table = job_features(state, scales, cp.n_jobs)
                 tables.append(np.concatenate([table, route_columns(state, scales)], axis=1))
@@ -275,9 +279,9 @@ def fit(args: argparse.Namespace) -> None:
 
 
 def collect(args: argparse.Namespace) -> None:
-    tasks = [(seed, args.model) for seed in range(args.seed, args.seed + args.shops)]
-    with multiprocessing.Pool(args.workers) as pool:
-        data = pool.map(collect_shop, tasks, chunksize=4)
+    seeds = range(args.seed, args.seed + args.shops)
+    with multiprocessing.Pool(args.workers, _load_worker, (args.model,)) as pool:
+        data = pool.map(collect_shop, seeds, chunksize=4)
     torch.save(data, args.out)
     print(
         f"{len(data)} shops, {sum(len(tables) for tables, _ in data)} labelled states: {args.out}"

@@ -43,7 +43,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_mask
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finish, rollout
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finishes, rollout
 from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
@@ -209,11 +209,7 @@ def rollout_label(
     for candidates in state.decisions():
         job = scorer.choose(state, scales, buffers)
         if rng.random() < share:
-            spans = np.empty(len(candidates), np.int64)
-            for i, candidate in enumerate(candidates):
-                twin = state.copy()
-                twin.dispatch(int(candidate))
-                spans[i] = finish(twin, scorer, scales, buffers)
+            spans = finishes(state, candidates, scorer, scales, buffers)
             shortest = min(shortest, int(spans.min()))
             best = spans == spans.min()
             if not best.all():
