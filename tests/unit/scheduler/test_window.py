@@ -340,11 +340,16 @@ def test_the_window_recipes_load(name: str) -> None:
     assert all(s.jobs <= config.ppo.window_ratio * s.machines for s in shapes)
 
 
-def test_the_long_rollout_recipe_learns_and_validates_on_shops_the_long_scorer_serves() -> None:
-    """rl/self_label_long_rollout.toml: rollout labels for the long-shop scorer, the shipped
+@pytest.mark.parametrize(
+    "name", ["self_label_long_rollout.toml", "self_label_long_rollout_stage2.toml"]
+)
+def test_the_long_rollout_recipes_learn_and_validate_on_shops_the_long_scorer_serves(
+    name: str,
+) -> None:
+    """The rollout stages of the long-shop scorer: rollout labels for that scorer, the shipped
     scheme, and every training and validation shop is one that scorer chooses on."""
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
-    config = load_config(recipe / "self_label_long_rollout.toml")
+    config = load_config(recipe / name)
     teach, ppo = config.self_label, config.ppo
     assert teach.trains == "long" and teach.objective == "rollout" and ppo.long_shops
     assert teach.ratio[0] >= ppo.window_ratio and teach.flexible_share == 0.0
