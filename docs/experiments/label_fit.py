@@ -3,7 +3,8 @@
 `collect` plays the shipped model's greedy pass on shops of the rollout recipe's range and, in
 about 32 states of each, finishes the plan greedily after every candidate (as
 `self_label.rollout_label` does), keeping each candidate's makespan and the state's feature
-table, plus five columns about the jobs' remaining routes that the scorer does not see.
+table, plus columns the scorer does not see: five about the jobs' remaining routes, and five
+about what dispatching each candidate does to the shop one step on (`lookahead_columns`).
 
 `fit` starts from the shipped window scorer, fits it (or a variant with more capacity or more
 information) to those labels on three quarters of the shops, and prints, on the other quarter,
@@ -52,7 +53,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPE = ROOT / "scheduler_service/src/jobshop_scheduler/rl/self_label_rollout.toml"
 MODEL = ROOT / "models/full_production/final_model.zip"
 ROUTE_COLUMNS = 5
-VARIANTS = ("base", "wide", "candidates", "attention", "route")
+LOOK_COLUMNS = 5
+VARIANTS = ("base", "wide", "candidates", "attention", "route", "lookahead")
+# the extra columns each variant reads, after the scorer's own (`collect_shop` stores both)
+EXTRA = {"route": slice(0, ROUTE_COLUMNS), "lookahead": slice(ROUTE_COLUMNS, None)}
 LOSSES = ("hard", "tolerant", "soft", "regret")
 FLOOR = -1e9
 
@@ -88,6 +92,31 @@ def route_columns(state: ShopState, scales: FeatureScales) -> NDArray[np.float32
     return out
 
 
+def lookahead_columns(
+    state: ShopState, candidates: NDArray[np.int64], scales: FeatureScales
+) -> NDArray[np.float32]:
+    """Per candidate, what dispatching it does to the shop one step on: the rise of the lower
+    bound (`ShopState.lower_bound`), of its job part and of its machine part, the delay it
+    puts on the other jobs' earliest starts, and the idle time it leaves on its machine; in
+    mean durations, 0 on other jobs."""
+    cp = state.cp
+    out = np.zeros((cp.n_jobs, LOOK_COLUMNS), np.float32)
+    bound = state.lower_bound()
+    for job in map(int, candidates):
+        machine, _ = state.machine_for(job)
+        after = state.copy()
+        after.dispatch(job)
+        work = np.where(after.active, cp.work_from[np.minimum(after.next_op, cp.n_ops - 1)], 0)
+        jobs = max(int((after.job_ready + work).max(initial=0)), after.makespan)
+        machines = int((after.machine_free + after.machine_load).max(initial=0))
+        others = state.active.copy()
+        others[job] = False
+        delay = (np.maximum(after.est, state.est) - state.est)[others].sum()
+        idle = after.op_start[state.next_op[job]] - state.machine_free[machine]
+        out[job] = (after.lower_bound() - bound, jobs - bound, machines - bound, delay, idle)
+    return np.clip(out / np.float32(scales.duration), -20.0, 20.0)
+
+
 _WORKER: dict[str, Any] = {}  # what each collecting process loads once
 
 
@@ -98,8 +127,8 @@ def _load_worker(model: Path) -> None:
 
 
 def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """(states, jobs, features + route columns) tables and (states, jobs) candidate makespans
-    (-1: not a candidate) of one shop, over its states where the candidates' finishes differ."""
+    """(states, jobs, features + route + lookahead columns) tables and (states, jobs) candidate
+    makespans (-1: not a candidate) of one shop, over its states where the finishes differ."""
     scorer: FastScorer = _WORKER["scorer"]
     rng = np.random.default_rng(seed)
     cp = mixture_instance(_WORKER["shops"], rng)
@@ -114,12 +143,13 @@ def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
             span[candidates] = finishes(state, candidates, scorer, scales, buffers)
             if span[candidates].min() != span[candidates].max():
                 table = job_features(state, scales, cp.n_jobs)
-                tables.append(np.concatenate([table, route_columns(state, scales)], axis=1))
+                extra = (route_columns(state, scales), lookahead_columns(state, candidates, scales))
+                tables.append(np.concatenate([table, *extra], axis=1))
                 spans.append(span)
                 if span[job] != span[candidates].min() and rng.random() < 0.5:
                     job = int(candidates[np.argmin(span[candidates])])
         state.dispatch(job)
-    width = N_FEATURES + ROUTE_COLUMNS
+    width = N_FEATURES + ROUTE_COLUMNS + LOOK_COLUMNS
     if not tables:
         return np.zeros((0, cp.n_jobs, width), np.float32), np.zeros((0, cp.n_jobs), np.int64)
     return np.stack(tables), np.stack(spans)
@@ -127,7 +157,8 @@ def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
 
 class Scorer(nn.Module):
     """The window scorer (`policy.JobScorer`), optionally wider, with a context pooled over the
-    candidates, with two self-attention blocks over the jobs, or with the route columns."""
+    candidates, with two self-attention blocks over the jobs, or with the route or lookahead
+    columns."""
 
     def __init__(self, variant: str, columns: int) -> None:
         super().__init__()
@@ -217,7 +248,7 @@ def loss_of(
 Shop = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-def shops_of(data: list[tuple[NDArray[np.float32], NDArray[np.int64]]], route: bool) -> list[Shop]:
+def shops_of(data: list[tuple[NDArray[np.float32], NDArray[np.int64]]], variant: str) -> list[Shop]:
     """(tables, candidate masks, regrets as fractions of the best) per shop with labels."""
     shops = []
     for tables, spans in data:
@@ -227,7 +258,9 @@ def shops_of(data: list[tuple[NDArray[np.float32], NDArray[np.int64]]], route: b
         candidates = span >= 0
         best = span.masked_fill(~candidates, float("inf")).min(dim=1, keepdim=True).values
         regret = ((span - best) / best).masked_fill(~candidates, 0.0).float()
-        columns = tables if route else tables[..., :N_FEATURES]
+        columns = tables[..., :N_FEATURES]
+        if variant in EXTRA:
+            columns = np.concatenate([columns, tables[..., N_FEATURES:][..., EXTRA[variant]]], -1)
         shops.append((torch.from_numpy(np.ascontiguousarray(columns)), candidates, regret))
     return shops
 
@@ -246,7 +279,7 @@ def measure(scorer: Scorer, shops: list[Shop]) -> tuple[float, float]:
 def fit(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    shops = shops_of(torch.load(args.data, weights_only=False), args.variant == "route")
+    shops = shops_of(torch.load(args.data, weights_only=False), args.variant)
     order = np.random.default_rng(0).permutation(len(shops))
     held = len(shops) // 4
     test, train = [shops[i] for i in order[:held]], [shops[i] for i in order[held:]]

@@ -21,7 +21,15 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig, TrainConfig, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finish, greedy_schedule, rollout
+from jobshop_scheduler.rl.fast_policy import (
+    Buffers,
+    FastScorer,
+    finish,
+    finishes,
+    greedy_schedule,
+    mean_finishes,
+    rollout,
+)
 from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, WINDOW_COLUMN, FeatureScales
 from jobshop_scheduler.rl.policy import JobScorerPolicy
 from jobshop_scheduler.rl.self_label import (
@@ -159,6 +167,68 @@ def test_rollout_labels_are_the_candidates_whose_greedy_finish_is_shortest() -> 
     assert improved < greedy.makespan
     sampled, _ = rollout_label(cp, scorer, follow=0.0, keep=5, decisions=len(choices), seed=1)
     assert 0 < len(sampled.targets) < len(label.targets)  # `keep` of the states, about
+
+
+def test_sampled_finishes_average_the_greedy_finish_with_drawn_ones() -> None:
+    cp = compile_problem(taillard(10, 5, 3, 3))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    state = ShopState(cp)
+    scales, buffers = FeatureScales(state), Buffers.for_jobs(cp.n_jobs)
+    candidates = np.flatnonzero(state.candidates)
+    greedy = finishes(state, candidates, scorer, scales, buffers)
+
+    def worth(samples: int, temperature: float, seed: int = 0) -> np.ndarray:
+        return mean_finishes(
+            state, candidates, scorer, scales, buffers,
+            samples=samples, rng=np.random.default_rng(seed), temperature=temperature,
+        )  # fmt: skip
+
+    assert (worth(0, 1.0) == greedy).all()  # no draws: the greedy finish itself
+    assert (worth(3, 1e-6) == greedy).all()  # draws at a near-zero temperature are greedy
+    drawn = worth(8, 1.0)
+    assert state.scheduled == 0  # the state is left as it is
+    assert not np.array_equal(drawn, greedy)  # draws at temperature 1 take other plans
+    # each value is the mean of nine plans, the greedy one among them
+    drawn_only = 9 * drawn - greedy
+    lower = int(cp.op_min_duration.reshape(10, 5).sum(axis=1).max())
+    assert (drawn_only >= 8 * lower).all()
+    assert (worth(8, 1.0) == drawn).all()  # the same draws from the same seed
+
+
+def test_rollout_labels_with_sampled_finishes_follow_the_drawn_plans() -> None:
+    cp = compile_problem(taillard(10, 5, 3, 3))
+    scorer = FastScorer.from_state_dict(untrained().policy.state_dict())
+    _, choices = rollout(cp, scorer)
+
+    def labels(samples: int, temperature: float = 1.0) -> tuple[torch.Tensor, int]:
+        label, shortest = rollout_label(
+            cp, scorer, follow=0.0, keep=0, decisions=len(choices), seed=0,
+            finish_samples=samples, temperature=temperature,
+        )  # fmt: skip
+        assert bool((label.candidates | ~label.targets).all())
+        return label.targets, shortest
+
+    greedy, greedy_shortest = labels(0)
+    # draws at a near-zero temperature are the greedy finish: the same answers
+    cold, _ = labels(4, 1e-6)
+    assert torch.equal(cold, greedy)
+    drawn, shortest = labels(4)
+    assert shortest == greedy_shortest  # `shortest` is still the greedy finishes' best
+    assert len(drawn) > 0
+    assert drawn.shape != greedy.shape or not torch.equal(drawn, greedy)
+
+
+def test_sampled_finishes_need_a_temperature_above_zero(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n[self_label]\nfinish_samples = -1\n")
+    with pytest.raises(ConfigError, match="finish_samples: -1 is below 0"):
+        load_config(recipe)
+    recipe.write_text(
+        "[ppo]\ntotal_timesteps = 0\n"
+        "[self_label]\nfinish_samples = 4\nsamples = 0\ntemperature = 0.0\n"
+    )
+    with pytest.raises(ConfigError, match=r"temperature: 0.0 is not above 0"):
+        load_config(recipe)
 
 
 def test_the_teacher_starts_from_a_rule_plan_only_when_asked_and_when_it_is_shorter() -> None:

@@ -14,7 +14,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 
 from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
-from jobshop_scheduler.heuristics.compiled import compile_problem
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.classic import classic_shop
@@ -28,7 +28,13 @@ from jobshop_scheduler.rl.features import N_FEATURES, WINDOW_COLUMN, FeatureScal
 from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
 from jobshop_scheduler.rl.self_label import mixture_instance
-from jobshop_scheduler.rl.state import LONG_SHOP, ShopState, dispatch_window, routing_alike
+from jobshop_scheduler.rl.state import (
+    LONG_SHOP,
+    DispatchScheme,
+    ShopState,
+    dispatch_window,
+    routing_alike,
+)
 from jobshop_scheduler.rl.train import initial_parameters
 from jobshop_scheduler.rl.weights import WEIGHTS_NAME, load_scorer
 from jobshop_scheduler.search.teacher import TabuTeacher
@@ -44,14 +50,18 @@ def model(
     window_alike: float = 0.0,
     *,
     window_narrowing: float = 0.0,
+    window_widening: float = 0.0,
 ) -> MaskablePPO:
-    env = JobShopEnv(problem=load_taillard("ta01"), max_jobs=16, window=window)
+    env = JobShopEnv(
+        problem=load_taillard("ta01"), max_jobs=16, scheme=DispatchScheme(window=window)
+    )
     kwargs = {
         "window": window,
         "window_ratio": window_ratio,
         "long_shops": long_shops,
         "window_alike": window_alike,
         "window_narrowing": window_narrowing,
+        "window_widening": window_widening,
     }
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
@@ -126,6 +136,45 @@ def test_the_window_applies_to_classic_shops_up_to_the_ratio() -> None:
     assert LONG_SHOP < 0.0  # dispatched non-delay, as every window at or below 0
 
 
+def test_shops_with_fewer_jobs_per_machine_get_a_wider_window() -> None:
+    rng = np.random.default_rng(4)
+
+    def shop(jobs: int, machines: int) -> CompiledProblem:
+        return compile_problem(family_shop("taillard", jobs, machines, rng))
+
+    square, wide, at_ratio = shop(15, 15), shop(10, 20), shop(30, 20)
+    # window x (ratio / jobs per machine) ** widening, at most 1
+    assert dispatch_window(square, 0.5, 1.5, True, widening=1.2) == pytest.approx(0.5 * 1.5**1.2)
+    assert dispatch_window(wide, 0.5, 1.5, True, widening=1.2) == 1.0
+    assert dispatch_window(at_ratio, 0.5, 1.5, True, widening=1.2) == 0.5
+    assert dispatch_window(square, 0.5, 1.5, True) == 0.5  # 0: off, as before
+    # longer shops and flexible ones are not widened
+    assert dispatch_window(shop(40, 10), 0.5, 1.5, True, widening=1.2) == LONG_SHOP
+    flexible = compile_problem(production_like(20, seed=1))
+    assert dispatch_window(flexible, 0.5, 1.5, True, widening=1.2) == 0.0
+    scheme = DispatchScheme(0.5, 1.5, True, widening=1.2)
+    assert scheme.window_for(square) == dispatch_window(square, 0.5, 1.5, True, widening=1.2)
+
+
+def test_a_model_carries_window_widening_and_both_paths_widen_alike(tmp_path: Path) -> None:
+    """A shop with fewer jobs than machines gets the wider window on SB3's path and on the
+    fast path, and they agree on its states; a zip without the setting loads without it."""
+    model(window=0.5, window_ratio=1.5, long_shops=True, window_widening=1.25).save(
+        tmp_path / "m.zip"
+    )
+    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    assert scorer.scheme == DispatchScheme(0.5, 1.5, True, widening=1.25)  # exact in float32
+    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
+    assert extractor.scheme == scorer.scheme
+    problem = taillard(12, 16, 3, 4)  # 0.75 jobs per machine: window 1
+    cp = compile_problem(problem)
+    assert extractor.window_for(cp) == scorer.window_for(cp) == 1.0
+    report = check_parity(loaded, scorer, [problem], max_states=10**6)
+    assert report.ok, str(report)
+    assert model(window=0.5, window_ratio=1.5).policy.mlp_extractor.scheme.widening == 0.0
+
+
 def test_routing_alike_tells_flow_two_set_and_random_routes_apart() -> None:
     rng = np.random.default_rng(3)
     alike = {f: routing_alike(compile_problem(family_shop(f, 30, 15, rng))) for f in FAMILIES}
@@ -159,7 +208,7 @@ def test_a_model_carries_window_alike_and_both_paths_route_alike(tmp_path: Path)
     model(window=0.5, window_ratio=1.5, long_shops=True, window_alike=0.7).save(tmp_path / "m.zip")
     loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
     scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
-    assert scorer.window_alike == pytest.approx(0.7)
+    assert scorer.scheme.alike == pytest.approx(0.7)
     problem = family_shop("two_set", 16, 4, np.random.default_rng(9))  # rows: 16 jobs
     cp = compile_problem(problem)
     extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
@@ -177,7 +226,7 @@ def test_a_model_carries_window_narrowing_and_both_paths_narrow_alike(tmp_path: 
     ).save(tmp_path / "m.zip")
     loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
     scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
-    assert scorer.window_narrowing == pytest.approx(1.0)
+    assert scorer.scheme.narrowing == pytest.approx(1.0)
     extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
     problem = family_shop("two_set", 16, 4, np.random.default_rng(9))  # 4 jobs per machine
     cp = compile_problem(problem)
@@ -262,7 +311,7 @@ def test_a_model_carries_its_window_to_the_fast_path_and_back_from_a_zip(tmp_pat
     trained.save(tmp_path / "m.zip")
     loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
     scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
-    assert (scorer.window, scorer.window_ratio) == (1.0, 2.0)
+    assert (scorer.scheme.window, scorer.scheme.ratio) == (1.0, 2.0)
     square = compile_problem(taillard(15, 15, 5, 6))
     assert scorer.window_for(square) == 1.0
     assert greedy_schedule(square, scorer).makespan > 0
@@ -275,7 +324,7 @@ def test_a_model_from_before_the_window_loads_as_non_delay(tmp_path: Path) -> No
     fresh = model(window=0.0, seed=1)
     fresh.policy.load_state_dict(state)  # strict: the missing buffers take the defaults
     scorer = FastScorer.from_state_dict({k: v.numpy() for k, v in state.items()})
-    assert scorer.window == 0.0 and float(fresh.policy.mlp_extractor.window) == 0.0
+    assert scorer.scheme.window == 0.0 and float(fresh.policy.mlp_extractor.window) == 0.0
 
 
 def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
@@ -300,6 +349,8 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
         ("window_alike", 0.7, "needs a window above 0"),
         ("window_narrowing", -1.0, "is below 0"),
         ("window_narrowing", 1.0, "needs window_alike above 0"),
+        ("window_widening", -1.0, "is below 0"),
+        ("window_widening", 1.0, "needs window and window_ratio above 0"),
     ],
 )
 def test_window_settings_are_checked(
@@ -403,7 +454,8 @@ def test_the_shipped_model_gives_the_window_to_long_near_flow_shops_only() -> No
     long near flow shop is above it, and shops with random routes, small ones included where
     chance makes routes most alike, stay with the long-shop scorer."""
     scorer = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME)
-    assert 0.0 < scorer.window_alike < 0.33 and scorer.window_narrowing > 0.0
+    scheme = scorer.scheme
+    assert 0.0 < scheme.alike < 0.33 and scheme.narrowing > 0.0
 
     def window_of(family: str, jobs: int, machines: int, seed: int) -> float:
         cp = compile_problem(family_shop(family, jobs, machines, np.random.default_rng(seed)))
@@ -411,12 +463,11 @@ def test_the_shipped_model_gives_the_window_to_long_near_flow_shops_only() -> No
 
     for seed in range(10):
         for jobs, machines in [(40, 10), (50, 20), (100, 20)]:
-            narrowed = (
-                scorer.window * (scorer.window_ratio * machines / jobs) ** scorer.window_narrowing
-            )
+            narrowed = scheme.window * (scheme.ratio * machines / jobs) ** scheme.narrowing
             assert window_of("flow", jobs, machines, seed) == pytest.approx(narrowed)
             assert window_of("two_set", jobs, machines, seed) == pytest.approx(narrowed)
             assert window_of("taillard", jobs, machines, seed) == LONG_SHOP
         for family in ("taillard", "partial", "bottleneck", "job_correlated"):
             assert window_of(family, 20, 5, seed) == LONG_SHOP
             assert window_of(family, 20, 10, seed) == LONG_SHOP
+

@@ -12,6 +12,7 @@ from typing import Any
 from jobshop_scheduler.instances.families import FAMILIES, parse_shape
 from jobshop_scheduler.rl.features import FEATURES
 from jobshop_scheduler.rl.sampling import Stage
+from jobshop_scheduler.rl.state import DispatchScheme
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,18 @@ class PPOConfig:
     # and their window narrows the longer they are: window x (window_ratio / jobs per machine)
     # to this power (0: the window itself)
     window_narrowing: float = 0.0
+    # and shops with fewer jobs per machine than `window_ratio` a wider one: window x
+    # (window_ratio / jobs per machine) to this power, at most 1 (0: the window itself)
+    window_widening: float = 0.0
     torch_threads: int = 2
+
+    @property
+    def scheme(self) -> DispatchScheme:
+        """The dispatching scheme these settings give the model (`state.dispatch_window`)."""
+        return DispatchScheme(
+            self.window, self.window_ratio, self.long_shops, self.window_alike,
+            self.window_narrowing, self.window_widening,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,9 @@ class SelfLabelConfig:
     # "expert": share of steps that follow the label, not the policy; "rollout": of labelled
     # states where the policy's choice is not among the answers
     follow_teacher: float = 0.5
+    # "rollout": a candidate's worth is the mean of its greedy finish and this many finishes
+    # drawn at `temperature` (0: the greedy finish alone)
+    finish_samples: int = 0
     min_gain: float = 0.0  # "expert": an instance teaches if the expert is this much shorter
     # "expert": the teacher starts from the best of the policy's plans and the baseline rules'
     # (`heuristics.dispatch.BASELINE_RULES`), not of the policy's alone: on a shop where a rule
@@ -247,6 +262,13 @@ def _check_columns(config: SelfLabelConfig) -> None:
         )
 
 
+def _check_sampling(config: SelfLabelConfig) -> None:
+    if config.finish_samples < 0:
+        raise ConfigError(f"[self_label] finish_samples: {config.finish_samples} is below 0")
+    if (config.finish_samples or config.samples) and not config.temperature > 0.0:
+        raise ConfigError(f"[self_label] temperature: {config.temperature} is not above 0")
+
+
 def _check_self_label(config: SelfLabelConfig) -> None:
     _one_of("objective", config.objective, OBJECTIVES)
     _one_of("select", config.select, SELECTIONS)
@@ -255,6 +277,7 @@ def _check_self_label(config: SelfLabelConfig) -> None:
         raise ConfigError(f"[self_label] blend: {config.blend} is not in [0, 1]")
     if config.teach_ratio < 0.0:
         raise ConfigError(f"[self_label] teach_ratio: {config.teach_ratio} is below 0")
+    _check_sampling(config)
     if config.teach_ratio > 0.0 and config.trains != "long":
         raise ConfigError(
             "[self_label] teach_ratio: routes shops to the long-shop scorer, so it needs"
@@ -322,6 +345,13 @@ def _check_scheme(ppo: PPOConfig) -> None:
         raise ConfigError(
             "[ppo] window_narrowing: needs window_alike above 0 (it narrows the window of the"
             " long shops that window_alike gives one)"
+        )
+    if ppo.window_widening < 0.0:
+        raise ConfigError(f"[ppo] window_widening: {ppo.window_widening} is below 0")
+    if ppo.window_widening > 0 and not (ppo.window > 0 and ppo.window_ratio > 0):
+        raise ConfigError(
+            "[ppo] window_widening: needs window and window_ratio above 0 (it widens the window"
+            " of the shops with fewer jobs per machine than window_ratio)"
         )
     if ppo.long_shops and not (ppo.window > 0 and ppo.window_ratio > 0):
         raise ConfigError(

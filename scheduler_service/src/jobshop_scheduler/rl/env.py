@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.rl.features import FEATURE_BOUND, N_FEATURES, FeatureScales, job_features
-from jobshop_scheduler.rl.state import ShopState, dispatch_window
+from jobshop_scheduler.rl.state import DispatchScheme, ShopState
 
 ENV_ID = "JobShopDispatch-v0"
 MAX_JOBS = 170  # one model serves up to this many jobs per batch (the service's batch_size)
@@ -38,20 +38,14 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         problem: Problem | CompiledProblem | None = None,
         max_jobs: int = MAX_JOBS,
         *,
-        window: float = 0.0,
-        window_ratio: float = 0.0,
-        long_scorer: bool = False,
-        window_alike: float = 0.0,
-        window_narrowing: float = 0.0,
+        scheme: DispatchScheme | None = None,
     ) -> None:
         if (sampler is None) == (problem is None):
             raise ValueError("give exactly one of sampler= or problem=")
         self._sampler = sampler
         self._fixed = _compiled(problem) if problem is not None else None
         self.max_jobs = max_jobs
-        # `state.dispatch_window`
-        self.window, self.window_ratio, self.long_scorer = window, window_ratio, long_scorer
-        self.window_alike, self.window_narrowing = window_alike, window_narrowing
+        self.scheme = scheme or DispatchScheme()
         self.observation_space = gym.spaces.Box(
             low=-FEATURE_BOUND, high=FEATURE_BOUND, shape=(max_jobs, N_FEATURES), dtype=np.float32
         )
@@ -67,11 +61,7 @@ class JobShopEnv(gym.Env[NDArray[np.float32], np.int64]):
         cp = self._fixed or _compiled(self._sampler(self.np_random))  # type: ignore[misc]
         if cp.n_jobs > self.max_jobs:
             raise ValueError(f"instance has {cp.n_jobs} jobs; this env holds {self.max_jobs}")
-        window = dispatch_window(
-            cp, self.window, self.window_ratio, self.long_scorer, self.window_alike,
-            narrowing=self.window_narrowing,
-        )  # fmt: skip
-        self.state = ShopState(cp, window)
+        self.state = ShopState(cp, self.scheme.window_for(cp))
         self._scales = FeatureScales(self.state)
         self._bound = _bound(self.state)
         return self._observe(), {"lower_bound": self._bound}

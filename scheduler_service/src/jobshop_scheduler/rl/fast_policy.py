@@ -25,7 +25,7 @@ from jobshop_scheduler.rl.features import (
     fill_features,
 )
 from jobshop_scheduler.rl.kernels import add_tanh
-from jobshop_scheduler.rl.state import ShopState, dispatch_window
+from jobshop_scheduler.rl.state import DispatchScheme, ShopState
 
 F32 = NDArray[np.float32]
 # One dispatching loop at a time per process. A pass makes thousands of small NumPy calls; two
@@ -65,10 +65,7 @@ class FastScorer:
     no_bias: F32 = field(default_factory=_zeros)  # `kernels.add_tanh` reads the first `width`
     # the dispatching scheme it chooses in, by shop (`state.dispatch_window`), the scorer of the
     # states dispatched with the window and that of long classic shops (`policy.JobScorer`)
-    window: float = 0.0
-    window_ratio: float = 0.0
-    window_alike: float = 0.0  # long classic shops with routes this alike get the window too
-    window_narrowing: float = 0.0  # and a narrower one the longer they are
+    scheme: DispatchScheme = field(default_factory=DispatchScheme)
     window_scorer: FastScorer | None = None
     long_scorer: FastScorer | None = None
 
@@ -89,12 +86,11 @@ class FastScorer:
             present = f"mlp_extractor.{embed}.0.weight" in state
             return cls._of_layers(get, embed, score) if present else None
 
+        long_scorer = scorer("long_embed", "long_score")
         return cls._of_layers(
             get, "embed", "score",
-            window=scalar("window"), window_ratio=scalar("window_ratio"),
-            window_alike=scalar("window_alike"), window_narrowing=scalar("window_narrowing"),
-            window_scorer=scorer("window_embed", "window_score"),
-            long_scorer=scorer("long_embed", "long_score"),
+            scheme=DispatchScheme.from_buffers(scalar, long_scorer is not None),
+            window_scorer=scorer("window_embed", "window_score"), long_scorer=long_scorer,
         )  # fmt: skip
 
     @classmethod
@@ -118,10 +114,7 @@ class FastScorer:
 
     def window_for(self, cp: CompiledProblem) -> float:
         """The dispatching window this scorer chooses in on ``cp``."""
-        return dispatch_window(
-            cp, self.window, self.window_ratio, self.long_scorer is not None, self.window_alike,
-            narrowing=self.window_narrowing,
-        )  # fmt: skip
+        return self.scheme.window_for(cp)
 
     def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
         """Logits of rows `picked` of a table of active jobs (the context is their mean)."""
@@ -196,23 +189,36 @@ def rollout(
     buffers = Buffers.for_jobs(cp.n_jobs)
     choices: list[int] = []
     for candidates in state.decisions():
-        scores = scorer.candidate_scores(state, scales, buffers)
-        if rng is None:
-            pick = int(np.argmax(scores))
-        else:
-            # inverse CDF: a quarter of Generator.choice(p=...)'s cost, which checks p each call
-            scaled = scores.astype(np.float64) / temperature
-            cumulative = np.cumsum(np.exp(scaled - scaled.max()))
-            pick = int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+        pick = _pick(scorer.candidate_scores(state, scales, buffers), rng, temperature)
         choices.append(int(candidates[pick]))
         state.dispatch(choices[-1])
     return state, np.asarray(choices, dtype=np.int64)
 
 
-def finish(state: ShopState, scorer: FastScorer, scales: FeatureScales, buffers: Buffers) -> int:
-    """Dispatch the rest of `state` greedily; return the makespan. `state` ends finished."""
-    for _ in state.decisions():
-        state.dispatch(scorer.choose(state, scales, buffers))
+def _pick(scores: F32, rng: np.random.Generator | None, temperature: float) -> int:
+    """The index of the best score (`rng` None) or one drawn from their softmax."""
+    if rng is None:
+        return int(np.argmax(scores))
+    # inverse CDF: a quarter of Generator.choice(p=...)'s cost, which checks p each call
+    scaled = scores.astype(np.float64) / temperature
+    cumulative = np.cumsum(np.exp(scaled - scaled.max()))
+    return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+
+
+def finish(
+    state: ShopState,
+    scorer: FastScorer,
+    scales: FeatureScales,
+    buffers: Buffers,
+    *,
+    rng: np.random.Generator | None = None,
+    temperature: float = 1.0,
+) -> int:
+    """Dispatch the rest of `state`, greedily or drawing from `rng` (as `rollout`); return the
+    makespan. `state` ends finished."""
+    for candidates in state.decisions():
+        pick = _pick(scorer.candidate_scores(state, scales, buffers), rng, temperature)
+        state.dispatch(int(candidates[pick]))
     return state.makespan
 
 
@@ -231,6 +237,29 @@ def finishes(
         twin.dispatch(int(candidate))
         spans[i] = finish(twin, scorer, scales, buffers)
     return spans
+
+
+def mean_finishes(
+    state: ShopState,
+    candidates: NDArray[np.int64],
+    scorer: FastScorer,
+    scales: FeatureScales,
+    buffers: Buffers,
+    *,
+    samples: int,
+    rng: np.random.Generator,
+    temperature: float,
+) -> NDArray[np.float64]:
+    """Per candidate, the mean makespan of its greedy finish and `samples` finishes drawn at
+    `temperature`: what the choice is worth to a policy near this one, where one greedy finish
+    says what it is worth to this policy exactly. `state` stays as it is."""
+    total = finishes(state, candidates, scorer, scales, buffers).astype(np.float64)
+    for i, candidate in enumerate(candidates):
+        for _ in range(samples):
+            twin = state.copy()
+            twin.dispatch(int(candidate))
+            total[i] += finish(twin, scorer, scales, buffers, rng=rng, temperature=temperature)
+    return total / (samples + 1)
 
 
 def warm_up(scorer: FastScorer) -> None:

@@ -59,11 +59,7 @@ def model_env(sb3_model: Any, problem: Problem) -> JobShopEnv:
     return JobShopEnv(
         problem=problem,
         max_jobs=model_rows(sb3_model),
-        window=float(scorer.window),
-        window_ratio=float(scorer.window_ratio),
-        long_scorer=scorer.long_embed is not None,
-        window_alike=float(scorer.window_alike),
-        window_narrowing=float(scorer.window_narrowing),
+        scheme=scorer.scheme,
     )
 
 

@@ -27,11 +27,11 @@ from torch import nn
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem
 from jobshop_scheduler.rl.features import WINDOW_COLUMN
-from jobshop_scheduler.rl.state import dispatch_window
+from jobshop_scheduler.rl.state import DispatchScheme
 
 HIDDEN = 64
 # The dispatching scheme's buffers (`JobScorer`); --init never overrides them (`train.SCHEME`)
-SCHEME_BUFFERS = ("window", "window_ratio", "window_alike", "window_narrowing")
+SCHEME_BUFFERS = tuple(buffer for _, buffer in DispatchScheme.BUFFERS)
 
 
 def _embedder(n_features: int, hidden: int) -> nn.Sequential:
@@ -55,6 +55,7 @@ class JobScorer(nn.Module):
     window_ratio: th.Tensor
     window_alike: th.Tensor
     window_narrowing: th.Tensor
+    window_widening: th.Tensor
 
     def __init__(
         self,
@@ -62,13 +63,11 @@ class JobScorer(nn.Module):
         n_features: int,
         hidden: int = HIDDEN,
         *,
-        window: float = 0.0,
-        window_ratio: float = 0.0,
-        long_shops: bool = False,
-        window_alike: float = 0.0,
-        window_narrowing: float = 0.0,
+        scheme: DispatchScheme | None = None,
     ) -> None:
         super().__init__()
+        scheme = scheme or DispatchScheme()
+        window, long_shops = scheme.window, scheme.long_scorer
         self.rows, self.n_features = rows, n_features
         self.latent_dim_pi = rows
         self.latent_dim_vf = hidden
@@ -81,10 +80,8 @@ class JobScorer(nn.Module):
         # The dispatching scheme the scorer was trained for (`state.dispatch_window`): its
         # choices mean something only among the candidates of that scheme. Buffers, so they
         # travel in the state dict to the zip, the serving arrays and every FastScorer.
-        self.register_buffer("window", th.tensor(float(window)))
-        self.register_buffer("window_ratio", th.tensor(float(window_ratio)))
-        self.register_buffer("window_alike", th.tensor(float(window_alike)))
-        self.register_buffer("window_narrowing", th.tensor(float(window_narrowing)))
+        for field, buffer in DispatchScheme.BUFFERS:
+            self.register_buffer(buffer, th.tensor(float(getattr(scheme, field))))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # models from before the window dispatched non-delay, as this module's default does
@@ -92,16 +89,16 @@ class JobScorer(nn.Module):
             state_dict.setdefault(prefix + name, getattr(self, name).clone())
         super()._load_from_state_dict(state_dict, prefix, *args)
 
+    @property
+    def scheme(self) -> DispatchScheme:
+        """The dispatching scheme this model chooses in (as its buffers hold it)."""
+        return DispatchScheme.from_buffers(
+            lambda name: float(getattr(self, name)), self.long_embed is not None
+        )
+
     def window_for(self, cp: CompiledProblem) -> float:
         """The dispatching window this model chooses in on ``cp`` (`FastScorer.window_for`)."""
-        return dispatch_window(
-            cp,
-            float(self.window),
-            float(self.window_ratio),
-            self.long_embed is not None,
-            float(self.window_alike),
-            narrowing=float(self.window_narrowing),
-        )
+        return self.scheme.window_for(cp)
 
     def _embed_table(
         self, table: th.Tensor, embed: nn.Module | None = None
@@ -187,11 +184,14 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         long_shops: bool = False,
         window_alike: float = 0.0,
         window_narrowing: float = 0.0,
+        window_widening: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        self.hidden, self.window, self.window_ratio = hidden, window, window_ratio
-        self.long_shops, self.window_alike = long_shops, window_alike
-        self.window_narrowing = window_narrowing
+        # one argument per setting: SB3 stores them in the zip by these names
+        self.hidden = hidden
+        self.scheme = DispatchScheme(
+            window, window_ratio, long_shops, window_alike, window_narrowing, window_widening
+        )
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
@@ -200,11 +200,7 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
             rows,
             n_features,
             self.hidden,
-            window=self.window,
-            window_ratio=self.window_ratio,
-            long_shops=self.long_shops,
-            window_alike=self.window_alike,
-            window_narrowing=self.window_narrowing,
+            scheme=self.scheme,
         )
 
     def _build(self, lr_schedule: Any) -> None:
@@ -220,12 +216,5 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data: dict[str, Any] = super()._get_constructor_parameters()
         data["hidden"] = self.hidden
-        if self.window:  # absent from older zips, which load with the default
-            data["window"], data["window_ratio"] = self.window, self.window_ratio
-        if self.long_shops:
-            data["long_shops"] = True
-        if self.window_alike:
-            data["window_alike"] = self.window_alike
-        if self.window_narrowing:
-            data["window_narrowing"] = self.window_narrowing
+        data.update(self.scheme.model_arguments())
         return data

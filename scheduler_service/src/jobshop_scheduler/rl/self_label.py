@@ -43,7 +43,7 @@ from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_mask
-from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finishes, rollout
+from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finishes, mean_finishes, rollout
 from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
 from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
@@ -188,6 +188,8 @@ def rollout_label(
     keep: int,
     decisions: int,
     seed: int,
+    finish_samples: int = 0,
+    temperature: float = 1.0,
 ) -> tuple[Label, int]:
     """Policy improvement by rollout (Bertsekas' rollout algorithm, as a step of approximate
     policy iteration): in a state, dispatch each candidate and let the policy finish the plan
@@ -197,8 +199,10 @@ def rollout_label(
     states, that it can follow: it need only get the one decision right. States where every
     candidate gives the same plan length teach nothing and are left out. About `keep` states
     of the greedy pass are labelled (all: 0); at a labelled state the pass goes on with the
-    best candidate with probability `follow`, with the greedy one otherwise. Returns the label
-    and the shortest plan seen."""
+    best candidate with probability `follow`, with the greedy one otherwise. With
+    `finish_samples`, a candidate's worth is the mean of its greedy finish and that many finishes
+    drawn at `temperature` (`fast_policy.mean_finishes`). Returns the label and the shortest
+    greedy plan seen."""
     rng = np.random.default_rng(seed)
     state = ShopState(cp, scorer.window_for(cp))
     scales = FeatureScales(state)
@@ -211,7 +215,14 @@ def rollout_label(
         if rng.random() < share:
             spans = finishes(state, candidates, scorer, scales, buffers)
             shortest = min(shortest, int(spans.min()))
-            best = spans == spans.min()
+            if finish_samples:
+                worth = mean_finishes(
+                    state, candidates, scorer, scales, buffers,
+                    samples=finish_samples, rng=rng, temperature=temperature,
+                )  # fmt: skip
+                best = worth == worth.min()
+            else:
+                best = spans == spans.min()
             if not best.all():
                 tables.append(job_features(state, scales, cp.n_jobs))
                 masks.append(state.candidates.copy())
@@ -311,6 +322,7 @@ def instance_labels(
         label, shortest = rollout_label(
             cp, scorer, follow=config.follow_teacher, keep=keep,
             decisions=len(greedy.choices), seed=seed,
+            finish_samples=config.finish_samples, temperature=config.temperature,
         )  # fmt: skip
         return InstanceLabels([label], min(shortest, best.makespan), greedy.makespan)
     if config.objective == "best":
@@ -562,7 +574,7 @@ class _SelfLabeller:
     def tasks(self) -> list[LabelTask]:
         config, weights = self.config, self.fast()
         if config.teach_ratio > 0.0:  # the shops that teach the long-shop scorer
-            weights = replace(weights, window_ratio=config.teach_ratio)
+            weights = replace(weights, scheme=replace(weights.scheme, ratio=config.teach_ratio))
         return [
             (
                 mixture_instance(config, self.rng),

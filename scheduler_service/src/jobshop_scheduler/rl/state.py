@@ -21,7 +21,9 @@ put on a slower machine with the extra time at the step that does it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -68,6 +70,7 @@ def dispatch_window(
     alike: float = 0.0,
     *,
     narrowing: float = 0.0,
+    widening: float = 0.0,
 ) -> float:
     """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
 
@@ -85,6 +88,11 @@ def dispatch_window(
     and waiting for the right job pays there as it does on square shops. The longer such a shop
     is, the more its machines bind all the same: with `narrowing` above 0 its window is
     ``window * (max_ratio / jobs per machine) ** narrowing``, narrower the longer the shop.
+
+    With `widening` above 0 the same rule runs the other way on the shorter shops: a shop with
+    fewer jobs per machine than `max_ratio` gets ``window * (max_ratio / jobs per machine) **
+    widening``, at most 1 (all active schedules). The fewer jobs a machine sees, the less its
+    queue binds and the more a plan gains from waiting for the job that matters.
     """
     if window <= 0.0 or not cp.is_classic:
         return 0.0
@@ -92,7 +100,56 @@ def dispatch_window(
         if alike > 0.0 and routing_alike(cp) >= alike:
             return window * float((max_ratio * cp.n_machines / cp.n_jobs) ** narrowing)
         return LONG_SHOP if long_scorer else 0.0
+    if widening > 0.0 and max_ratio > 0.0 and cp.n_jobs > 0:
+        return min(1.0, window * float((max_ratio * cp.n_machines / cp.n_jobs) ** widening))
     return window
+
+
+@dataclass(frozen=True)
+class DispatchScheme:
+    """The settings a model was trained to dispatch with (`dispatch_window`); a model's
+    choices mean something only among the candidates of its own scheme."""
+
+    window: float = 0.0
+    ratio: float = 0.0
+    long_scorer: bool = False
+    alike: float = 0.0
+    narrowing: float = 0.0
+    widening: float = 0.0
+
+    # the model's buffer (`policy.JobScorer`) and constructor argument of each float setting
+    BUFFERS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("window", "window"),
+        ("ratio", "window_ratio"),
+        ("alike", "window_alike"),
+        ("narrowing", "window_narrowing"),
+        ("widening", "window_widening"),
+    )
+
+    @classmethod
+    def from_buffers(cls, get: Callable[[str], float], long_scorer: bool) -> DispatchScheme:
+        """From a model's buffers, read by name (0 for a buffer an older model lacks)."""
+        values = {field: float(get(buffer)) for field, buffer in cls.BUFFERS}
+        return cls(long_scorer=long_scorer, **values)
+
+    def model_arguments(self) -> dict[str, Any]:
+        """The model's constructor arguments (`policy.JobScorerPolicy`), those set only: zips
+        written before an argument existed load with its default."""
+        arguments: dict[str, Any] = {
+            buffer: getattr(self, field) for field, buffer in self.BUFFERS if getattr(self, field)
+        }
+        if arguments.get("window"):  # the two go together
+            arguments["window_ratio"] = self.ratio
+        if self.long_scorer:
+            arguments["long_shops"] = True
+        return arguments
+
+    def window_for(self, cp: CompiledProblem) -> float:
+        """The window (or `LONG_SHOP`) a model with this scheme dispatches ``cp`` with."""
+        return dispatch_window(
+            cp, self.window, self.ratio, self.long_scorer, self.alike,
+            narrowing=self.narrowing, widening=self.widening,
+        )  # fmt: skip
 
 
 # the arrays `ShopState.dispatch` writes to (`ShopState.copy`)

@@ -113,11 +113,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
                 lambda: JobShopEnv(
                     sampler=sampler,
                     max_jobs=p.rows,
-                    window=p.window,
-                    window_ratio=p.window_ratio,
-                    long_scorer=p.long_shops,
-                    window_alike=p.window_alike,
-                    window_narrowing=p.window_narrowing,
+                    scheme=p.scheme,
                 )
             ]
             * p.n_envs
@@ -129,11 +125,7 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
         env,
         policy_kwargs={
             "hidden": p.hidden,
-            "window": p.window,
-            "window_ratio": p.window_ratio,
-            "long_shops": p.long_shops,
-            "window_alike": p.window_alike,
-            "window_narrowing": p.window_narrowing,
+            **p.scheme.model_arguments(),
             "ortho_init": True,
         },
         n_steps=p.n_steps,
