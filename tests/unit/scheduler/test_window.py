@@ -471,3 +471,19 @@ def test_the_shipped_model_gives_the_window_to_long_near_flow_shops_only() -> No
             assert window_of(family, 20, 5, seed) == LONG_SHOP
             assert window_of(family, 20, 10, seed) == LONG_SHOP
 
+
+def test_the_shipped_model_dispatches_as_its_as_shipped_recipe_says() -> None:
+    """The shipped serving weights carry the scheme of `rl/window_widening_as_shipped.toml`
+    (docs/benchmark.md, "A wider window where machines see few jobs"): square shops 0.75, shops
+    with 0.75 jobs per machine or fewer the whole active-schedule set, 1.5 unchanged."""
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "window_widening_as_shipped.toml")
+    assert config.ppo.total_timesteps == 0 and config.self_label.steps == 0
+    shipped, wanted = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME).scheme, config.ppo.scheme
+    assert shipped.long_scorer == wanted.long_scorer
+    for field, _ in DispatchScheme.BUFFERS:  # float32 buffers against the recipe's floats
+        assert getattr(shipped, field) == pytest.approx(getattr(wanted, field)), field
+    rng = np.random.default_rng(7)
+    for (jobs, machines), window in [((15, 15), 0.75), ((12, 16), 1.0), ((30, 20), 0.5)]:
+        cp = compile_problem(family_shop("taillard", jobs, machines, rng))
+        assert shipped.window_for(cp) == pytest.approx(window)
