@@ -479,11 +479,23 @@ def test_the_shipped_model_dispatches_as_its_as_shipped_recipe_says() -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
     config = load_config(recipe / "window_widening_as_shipped.toml")
     assert config.ppo.total_timesteps == 0 and config.self_label.steps == 0
-    shipped, wanted = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME).scheme, config.ppo.scheme
-    assert shipped.long_scorer == wanted.long_scorer
-    for field, _ in DispatchScheme.BUFFERS:  # float32 buffers against the recipe's floats
-        assert getattr(shipped, field) == pytest.approx(getattr(wanted, field)), field
+    shipped = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME).scheme
+    assert_same_scheme(shipped, config.ppo.scheme)
     rng = np.random.default_rng(7)
     for (jobs, machines), window in [((15, 15), 0.75), ((12, 16), 1.0), ((30, 20), 0.5)]:
         cp = compile_problem(family_shop("taillard", jobs, machines, rng))
         assert shipped.window_for(cp) == pytest.approx(window)
+
+
+@pytest.mark.parametrize("name", ["self_label_rollout_families.toml"])
+def test_a_recipe_that_starts_from_the_shipped_model_keeps_its_scheme(name: str) -> None:
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    shipped = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME).scheme
+    assert_same_scheme(shipped, load_config(recipe / name).ppo.scheme)
+
+
+def assert_same_scheme(shipped: DispatchScheme, wanted: DispatchScheme) -> None:
+    """A model's float32 buffers against a recipe's floats."""
+    assert shipped.long_scorer == wanted.long_scorer
+    for field, _ in DispatchScheme.BUFFERS:
+        assert getattr(shipped, field) == pytest.approx(getattr(wanted, field)), field
