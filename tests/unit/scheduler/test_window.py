@@ -35,7 +35,7 @@ from jobshop_scheduler.rl.state import (
     dispatch_window,
     routing_alike,
 )
-from jobshop_scheduler.rl.train import initial_parameters
+from jobshop_scheduler.rl.train import initial_parameters, scheme_changes, train
 from jobshop_scheduler.rl.weights import WEIGHTS_NAME, load_scorer
 from jobshop_scheduler.search.teacher import TabuTeacher
 
@@ -330,6 +330,10 @@ def test_a_model_from_before_the_window_loads_as_non_delay(tmp_path: Path) -> No
 def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
     model().save(tmp_path / "old.zip")  # a non-delay model
     target = model(window=1.0, window_ratio=2.0, seed=3)
+    assert scheme_changes(target, tmp_path / "old.zip") == {
+        "window": {"init": 0.0, "config": 1.0},
+        "window_ratio": {"init": 0.0, "config": 2.0},
+    }
     params, _ = initial_parameters(target, tmp_path / "old.zip")
     target.set_parameters(params, exact_match=True, device="cpu")
     extractor = target.policy.mlp_extractor
@@ -499,3 +503,21 @@ def assert_same_scheme(shipped: DispatchScheme, wanted: DispatchScheme) -> None:
     assert shipped.long_scorer == wanted.long_scorer
     for field, _ in DispatchScheme.BUFFERS:
         assert getattr(shipped, field) == pytest.approx(getattr(wanted, field)), field
+
+
+def test_training_from_a_model_says_which_dispatch_settings_the_config_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recipe that changes the --init model's scheme, on purpose or because it was written
+    before a setting existed, says so on stderr and in the summary (the model card's
+    `initialised_from`)."""
+    shipped_before = {"window_ratio": 1.5, "long_shops": True, "window_alike": 0.2}
+    model(window=0.5, window_narrowing=1.0, **shipped_before).save(tmp_path / "init.zip")
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "window_widening_as_shipped.toml")
+    summary = train(config, tmp_path / "out", quiet=True, init=tmp_path / "init.zip")
+    changes = {"window_widening": {"init": 0.0, "config": 1.0}}
+    assert summary["initialised_from"]["scheme_changes"] == changes
+    assert "note: [ppo] window_widening = 1 where init.zip has 0;" in capsys.readouterr().err
+    again = train(config, tmp_path / "again", quiet=True, init=tmp_path / "out/final_model.zip")
+    assert again["initialised_from"]["scheme_changes"] == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,6 +152,23 @@ COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
                   "mlp_extractor.long_score.": "mlp_extractor.score."}  # fmt: skip
 
 
+def scheme_changes(model: MaskablePPO, init: Path) -> dict[str, dict[str, float]]:
+    """The dispatching settings in which ``model`` (built from the config) differs from the
+    ``init`` model, by buffer name: {"init": its value, "config": the new one}. The config
+    wins (`initial_parameters`), which is how a recipe changes a model's scheme on purpose,
+    and how a recipe written before a setting existed drops it by accident: both are said."""
+    _, loaded, _ = load_from_zip_file(str(init), device="cpu", load_data=False)
+    params: dict[str, Any] = dict(loaded)
+    before: dict[str, torch.Tensor] = params["policy"]
+    after = model.policy.state_dict()
+    changes = {}
+    for key, name in zip(SCHEME, SCHEME_BUFFERS, strict=True):
+        old = float(before[key]) if key in before else 0.0  # older models: the default
+        if old != float(after[key]):
+            changes[name] = {"init": old, "config": float(after[key])}
+    return changes
+
+
 def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], int]:
     """The parameters of ``init``, fitted to ``model``, and its number of feature columns.
 
@@ -249,7 +267,15 @@ def train(
     sampler = CurriculumSampler(list(config.curriculum) or [Stage(1.0, (10, 10), (10, 10))])
     model = build_model(config, sampler)
     init_columns: int | None = None
+    changes: dict[str, dict[str, float]] = {}
     if init is not None:
+        changes = scheme_changes(model, init)
+        for name, values in changes.items():
+            print(
+                f"note: [ppo] {name} = {values['config']:g} where {init.name} has"
+                f" {values['init']:g}; the model dispatches as the config says",
+                file=sys.stderr,
+            )
         params, init_columns = initial_parameters(model, init)
         model.set_parameters(params, exact_match=True, device="cpu")
     elif config.distill.rounds > 0:
@@ -282,6 +308,8 @@ def train(
     if distilled:
         summary["distillation"] = distilled
     if init is not None:
-        summary["initialised_from"] = {"file": init.name, "sha256": sha256_of(init)}
+        summary["initialised_from"] = {
+            "file": init.name, "sha256": sha256_of(init), "scheme_changes": changes,
+        }  # fmt: skip
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
