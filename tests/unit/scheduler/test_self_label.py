@@ -179,7 +179,7 @@ def test_sampled_finishes_average_the_greedy_finish_with_drawn_ones() -> None:
 
     def worth(samples: int, temperature: float, seed: int = 0) -> np.ndarray:
         return mean_finishes(
-            state, candidates, scorer, scales, buffers,
+            state, candidates, scorer, scales, buffers, greedy=greedy,
             samples=samples, rng=np.random.default_rng(seed), temperature=temperature,
         )  # fmt: skip
 

@@ -233,9 +233,7 @@ def finishes(
     order; `state` stays as it is."""
     spans = np.empty(len(candidates), np.int64)
     for i, candidate in enumerate(candidates):
-        twin = state.copy()
-        twin.dispatch(int(candidate))
-        spans[i] = finish(twin, scorer, scales, buffers)
+        spans[i] = _finish_after(state, int(candidate), scorer, scales, buffers)
     return spans
 
 
@@ -246,20 +244,39 @@ def mean_finishes(
     scales: FeatureScales,
     buffers: Buffers,
     *,
+    greedy: NDArray[np.int64],
     samples: int,
     rng: np.random.Generator,
     temperature: float,
 ) -> NDArray[np.float64]:
-    """Per candidate, the mean makespan of its greedy finish and `samples` finishes drawn at
-    `temperature`: what the choice is worth to a policy near this one, where one greedy finish
-    says what it is worth to this policy exactly. `state` stays as it is."""
-    total = finishes(state, candidates, scorer, scales, buffers).astype(np.float64)
+    """Per candidate, the mean makespan of its greedy finish (`greedy`, as `finishes` gives
+    them) and `samples` finishes drawn at `temperature`: what the choice is worth to a policy
+    near this one, where one greedy finish says what it is worth to this policy exactly.
+    `state` stays as it is."""
+    total = greedy.astype(np.float64)
     for i, candidate in enumerate(candidates):
         for _ in range(samples):
-            twin = state.copy()
-            twin.dispatch(int(candidate))
-            total[i] += finish(twin, scorer, scales, buffers, rng=rng, temperature=temperature)
+            total[i] += _finish_after(
+                state, int(candidate), scorer, scales, buffers, rng=rng, temperature=temperature
+            )
     return total / (samples + 1)
+
+
+def _finish_after(
+    state: ShopState,
+    candidate: int,
+    scorer: FastScorer,
+    scales: FeatureScales,
+    buffers: Buffers,
+    *,
+    rng: np.random.Generator | None = None,
+    temperature: float = 1.0,
+) -> int:
+    """The makespan of `finish` on a copy of `state` after dispatching `candidate`; `state`
+    stays as it is."""
+    twin = state.copy()
+    twin.dispatch(candidate)
+    return finish(twin, scorer, scales, buffers, rng=rng, temperature=temperature)
 
 
 def warm_up(scorer: FastScorer) -> None:

@@ -218,7 +218,7 @@ def rollout_label(
             if finish_samples:
                 worth = mean_finishes(
                     state, candidates, scorer, scales, buffers,
-                    samples=finish_samples, rng=rng, temperature=temperature,
+                    greedy=spans, samples=finish_samples, rng=rng, temperature=temperature,
                 )  # fmt: skip
                 best = worth == worth.min()
             else:

@@ -138,8 +138,6 @@ class DispatchScheme:
         arguments: dict[str, Any] = {
             buffer: getattr(self, field) for field, buffer in self.BUFFERS if getattr(self, field)
         }
-        if arguments.get("window"):  # the two go together
-            arguments["window_ratio"] = self.ratio
         if self.long_scorer:
             arguments["long_shops"] = True
         return arguments
