@@ -677,6 +677,21 @@ def test_schedctl_train_resume_without_a_checkpoint_exits_2(tmp_path: Path) -> N
     assert "--resume: no checkpoint" in done.stderr
 
 
+def test_schedctl_train_names_a_missing_init_model_among_several(tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[ppo]\ntotal_timesteps = 0\n")
+    (tmp_path / "a.zip").write_bytes(b"")
+    done = subprocess.run(
+        [sys.executable, "-m", "jobshop_scheduler.cli", "train", "--config", str(recipe),
+         "--init", str(tmp_path / "a.zip"), "--init", str(tmp_path / "b.zip"),
+         "--out", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"--init {tmp_path / 'b.zip'}: no such model file" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     "name", ["self_label_expert.toml", "self_label_squares.toml", "self_label_families.toml"]
 )

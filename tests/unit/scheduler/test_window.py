@@ -35,7 +35,12 @@ from jobshop_scheduler.rl.state import (
     dispatch_window,
     routing_alike,
 )
-from jobshop_scheduler.rl.train import initial_parameters, scheme_changes, train
+from jobshop_scheduler.rl.train import (
+    averaged_parameters,
+    initial_parameters,
+    scheme_changes,
+    train,
+)
 from jobshop_scheduler.rl.weights import WEIGHTS_NAME, load_scorer
 from jobshop_scheduler.search.teacher import TabuTeacher
 
@@ -521,3 +526,36 @@ def test_training_from_a_model_says_which_dispatch_settings_the_config_changes(
     assert "note: [ppo] window_widening = 1 where init.zip has 0;" in capsys.readouterr().err
     again = train(config, tmp_path / "again", quiet=True, init=tmp_path / "out/final_model.zip")
     assert again["initialised_from"]["scheme_changes"] == {}
+
+
+def test_training_from_several_models_starts_from_their_average(tmp_path: Path) -> None:
+    """`--init A --init B`: every weight is the mean of the two models' (a model soup), the
+    config still sets the scheme, and the card names both sources."""
+    shipped = {"window_ratio": 1.5, "long_shops": True, "window_alike": 0.2}
+    models = [model(window=0.5, window_narrowing=1.0, seed=s, **shipped) for s in (6, 7)]
+    for i, m in enumerate(models):
+        m.save(tmp_path / f"m{i}.zip")
+    paths = [tmp_path / "m0.zip", tmp_path / "m1.zip"]
+    recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
+    config = load_config(recipe / "window_widening_as_shipped.toml")
+    summary = train(config, tmp_path / "out", quiet=True, init=paths)
+    soup = MaskablePPO.load(tmp_path / "out/final_model.zip", device="cpu").policy.state_dict()
+    a, b = (m.policy.state_dict() for m in models)
+    weights = [k for k in soup if k.endswith(".weight")]
+    assert len(weights) > 10 and not torch.equal(a[weights[0]], b[weights[0]])
+    for key in weights:
+        assert torch.allclose(soup[key], (a[key] + b[key]) / 2, atol=1e-6), key
+    assert float(soup["mlp_extractor.window_widening"]) == 1.0  # the config's, not the models'
+    sources = summary["initialised_from"]
+    assert [s["file"] for s in sources["average_of"]] == [str(p) for p in paths]
+    assert sources["scheme_changes"] == {"window_widening": {"init": 0.0, "config": 1.0}}
+
+    twice, _ = averaged_parameters(models[0], [paths[0], paths[0]])  # a model with itself: itself
+    assert all(torch.equal(twice["policy"][k], a[k]) for k in weights)
+    data, loaded, _ = load_from_zip_file(str(paths[1]), load_data=True)
+    params: dict[str, Any] = dict(loaded)
+    bias = params["policy"]["mlp_extractor.score.2.bias"]  # as if the scorer had two outputs
+    params["policy"]["mlp_extractor.score.2.bias"] = torch.cat([bias, bias])
+    save_to_zip_file(tmp_path / "other.zip", data=data, params=params)
+    with pytest.raises(ConfigError, match=r"other.zip: its tensors differ .* cannot average"):
+        averaged_parameters(models[0], [paths[0], tmp_path / "other.zip"])

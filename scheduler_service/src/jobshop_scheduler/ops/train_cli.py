@@ -39,8 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--init",
         type=Path,
+        action="append",
+        default=[],
         metavar="MODEL_ZIP",
-        help="start from this model's weights (fine-tuning) instead of random ones",
+        help="start from this model's weights (fine-tuning) instead of random ones; given "
+        "more than once, from the models' average, tensor by tensor (a model soup: they must "
+        "share one architecture; a model given twice counts twice)",
     )
     parser.add_argument(
         "--model-version",
@@ -71,9 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         ppo = dataclasses.replace(ppo, seed=args.seed)
     config = dataclasses.replace(config, ppo=ppo)
-    if args.init is not None and not args.init.is_file():
-        print(f"schedctl train: --init {args.init}: no such model file", file=sys.stderr)
-        return 2
+    for init in args.init:
+        if not init.is_file():
+            print(f"schedctl train: --init {init}: no such model file", file=sys.stderr)
+            return 2
     try:
         summary = train(
             config,

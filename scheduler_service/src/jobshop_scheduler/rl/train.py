@@ -8,7 +8,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,53 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
     return params, int(old.shape[1])
 
 
+def averaged_parameters(model: MaskablePPO, inits: Sequence[Path]) -> tuple[dict[str, Any], int]:
+    """`initial_parameters` of one model, or of several averaged tensor by tensor (a model
+    soup): runs fine-tuned from one start on different shops or seeds each move part of the
+    way, and their average often keeps what each gained where the plain runs also lose
+    elsewhere. Their optimizer moments belong to none of them, so the average starts fresh."""
+    fitted = [initial_parameters(model, path) for path in inits]
+    params, columns = fitted[0]
+    if len(fitted) == 1:
+        return params, columns
+    first: dict[str, torch.Tensor] = params["policy"]
+    for path, (other, _) in zip(inits[1:], fitted[1:], strict=True):
+        shapes = {key: tuple(value.shape) for key, value in other["policy"].items()}
+        if shapes != {key: tuple(value.shape) for key, value in first.items()}:
+            raise ConfigError(f"{path}: its tensors differ from {inits[0]}'s; cannot average")
+    params["policy"] = {
+        key: torch.stack([p["policy"][key] for p, _ in fitted]).mean(dim=0)
+        if value.is_floating_point() and key not in SCHEME
+        else value
+        for key, value in first.items()
+    }
+    params["policy.optimizer"] = model.policy.optimizer.state_dict()
+    return params, min(c for _, c in fitted)
+
+
+def start_from(model: MaskablePPO, inits: Sequence[Path]) -> tuple[int, dict[str, Any]]:
+    """Set ``model``'s weights from the --init models (`averaged_parameters`), naming on
+    stderr every dispatch setting the config changes in them; returns the init models'
+    feature columns and the card's `initialised_from` (the first model, and all of them
+    when averaged)."""
+    changes = [scheme_changes(model, path) for path in inits]
+    for path, changed in zip(inits, changes, strict=True):
+        for name, values in changed.items():
+            print(
+                f"note: [ppo] {name} = {values['config']:g} where {path.name} has"
+                f" {values['init']:g}; the model dispatches as the config says",
+                file=sys.stderr,
+            )
+    params, columns = averaged_parameters(model, inits)
+    model.set_parameters(params, exact_match=True, device="cpu")
+    source: dict[str, Any] = {
+        "file": inits[0].name, "sha256": sha256_of(inits[0]), "scheme_changes": changes[0],
+    }  # fmt: skip
+    if len(inits) > 1:
+        source["average_of"] = [{"file": str(p), "sha256": sha256_of(p)} for p in inits]
+    return columns, source
+
+
 def _warm_start_and_ppo(
     model: MaskablePPO,
     config: TrainConfig,
@@ -247,7 +294,7 @@ def train(
     out_dir: Path,
     *,
     quiet: bool = False,
-    init: Path | None = None,
+    init: Path | Sequence[Path] = (),
     resume: bool = False,
     teacher: Teacher | None = None,
 ) -> dict[str, Any]:
@@ -255,7 +302,8 @@ def train(
 
     ``init``: a model zip whose policy weights training starts from (fine-tuning, e.g. on a
     plant's own shop sizes); the scorer's weights do not depend on the table height, so a model
-    trained with other ``rows`` fits. ``resume``: continue the self-labelling stage from its
+    trained with other ``rows`` fits. Several zips: training starts from their average
+    (`averaged_parameters`). ``resume``: continue the self-labelling stage from its
     checkpoint in ``out_dir`` (the stages before it are not run again).
     """
     if resume and config.self_label.steps == 0:
@@ -266,19 +314,9 @@ def train(
     # without PPO the env only gives the model its observation shape: any stage will do
     sampler = CurriculumSampler(list(config.curriculum) or [Stage(1.0, (10, 10), (10, 10))])
     model = build_model(config, sampler)
-    init_columns: int | None = None
-    changes: dict[str, dict[str, float]] = {}
-    if init is not None:
-        changes = scheme_changes(model, init)
-        for name, values in changes.items():
-            print(
-                f"note: [ppo] {name} = {values['config']:g} where {init.name} has"
-                f" {values['init']:g}; the model dispatches as the config says",
-                file=sys.stderr,
-            )
-        params, init_columns = initial_parameters(model, init)
-        model.set_parameters(params, exact_match=True, device="cpu")
-    elif config.distill.rounds > 0:
+    inits = [init] if isinstance(init, Path) else list(init)
+    init_columns, initialised_from = start_from(model, inits) if inits else (None, None)
+    if not inits and config.distill.rounds > 0:
         raise ConfigError("[distill] needs --init: the teacher is built from that model")
     monitor = TrainingMonitor(config, sampler, out_dir, quiet or config.ppo.total_timesteps == 0)
     started = time.monotonic()
@@ -307,9 +345,7 @@ def train(
         summary["self_label"] = labelled
     if distilled:
         summary["distillation"] = distilled
-    if init is not None:
-        summary["initialised_from"] = {
-            "file": init.name, "sha256": sha256_of(init), "scheme_changes": changes,
-        }  # fmt: skip
+    if initialised_from is not None:
+        summary["initialised_from"] = initialised_from
     (out_dir / "training_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
