@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jobshop_scheduler.bench import quality
+from jobshop_scheduler.bench import compare, quality, search_quality
 from jobshop_scheduler.bench.quality import METHODS, PPO, Instance, Row, Summary
 from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.domain.validator import ValidationReport, Violation
@@ -292,3 +292,66 @@ def test_grid_reports_every_cell_writes_its_files_and_caches_references(
     assert set(grid["cells"]) == {"6x4", "12x4:flow", "prod10"}
     assert grid["cells"]["6x4"]["mean_gap_pct"][PPO] == float(lines["6x4"][2 + METHODS.index(PPO)])
     assert card.evaluation["sets"] == before.evaluation["sets"]  # the benchmark's entry stays
+
+
+def test_a_paired_difference_and_its_standard_error() -> None:
+    pairs = [compare.Pair("s", f"i{k}", 100, 100, c) for k, c in enumerate((90, 94, 96, 100))]
+    found = compare.paired("s", pairs)
+    assert (found.instances, found.shorter, found.longer) == (4, 3, 0)
+    assert found.difference == pytest.approx(-0.05)
+    assert found.standard_error == pytest.approx(0.041633 / 2, rel=1e-4)
+    assert found.beyond_noise
+    assert not compare.paired("s", pairs[2:]).beyond_noise  # -0.02 against 0.02
+
+
+def test_each_mode_has_its_own_shop_defaults() -> None:
+    comparing = _args("--compare", "elsewhere")
+    search_quality.fill_defaults(comparing)
+    assert (comparing.count, comparing.seed) == (100, 10_000)
+    assert [str(s) for s in comparing.shapes] == list(search_quality.COMPARE_SHAPES)
+    budgets = _args("--budgets", "0")
+    search_quality.fill_defaults(budgets)
+    assert (budgets.count, budgets.seed) == (5, 100)
+    assert [str(s) for s in budgets.shapes] == list(search_quality.DEFAULT_SHAPES)
+    given = _args("--compare", "elsewhere", "--count", "7", "--shapes", "6x6")
+    search_quality.fill_defaults(given)
+    assert (given.count, [str(s) for s in given.shapes]) == (7, ["6x6"])
+
+
+def test_compare_runs_both_models_on_the_same_shops(
+    scorer: FastScorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The shipped model against untrained weights: paired on every instance, Taillard's
+    against the best known makespan, and the untrained one longer beyond noise."""
+    from jobshop_scheduler.cli import main  # noqa: PLC0415
+
+    monkeypatch.setattr(compare, "load_model", lambda directory: _fake_model(scorer))
+    argv = ["benchmark", "--compare", str(tmp_path / "candidate"), "--shapes", "8x8",
+            "--count", "8", "--taillard", "ta01-10", "--production", "--quiet",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["candidate"][1] == "test-0" and lines["ta01-10"][1] == "10"
+    with (tmp_path / "out" / "compare.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 18
+    assert all(int(r["reference"]) == best_known(r["instance"]) for r in rows[:10])
+    shops = rows[10:]
+    mean = sum((int(r["candidate"]) - int(r["baseline"])) / int(r["reference"]) for r in shops)
+    assert lines["8x8"][4] == f"{mean / 8 * 100:+.2f}"  # the printed difference, in % points
+    assert "longer beyond noise on" in out and "ta01-10" in out.splitlines()[-2]
+
+
+def test_compare_with_a_missing_model_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jobshop_scheduler.cli import main  # noqa: PLC0415
+
+    argv = ["benchmark", "--compare", str(tmp_path / "nope"), "--out", str(tmp_path), "--quiet"]
+    assert main(argv) == 2
+    assert "cannot load the --compare model" in capsys.readouterr().err
+    assert not (tmp_path / "compare.csv").exists()

@@ -496,7 +496,9 @@ def test_the_shipped_model_dispatches_as_its_as_shipped_recipe_says() -> None:
         assert shipped.window_for(cp) == pytest.approx(window)
 
 
-@pytest.mark.parametrize("name", ["self_label_rollout_families.toml"])
+@pytest.mark.parametrize(
+    "name", ["self_label_rollout_families.toml", "self_label_rollout_long_alike.toml"]
+)
 def test_a_recipe_that_starts_from_the_shipped_model_keeps_its_scheme(name: str) -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
     shipped = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME).scheme

@@ -360,11 +360,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"family than Taillard's: {', '.join(FAMILIES[1:])}), gaps to long-run references "
         "(--count, --seed, --reference-seconds, --cache); writes grid.csv and grid.png",
     )
+    add(
+        "--compare",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="paired test of greedy passes: this model against --model-dir's on the same "
+        "generated shops (--shapes, --count, --seed) and Taillard sets (--taillard), with the "
+        "standard error of each difference; writes compare.csv",
+    )
     search_quality.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """The benchmark command: 0 ok, 1 an invalid PPO plan, 2 no usable model."""
+    search_quality.fill_defaults(args)
     if args.budgets is not None:
         return search_quality.run(args)
     try:
@@ -376,6 +385,10 @@ def run(args: argparse.Namespace) -> int:
         from jobshop_scheduler.bench import grid  # noqa: PLC0415 - its own mode
 
         return grid.run(args, model)
+    if args.compare is not None:
+        from jobshop_scheduler.bench import compare  # noqa: PLC0415 - its own mode
+
+        return compare.run(args, model)
     instances = select_instances(args.sets, args.production_count, args.production_seed, args.quick)
     rows, errors = benchmark(instances, model.scorer, progress=not args.quiet)
     summaries = summarise(rows)

@@ -48,6 +48,16 @@ from jobshop_scheduler.search import cpsat
 from jobshop_scheduler.search.anytime import improve, warm_up
 
 DEFAULT_SHAPES = ("15x15", "20x15", "20x20", "30x20", "50x20", "100x20")
+# `schedctl benchmark --compare` (`bench.compare`): classic squares and shapes of fewer and
+# more jobs per machine, the families at about one job per machine, the long alike shops the
+# window scorer also serves; many shops each, since close models differ by tenths of a percent
+COMPARE_SHAPES = (
+    "15x15", "20x15", "20x20", "30x20", "12x16", "10x15", "15x10", "50x20",
+    "15x15:bottleneck", "20x20:bottleneck", "20x20:machine_correlated", "20x20:job_correlated",
+    "20x20:narrow", "20x20:partial", "15x20:two_set", "20x20:flow",
+    "50x20:two_set", "40x10:flow", "60x10:line",
+)  # fmt: skip
+COMPARE_COUNT, COMPARE_SEED = 100, 10_000
 TAILLARD_SETS = {
     "ta01-10": tuple(f"ta{i:02d}" for i in range(1, 11)),
     "ta71-80": tuple(f"ta{i:02d}" for i in range(71, 81)),
@@ -104,6 +114,19 @@ def parse_shape(text: str) -> Shape:
         return families.parse_shape(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def fill_defaults(args: argparse.Namespace) -> None:
+    """The defaults of --shapes, --count and --seed, which differ by mode: a comparison of two
+    close models needs many shops, a run against CP-SAT few."""
+    comparing = getattr(args, "compare", None) is not None
+    if args.shapes is None:
+        names = COMPARE_SHAPES if comparing else DEFAULT_SHAPES
+        args.shapes = [parse_shape(name) for name in names]
+    if args.count is None:
+        args.count = COMPARE_COUNT if comparing else 5
+    if args.seed is None:
+        args.seed = COMPARE_SEED if comparing else 100
 
 
 def select_cases(args: argparse.Namespace) -> list[Case]:
@@ -258,21 +281,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shapes",
         nargs="*",
         type=parse_shape,
-        default=[parse_shape(s) for s in DEFAULT_SHAPES],
-        help="--budgets: generated shapes JOBSxMACHINES, or JOBSxMACHINES:FAMILY for another "
-        f"family than Taillard's (default: {' '.join(DEFAULT_SHAPES)})",
+        help="--budgets, --compare: generated shapes JOBSxMACHINES, or JOBSxMACHINES:FAMILY for "
+        f"another family than Taillard's (default: {' '.join(DEFAULT_SHAPES)}; --compare: "
+        f"{' '.join(COMPARE_SHAPES)})",
     )
     add(
         "--count",
         type=positive,
-        default=5,
-        help="--budgets, --grid: instances per shape (default: 5)",
+        help="--budgets, --grid, --compare: instances per shape (default: 5; --compare: "
+        f"{COMPARE_COUNT})",
     )
     add(
         "--seed",
         type=non_negative,
-        default=100,
-        help="--budgets, --grid: first seed per shape (default: 100)",
+        help="--budgets, --grid, --compare: first seed per shape (default: 100; --compare: "
+        f"{COMPARE_SEED}: pick fresh seeds for a decision)",
     )
     add(
         "--taillard",
