@@ -14,7 +14,7 @@ computes, 128 numbers, few enough for a small population.
 
 The output is a model zip; `schedctl train` with a recipe that runs no stage
 (rl/window_widening_as_shipped.toml) and `--init` of it writes its card and serving files.
-It did not help (docs/benchmark.md, "Averaging the families run into the shipped model").
+It did not help (docs/benchmark.md, "What ten instances can tell").
 """
 
 from __future__ import annotations
