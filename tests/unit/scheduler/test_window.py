@@ -24,10 +24,17 @@ from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
-from jobshop_scheduler.rl.features import N_FEATURES, WINDOW_COLUMN, FeatureScales, job_features
+from jobshop_scheduler.rl.features import (
+    N_FEATURES,
+    WINDOW_COLUMN,
+    FeatureScales,
+    job_features,
+    scorer_view,
+)
 from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
 from jobshop_scheduler.rl.self_label import mixture_instance
+from jobshop_scheduler.rl.ship import prove_serving_files
 from jobshop_scheduler.rl.state import (
     LONG_SHOP,
     DispatchScheme,
@@ -41,7 +48,7 @@ from jobshop_scheduler.rl.train import (
     scheme_changes,
     train,
 )
-from jobshop_scheduler.rl.weights import WEIGHTS_NAME, load_scorer
+from jobshop_scheduler.rl.weights import REFERENCE_NAME, WEIGHTS_NAME, ReferenceOutputs, load_scorer
 from jobshop_scheduler.search.teacher import TabuTeacher
 
 pytestmark = pytest.mark.unit
@@ -56,6 +63,7 @@ def model(
     *,
     window_narrowing: float = 0.0,
     window_widening: float = 0.0,
+    alike_shops: bool = False,
 ) -> MaskablePPO:
     env = JobShopEnv(
         problem=load_taillard("ta01"), max_jobs=16, scheme=DispatchScheme(window=window)
@@ -67,6 +75,7 @@ def model(
         "window_alike": window_alike,
         "window_narrowing": window_narrowing,
         "window_widening": window_widening,
+        "alike_shops": alike_shops,
     }
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
@@ -275,6 +284,74 @@ def test_the_long_shop_scorer_chooses_on_long_classic_shops_only() -> None:
     assert same == {"long": False, "square": True, "flexible": True}
 
 
+def test_the_alike_shops_scorer_starts_as_the_window_scorer_and_chooses_on_them_only(
+    tmp_path: Path,
+) -> None:
+    """`[ppo] alike_shops`: a fourth scorer for the long shops dispatched with a narrowed
+    window. From a model without one it starts as a copy of the window scorer, so every plan
+    stays; SB3's path and the fast path route those shops to it and agree on their states;
+    changing its weights changes their plans and no other shop's."""
+    shipped = {"window_ratio": 1.5, "long_shops": True, "window_alike": 0.2}
+    model(window=0.5, window_narrowing=1.0, seed=8, **shipped).save(tmp_path / "before.zip")
+    target = model(window=0.5, window_narrowing=1.0, seed=9, alike_shops=True, **shipped)
+    params, _ = initial_parameters(target, tmp_path / "before.zip")
+    target.set_parameters(params, exact_match=True, device="cpu")
+    state = target.policy.state_dict()
+    copied = [k for k in state if k.startswith("mlp_extractor.alike_")]
+    assert len(copied) == 8
+    assert all(torch.equal(state[k], state[k.replace("alike_", "window_")]) for k in copied)
+    target.save(tmp_path / "alike.zip")
+    loaded = MaskablePPO.load(tmp_path / "alike.zip", device="cpu")  # the argument travels
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    before = FastScorer.from_state_dict(
+        MaskablePPO.load(tmp_path / "before.zip", device="cpu").policy.state_dict()
+    )
+    assert scorer.alike_scorer is not None and scorer.scheme.alike_scorer
+    alike_problem = family_shop("two_set", 16, 4, np.random.default_rng(9))  # 4 jobs a machine
+    shops = {
+        "alike": compile_problem(alike_problem),
+        "square": compile_problem(taillard(12, 12, 3, 4)),
+        "long": compile_problem(taillard(40, 5, 1, 2)),
+        "flexible": compile_problem(production_like(30, seed=2)),
+    }
+    routed = {
+        name: scorer.scheme.is_alike_window(scorer.window_for(cp)) for name, cp in shops.items()
+    }
+    state = ShopState(shops["alike"], scorer.window_for(shops["alike"]))
+    table = job_features(state, FeatureScales(state), rows=shops["alike"].n_jobs)
+    column = table[table[:, 0] > 0, WINDOW_COLUMN]
+    assert bool((column == np.float32(0.5 * 1.5 / 4)).all())  # the window: it routes
+    assert bool((scorer_view(table)[table[:, 0] > 0, WINDOW_COLUMN] == 1.0).all())  # its sign
+    assert routed == {"alike": True, "square": False, "long": False, "flexible": False}
+    for cp in shops.values():  # a copy: the plans of the model it came from
+        assert np.array_equal(
+            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, before).op_start
+        )
+    report = check_parity(loaded, scorer, [alike_problem], max_states=10**6)
+    assert report.ok, str(report)
+
+    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
+    assert extractor.alike_score is not None
+    last = extractor.alike_score[2]
+    assert isinstance(last, torch.nn.Linear)
+    with torch.no_grad():  # the alike scorer's last layer flipped: it now prefers the opposite
+        last.weight.neg_()
+        last.bias.neg_()
+    flipped = FastScorer.from_state_dict(loaded.policy.state_dict())
+    same = {
+        name: np.array_equal(
+            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, flipped).op_start
+        )
+        for name, cp in shops.items()
+    }
+    assert same == {"alike": False, "square": True, "long": True, "flexible": True}
+    assert check_parity(loaded, flipped, [alike_problem], max_states=10**6).ok
+    with pytest.raises(ConfigError, match="alike shops' scorer; set \\[ppo\\] alike_shops"):
+        initial_parameters(
+            model(window=0.5, window_narrowing=1.0, **shipped), tmp_path / "alike.zip"
+        )
+
+
 def test_a_long_shop_scorer_starts_as_a_copy_of_the_first(tmp_path: Path) -> None:
     model(window=1.0, window_ratio=2.0, seed=2).save(tmp_path / "window.zip")
     target = model(window=1.0, window_ratio=2.0, seed=3, long_shops=True)
@@ -360,6 +437,7 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
         ("window_narrowing", 1.0, "needs window_alike above 0"),
         ("window_widening", -1.0, "is below 0"),
         ("window_widening", 1.0, "needs window and window_ratio above 0"),
+        ("alike_shops", "true", "needs window_alike and window_narrowing above 0"),
     ],
 )
 def test_window_settings_are_checked(
@@ -561,3 +639,13 @@ def test_training_from_several_models_starts_from_their_average(tmp_path: Path) 
     save_to_zip_file(tmp_path / "other.zip", data=data, params=params)
     with pytest.raises(ConfigError, match=r"other.zip: its tensors differ .* cannot average"):
         averaged_parameters(models[0], [paths[0], tmp_path / "other.zip"])
+
+
+def test_serving_files_recorded_while_the_window_column_held_1_still_prove_the_model() -> None:
+    """The shipped model's reference outputs were recorded before the `window` column held the
+    window itself; what the scorers read, the candidates, scores and choices are the same, so
+    they still prove the serving files (`schedctl verify-model`)."""
+    recorded = ReferenceOutputs.read(DEFAULT_MODEL_DIR / REFERENCE_NAME)
+    windowed = [s.table for s in recorded.states if (s.table[:, WINDOW_COLUMN] > 0).any()]
+    assert windowed and all((t[:, WINDOW_COLUMN] <= 1.0).all() for t in windowed)
+    assert prove_serving_files(DEFAULT_MODEL_DIR) == []

@@ -50,6 +50,10 @@ class PPOConfig:
     # and shops with fewer jobs per machine than `window_ratio` a wider one: window x
     # (window_ratio / jobs per machine) to this power, at most 1 (0: the window itself)
     window_widening: float = 0.0
+    # a fourth scorer for those long alike shops, dispatched with a window narrower than
+    # `window`, so that learning them leaves the square shops' plans as they were; needs
+    # window_alike and window_narrowing above 0
+    alike_shops: bool = False
     torch_threads: int = 2
 
     @property
@@ -57,7 +61,7 @@ class PPOConfig:
         """The dispatching scheme these settings give the model (`state.dispatch_window`)."""
         return DispatchScheme(
             self.window, self.window_ratio, self.long_shops, self.window_alike,
-            self.window_narrowing, self.window_widening,
+            self.window_narrowing, self.window_widening, self.alike_shops,
         )  # fmt: skip
 
 
@@ -93,7 +97,7 @@ class DistillConfig:
 
 OBJECTIVES = ("best", "advantage", "expert", "rollout")
 SELECTIONS = ("mean", "worst")
-TRAINED_SCORERS = ("auto", "window", "non-delay", "long")
+TRAINED_SCORERS = ("auto", "window", "non-delay", "long", "alike")
 
 
 @dataclass(frozen=True)
@@ -337,21 +341,31 @@ def _check_scheme(ppo: PPOConfig) -> None:
         raise ConfigError(f"[ppo] window_ratio: {ppo.window_ratio} is below 0")
     if not 0.0 <= ppo.window_alike <= 1.0:
         raise ConfigError(f"[ppo] window_alike: {ppo.window_alike} is not in [0, 1]")
-    if ppo.window_alike > 0 and not ppo.window > 0:
-        raise ConfigError("[ppo] window_alike: needs a window above 0 (it widens where it applies)")
     if ppo.window_narrowing < 0.0:
         raise ConfigError(f"[ppo] window_narrowing: {ppo.window_narrowing} is below 0")
+    if ppo.window_widening < 0.0:
+        raise ConfigError(f"[ppo] window_widening: {ppo.window_widening} is below 0")
+    _check_needs(ppo)
+
+
+def _check_needs(ppo: PPOConfig) -> None:
+    """The settings that only mean something with others."""
+    if ppo.window_alike > 0 and not ppo.window > 0:
+        raise ConfigError("[ppo] window_alike: needs a window above 0 (it widens where it applies)")
     if ppo.window_narrowing > 0 and not ppo.window_alike > 0:
         raise ConfigError(
             "[ppo] window_narrowing: needs window_alike above 0 (it narrows the window of the"
             " long shops that window_alike gives one)"
         )
-    if ppo.window_widening < 0.0:
-        raise ConfigError(f"[ppo] window_widening: {ppo.window_widening} is below 0")
     if ppo.window_widening > 0 and not (ppo.window > 0 and ppo.window_ratio > 0):
         raise ConfigError(
             "[ppo] window_widening: needs window and window_ratio above 0 (it widens the window"
             " of the shops with fewer jobs per machine than window_ratio)"
+        )
+    if ppo.alike_shops and not (ppo.window_alike > 0 and ppo.window_narrowing > 0):
+        raise ConfigError(
+            "[ppo] alike_shops: needs window_alike and window_narrowing above 0 (the alike shops"
+            " are the long ones dispatched with a narrower window)"
         )
     if ppo.long_shops and not (ppo.window > 0 and ppo.window_ratio > 0):
         raise ConfigError(

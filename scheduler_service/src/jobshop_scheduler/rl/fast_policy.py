@@ -23,6 +23,7 @@ from jobshop_scheduler.rl.features import (
     WINDOW_COLUMN,
     FeatureScales,
     fill_features,
+    scorer_view,
 )
 from jobshop_scheduler.rl.kernels import add_tanh
 from jobshop_scheduler.rl.state import DispatchScheme, ShopState
@@ -68,6 +69,7 @@ class FastScorer:
     scheme: DispatchScheme = field(default_factory=DispatchScheme)
     window_scorer: FastScorer | None = None
     long_scorer: FastScorer | None = None
+    alike_scorer: FastScorer | None = None  # the long alike shops' (`DispatchScheme.alike_scorer`)
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> FastScorer:
@@ -87,10 +89,14 @@ class FastScorer:
             return cls._of_layers(get, embed, score) if present else None
 
         long_scorer = scorer("long_embed", "long_score")
+        alike_scorer = scorer("alike_embed", "alike_score")
         return cls._of_layers(
             get, "embed", "score",
-            scheme=DispatchScheme.from_buffers(scalar, long_scorer is not None),
+            scheme=DispatchScheme.from_buffers(
+                scalar, long_scorer is not None, alike_scorer is not None
+            ),
             window_scorer=scorer("window_embed", "window_score"), long_scorer=long_scorer,
+            alike_scorer=alike_scorer,
         )  # fmt: skip
 
     @classmethod
@@ -119,8 +125,10 @@ class FastScorer:
     def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
         """Logits of rows `picked` of a table of active jobs (the context is their mean)."""
         scheme = active[0, WINDOW_COLUMN] if len(active) else 0.0
+        if self.alike_scorer is not None and self.scheme.is_alike_window(scheme):
+            return self.alike_scorer.logits(scorer_view(active), picked)
         if scheme > 0 and self.window_scorer is not None:
-            return self.window_scorer.logits(active, picked)
+            return self.window_scorer.logits(scorer_view(active), picked)
         if scheme < 0 and self.long_scorer is not None:
             return self.long_scorer.logits(active, picked)
         n = active.shape[0]

@@ -44,9 +44,11 @@ FEATURES = (
     "slowdown",  # (duration on that machine - min duration) / mean duration; 0 in a classic shop
     "speed_loss",  # 1 - min duration / duration on that machine; 0 in a classic shop
     "fast_wait",  # (start on a fastest eligible machine - earliest start) / mean duration
-    # The scorer a state belongs to: 1 when the candidates are the active-schedule set
-    # (`state.dispatch_window`), scored by a model's window scorer; -1 on a long classic shop of
-    # a model with a long-shop scorer (`state.LONG_SHOP`); 0 otherwise (non-delay, first scorer)
+    # The scorer a state belongs to: the window when the candidates are the active-schedule set
+    # (`state.dispatch_window`), scored by a model's window scorer (or, narrower than the
+    # model's own window, by its alike shops' scorer); -1 on a long classic shop of a model with
+    # a long-shop scorer (`state.LONG_SHOP`); 0 otherwise (non-delay, first scorer). The scorers
+    # themselves read its sign (`scorer_view`): it routes, it does not inform.
     "window",
     # Where the job goes next, on classic shops (all 0 on flexible ones, so weights on them
     # cannot change a flexible shop's plan): what binds a shop with one slow machine or one
@@ -58,6 +60,18 @@ FEATURES = (
 )
 N_FEATURES = len(FEATURES)
 WINDOW_COLUMN = FEATURES.index("window")
+
+
+def scorer_view(table: FloatArray) -> FloatArray:
+    """``table`` as the scorers read it: the `window` column's sign, 1 on every windowed
+    state, as it was before the column held the window (a copy where that changes it)."""
+    column = table[..., WINDOW_COLUMN]
+    sign = np.sign(column)
+    if np.array_equal(column, sign):
+        return table
+    view = table.copy()
+    view[..., WINDOW_COLUMN] = sign
+    return view
 if N_FEATURES != kernels.N_COLUMNS:
     raise ImportError(f"{N_FEATURES} feature names for {kernels.N_COLUMNS} computed columns")
 

@@ -312,7 +312,7 @@ def features(  # noqa: PLR0915 - one statement per column  # pragma: no cover - 
         row[18] = _bounded((taken - duration) / d)
         row[19] = 1.0 - duration / taken if taken > 0 else 0.0
         row[20] = _bounded((fast_start - est[j]) / d)
-        row[21] = 1.0 if window > 0.0 else (-1.0 if window < 0.0 else 0.0)
+        row[21] = window if window > 0.0 else (-1.0 if window < 0.0 else 0.0)
         after = single_machine[op + 1] if routed and op + 1 < last else -1
         _route_columns(row, after, machine_free, machine_load, est[j] + taken, top_load, d, w)
         row[25] = alike

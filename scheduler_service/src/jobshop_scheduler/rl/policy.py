@@ -6,12 +6,15 @@ but masked-out logits. Each job sees the whole shop through a mean-pooled contex
 critic reads mean- and max-pooled job embeddings.
 
 A model with a dispatching window (`state.dispatch_window`) has a second scorer of the same
-shape for the states dispatched with it (the table's `window` column is 1 there): choosing
+shape for the states dispatched with it (the table's `window` column holds the window there,
+and every scorer reads only its sign, 1): choosing
 among active-schedule candidates, which may leave a machine idle, is another decision than
 choosing among non-delay ones, and training one leaves the other's plans exactly as they were.
 A model may also have a long-shop scorer for the classic shops longer than its window's
 (`long_shops`; the `window` column is -1 there), so that learning those leaves the flexible
-shops' choices, which the first scorer keeps, exactly as they were.
+shops' choices, which the first scorer keeps, exactly as they were. And a fourth for the long
+shops with alike routes (`alike_shops`), which the window serves narrowed: the states whose
+window is below the model's own, so that learning those leaves the square shops' plans alone.
 
 `JobScorer.table_logits` is re-implemented in NumPy by `fast_policy` for serving; keep the
 two in step (a start-up check compares their actions).
@@ -44,6 +47,17 @@ def _head(hidden: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(2 * hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
 
+def _scorer_view(table: th.Tensor) -> th.Tensor:
+    """`features.scorer_view` in torch: the `window` column routes, its sign informs."""
+    column = table[..., WINDOW_COLUMN]
+    sign = th.sign(column)
+    if th.equal(column, sign):
+        return table
+    view = table.clone()
+    view[..., WINDOW_COLUMN] = sign
+    return view
+
+
 class JobScorer(nn.Module):
     """Features (B, rows*F) -> per-row logits (B, rows) and a critic latent (B, HIDDEN)."""
 
@@ -51,6 +65,8 @@ class JobScorer(nn.Module):
     window_score: nn.Sequential | None
     long_embed: nn.Sequential | None
     long_score: nn.Sequential | None
+    alike_embed: nn.Sequential | None
+    alike_score: nn.Sequential | None
     window: th.Tensor
     window_ratio: th.Tensor
     window_alike: th.Tensor
@@ -77,6 +93,8 @@ class JobScorer(nn.Module):
         self.window_score = _head(hidden) if window > 0 else None
         self.long_embed = _embedder(n_features, hidden) if long_shops else None
         self.long_score = _head(hidden) if long_shops else None
+        self.alike_embed = _embedder(n_features, hidden) if scheme.alike_scorer else None
+        self.alike_score = _head(hidden) if scheme.alike_scorer else None
         # The dispatching scheme the scorer was trained for (`state.dispatch_window`): its
         # choices mean something only among the candidates of that scheme. Buffers, so they
         # travel in the state dict to the zip, the serving arrays and every FastScorer.
@@ -93,7 +111,9 @@ class JobScorer(nn.Module):
     def scheme(self) -> DispatchScheme:
         """The dispatching scheme this model chooses in (as its buffers hold it)."""
         return DispatchScheme.from_buffers(
-            lambda name: float(getattr(self, name)), self.long_embed is not None
+            lambda name: float(getattr(self, name)),
+            self.long_embed is not None,
+            self.alike_embed is not None,
         )
 
     def window_for(self, cp: CompiledProblem) -> float:
@@ -104,7 +124,7 @@ class JobScorer(nn.Module):
         self, table: th.Tensor, embed: nn.Module | None = None
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         present = table[..., :1]  # column 0 is "present"
-        emb = (embed or self.embed)(table)
+        emb = (embed or self.embed)(_scorer_view(table))
         count = present.sum(dim=1).clamp(min=1.0)
         mean = (emb * present).sum(dim=1) / count
         return emb, present, mean
@@ -140,9 +160,11 @@ class JobScorer(nn.Module):
         """`table_logits`, given the first scorer's embedding (the critic shares it)."""
         logits = self._logits(self.score, emb, mean)
         column = table[..., WINDOW_COLUMN]
+        window = column.amax(dim=1)
         for embed, score, routed in (
-            (self.window_embed, self.window_score, column.amax(dim=1) > 0),
+            (self.window_embed, self.window_score, window > 0),
             (self.long_embed, self.long_score, column.amin(dim=1) < 0),
+            (self.alike_embed, self.alike_score, (window > 0) & (window < self.window)),
         ):
             if embed is None or score is None or not bool(routed.any()):
                 continue
@@ -160,6 +182,10 @@ class JobScorer(nn.Module):
     def long_parameters(self) -> list[nn.Parameter]:
         """The long-shop scorer's weights (none without one)."""
         return self._parameters_of(self.long_embed, self.long_score)
+
+    def alike_parameters(self) -> list[nn.Parameter]:
+        """The long alike shops' scorer's weights (none without one)."""
+        return self._parameters_of(self.alike_embed, self.alike_score)
 
     def non_delay_parameters(self) -> list[nn.Parameter]:
         """The first scorer's weights: the states no other scorer takes."""
@@ -185,13 +211,15 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         window_alike: float = 0.0,
         window_narrowing: float = 0.0,
         window_widening: float = 0.0,
+        alike_shops: bool = False,
         **kwargs: Any,
     ) -> None:
         # one argument per setting: SB3 stores them in the zip by these names
         self.hidden = hidden
         self.scheme = DispatchScheme(
-            window, window_ratio, long_shops, window_alike, window_narrowing, window_widening
-        )
+            window, window_ratio, long_shops, window_alike, window_narrowing, window_widening,
+            alike_shops,
+        )  # fmt: skip
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:

@@ -46,7 +46,7 @@ from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_m
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finishes, mean_finishes, rollout
 from jobshop_scheduler.rl.features import FEATURES, N_FEATURES, FeatureScales, job_features
 from jobshop_scheduler.rl.policy import JobScorer
-from jobshop_scheduler.rl.state import LONG_SHOP, ShopState
+from jobshop_scheduler.rl.state import LONG_SHOP, DispatchScheme, ShopState
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
 
 CHECKPOINT = "self_label_checkpoint.pt"
@@ -287,7 +287,7 @@ def instance_labels(
     nothing under any objective: it is not sampled and only gives `anchor` states.
     """
     keep = config.states_per_plan
-    trained_here = scheme_of(scorer.window_for(cp)) == trained_scheme(
+    trained_here = scheme_of(scorer.window_for(cp), scorer.scheme) == trained_scheme(
         config, scorer.window_scorer is not None
     )
     samples = config.samples if trained_here else 0
@@ -433,8 +433,11 @@ def _resumable(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("steps", "workers")}
 
 
-def scheme_of(window: float) -> str:
-    """The scorer that chooses in a shop dispatched with `window` (`state.dispatch_window`)."""
+def scheme_of(window: float, scheme: DispatchScheme) -> str:
+    """The scorer that chooses in a shop dispatched with `window` (`state.dispatch_window`)
+    by a model of `scheme`."""
+    if scheme.alike_scorer and scheme.is_alike_window(window):
+        return "alike"
     if window > 0:
         return "window"
     return "long" if window == LONG_SHOP else "non-delay"
@@ -453,6 +456,7 @@ def _actor_parameters(scorer: JobScorer, config: SelfLabelConfig) -> list[torch.
     parameters = {
         "window": scorer.window_parameters,
         "long": scorer.long_parameters,
+        "alike": scorer.alike_parameters,
         "non-delay": scorer.non_delay_parameters,
     }[trained]()
     if not parameters:

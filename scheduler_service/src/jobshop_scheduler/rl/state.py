@@ -116,6 +116,9 @@ class DispatchScheme:
     alike: float = 0.0
     narrowing: float = 0.0
     widening: float = 0.0
+    # a fourth scorer for the long alike shops, those dispatched with a window narrower than
+    # `window` (`is_alike_window`); needs `alike` and `narrowing` above 0
+    alike_scorer: bool = False
 
     # the model's buffer (`policy.JobScorer`) and constructor argument of each float setting
     BUFFERS: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -127,10 +130,17 @@ class DispatchScheme:
     )
 
     @classmethod
-    def from_buffers(cls, get: Callable[[str], float], long_scorer: bool) -> DispatchScheme:
+    def from_buffers(
+        cls, get: Callable[[str], float], long_scorer: bool, alike_scorer: bool = False
+    ) -> DispatchScheme:
         """From a model's buffers, read by name (0 for a buffer an older model lacks)."""
         values = {field: float(get(buffer)) for field, buffer in cls.BUFFERS}
-        return cls(long_scorer=long_scorer, **values)
+        return cls(long_scorer=long_scorer, alike_scorer=alike_scorer, **values)
+
+    def is_alike_window(self, window: float) -> bool:
+        """Whether a shop dispatched with ``window`` is a long alike one: narrowed below the
+        model's own window. Compared in float32, as the feature table and the buffers hold it."""
+        return bool(0.0 < np.float32(window) < np.float32(self.window))
 
     def model_arguments(self) -> dict[str, Any]:
         """The model's constructor arguments (`policy.JobScorerPolicy`), those set only: zips
@@ -140,6 +150,8 @@ class DispatchScheme:
         }
         if self.long_scorer:
             arguments["long_shops"] = True
+        if self.alike_scorer:
+            arguments["alike_shops"] = True
         return arguments
 
     def window_for(self, cp: CompiledProblem) -> float:

@@ -149,7 +149,9 @@ SCHEME = tuple(f"mlp_extractor.{name}" for name in SCHEME_BUFFERS)
 COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
                   "mlp_extractor.window_score.": "mlp_extractor.score.",
                   "mlp_extractor.long_embed.": "mlp_extractor.embed.",
-                  "mlp_extractor.long_score.": "mlp_extractor.score."}  # fmt: skip
+                  "mlp_extractor.long_score.": "mlp_extractor.score.",
+                  "mlp_extractor.alike_embed.": "mlp_extractor.window_embed.",
+                  "mlp_extractor.alike_score.": "mlp_extractor.window_score."}  # fmt: skip
 
 
 def scheme_changes(model: MaskablePPO, init: Path) -> dict[str, dict[str, float]]:
@@ -206,6 +208,8 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
     }
     if "window_embed" in dropped:
         raise ConfigError(f"{init} has a window scorer; set [ppo] window above 0")
+    if "alike_embed" in dropped:
+        raise ConfigError(f"{init} has an alike shops' scorer; set [ppo] alike_shops = true")
     if "long_embed" in dropped:
         raise ConfigError(f"{init} has a long-shop scorer; set [ppo] long_shops = true")
     return params, int(old.shape[1])

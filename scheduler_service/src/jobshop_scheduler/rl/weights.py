@@ -36,6 +36,7 @@ ACTOR_PREFIXES = (
     "mlp_extractor.score.",
     "mlp_extractor.window",
     "mlp_extractor.long_",
+    "mlp_extractor.alike_",
 )
 # Float32 in NumPy and in torch sum in different orders: scores differ by ~1e-6. Two candidates
 # scored within TIE_TOLERANCE may be ordered either way; that is not a disagreement.
