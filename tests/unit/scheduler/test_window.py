@@ -317,8 +317,8 @@ def test_the_alike_shops_scorer_starts_as_the_window_scorer_and_chooses_on_them_
     routed = {
         name: scorer.scheme.is_alike_window(scorer.window_for(cp)) for name, cp in shops.items()
     }
-    state = ShopState(shops["alike"], scorer.window_for(shops["alike"]))
-    table = job_features(state, FeatureScales(state), rows=shops["alike"].n_jobs)
+    dispatching = ShopState(shops["alike"], scorer.window_for(shops["alike"]))
+    table = job_features(dispatching, FeatureScales(dispatching), rows=shops["alike"].n_jobs)
     column = table[table[:, 0] > 0, WINDOW_COLUMN]
     assert bool((column == np.float32(0.5 * 1.5 / 4)).all())  # the window: it routes
     assert bool((scorer_view(table)[table[:, 0] > 0, WINDOW_COLUMN] == 1.0).all())  # its sign
@@ -559,14 +559,16 @@ def test_the_shipped_model_gives_the_window_to_long_near_flow_shops_only() -> No
             assert window_of(family, 20, 10, seed) == LONG_SHOP
 
 
-def test_the_shipped_model_dispatches_as_its_as_shipped_recipe_says() -> None:
-    """The shipped serving weights carry the scheme of `rl/window_widening_as_shipped.toml`
-    (docs/benchmark.md, "A wider window where machines see few jobs"): square shops 0.75, shops
-    with 0.75 jobs per machine or fewer the whole active-schedule set, 1.5 unchanged."""
+def test_the_shipped_model_dispatches_as_its_recipe_says() -> None:
+    """The shipped serving weights carry the scheme of `rl/self_label_rollout_alike.toml`, the
+    wider window of `rl/window_widening_as_shipped.toml` (docs/benchmark.md, "A wider window
+    where machines see few jobs") and a scorer for the long alike shops: square shops 0.75,
+    shops with 0.75 jobs per machine or fewer the whole active-schedule set, 1.5 unchanged."""
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
-    config = load_config(recipe / "window_widening_as_shipped.toml")
-    assert config.ppo.total_timesteps == 0 and config.self_label.steps == 0
+    config = load_config(recipe / "self_label_rollout_alike.toml")
+    assert config.self_label.trains == "alike"
     shipped = load_scorer(DEFAULT_MODEL_DIR / WEIGHTS_NAME).scheme
+    assert shipped.alike_scorer
     assert_same_scheme(shipped, config.ppo.scheme)
     rng = np.random.default_rng(7)
     for (jobs, machines), window in [((15, 15), 0.75), ((12, 16), 1.0), ((30, 20), 0.5)]:
@@ -575,7 +577,7 @@ def test_the_shipped_model_dispatches_as_its_as_shipped_recipe_says() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["self_label_rollout_families.toml", "self_label_rollout_long_alike.toml"]
+    "name", ["self_label_rollout_families.toml", "self_label_rollout_alike.toml"]
 )
 def test_a_recipe_that_starts_from_the_shipped_model_keeps_its_scheme(name: str) -> None:
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
@@ -586,6 +588,7 @@ def test_a_recipe_that_starts_from_the_shipped_model_keeps_its_scheme(name: str)
 def assert_same_scheme(shipped: DispatchScheme, wanted: DispatchScheme) -> None:
     """A model's float32 buffers against a recipe's floats."""
     assert shipped.long_scorer == wanted.long_scorer
+    assert shipped.alike_scorer == wanted.alike_scorer
     for field, _ in DispatchScheme.BUFFERS:
         assert getattr(shipped, field) == pytest.approx(getattr(wanted, field)), field
 

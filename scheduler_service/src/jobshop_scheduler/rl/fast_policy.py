@@ -23,7 +23,6 @@ from jobshop_scheduler.rl.features import (
     WINDOW_COLUMN,
     FeatureScales,
     fill_features,
-    scorer_view,
 )
 from jobshop_scheduler.rl.kernels import add_tanh
 from jobshop_scheduler.rl.state import DispatchScheme, ShopState
@@ -125,10 +124,13 @@ class FastScorer:
     def logits(self, active: F32, picked: NDArray[np.int64]) -> F32:
         """Logits of rows `picked` of a table of active jobs (the context is their mean)."""
         scheme = active[0, WINDOW_COLUMN] if len(active) else 0.0
+        if scheme > 0 and scheme != 1.0:  # every row holds the window: the scorers read 1
+            active = active.copy()
+            active[:, WINDOW_COLUMN] = 1.0
         if self.alike_scorer is not None and self.scheme.is_alike_window(scheme):
-            return self.alike_scorer.logits(scorer_view(active), picked)
+            return self.alike_scorer.logits(active, picked)
         if scheme > 0 and self.window_scorer is not None:
-            return self.window_scorer.logits(scorer_view(active), picked)
+            return self.window_scorer.logits(active, picked)
         if scheme < 0 and self.long_scorer is not None:
             return self.long_scorer.logits(active, picked)
         n = active.shape[0]

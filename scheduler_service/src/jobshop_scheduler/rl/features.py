@@ -72,6 +72,8 @@ def scorer_view(table: FloatArray) -> FloatArray:
     view = table.copy()
     view[..., WINDOW_COLUMN] = sign
     return view
+
+
 if N_FEATURES != kernels.N_COLUMNS:
     raise ImportError(f"{N_FEATURES} feature names for {kernels.N_COLUMNS} computed columns")
 
