@@ -268,20 +268,33 @@ def test_the_long_shop_scorer_chooses_on_long_classic_shops_only() -> None:
     extractor: JobScorer = trained.policy.mlp_extractor  # type: ignore[assignment]
     for cp in (long, square, flexible):  # the torch model and the fast path route alike
         assert extractor.window_for(cp) == scorer.window_for(cp)
-    assert extractor.long_score is not None
-    last = extractor.long_score[2]
+    flipped = flip_last_layer(trained, extractor.long_score)
+    same = same_plans(scorer, flipped, {"long": long, "square": square, "flexible": flexible})
+    assert same == {"long": False, "square": True, "flexible": True}
+
+
+def flip_last_layer(trained: MaskablePPO, score: torch.nn.Module | None) -> FastScorer:
+    """The fast path of ``trained`` with ``score``'s last layer negated, in place: that scorer
+    now prefers the opposite of what it did."""
+    assert isinstance(score, torch.nn.Sequential)
+    last = score[2]
     assert isinstance(last, torch.nn.Linear)
-    with torch.no_grad():  # the long scorer's last layer flipped: it now prefers the opposite
+    with torch.no_grad():
         last.weight.neg_()
         last.bias.neg_()
-    flipped = FastScorer.from_state_dict(trained.policy.state_dict())
-    same = {
+    return FastScorer.from_state_dict(trained.policy.state_dict())
+
+
+def same_plans(
+    scorer: FastScorer, other: FastScorer, shops: dict[str, CompiledProblem]
+) -> dict[str, bool]:
+    """Whether the two scorers' greedy passes place every operation alike, by shop."""
+    return {
         name: np.array_equal(
-            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, flipped).op_start
+            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, other).op_start
         )
-        for name, cp in (("long", long), ("square", square), ("flexible", flexible))
+        for name, cp in shops.items()
     }
-    assert same == {"long": False, "square": True, "flexible": True}
 
 
 def test_the_alike_shops_scorer_starts_as_the_window_scorer_and_chooses_on_them_only(
@@ -323,27 +336,13 @@ def test_the_alike_shops_scorer_starts_as_the_window_scorer_and_chooses_on_them_
     assert bool((column == np.float32(0.5 * 1.5 / 4)).all())  # the window: it routes
     assert bool((scorer_view(table)[table[:, 0] > 0, WINDOW_COLUMN] == 1.0).all())  # its sign
     assert routed == {"alike": True, "square": False, "long": False, "flexible": False}
-    for cp in shops.values():  # a copy: the plans of the model it came from
-        assert np.array_equal(
-            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, before).op_start
-        )
+    assert all(same_plans(scorer, before, shops).values())  # a copy: the plans it came from
     report = check_parity(loaded, scorer, [alike_problem], max_states=10**6)
     assert report.ok, str(report)
 
     extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
-    assert extractor.alike_score is not None
-    last = extractor.alike_score[2]
-    assert isinstance(last, torch.nn.Linear)
-    with torch.no_grad():  # the alike scorer's last layer flipped: it now prefers the opposite
-        last.weight.neg_()
-        last.bias.neg_()
-    flipped = FastScorer.from_state_dict(loaded.policy.state_dict())
-    same = {
-        name: np.array_equal(
-            greedy_schedule(cp, scorer).op_start, greedy_schedule(cp, flipped).op_start
-        )
-        for name, cp in shops.items()
-    }
+    flipped = flip_last_layer(loaded, extractor.alike_score)
+    same = same_plans(scorer, flipped, shops)
     assert same == {"alike": False, "square": True, "long": True, "flexible": True}
     assert check_parity(loaded, flipped, [alike_problem], max_states=10**6).ok
     with pytest.raises(ConfigError, match="alike shops' scorer; set \\[ppo\\] alike_shops"):
