@@ -121,10 +121,11 @@ class JobScorer(nn.Module):
         return self.scheme.window_for(cp)
 
     def _embed_table(
-        self, table: th.Tensor, embed: nn.Module | None = None
+        self, view: th.Tensor, embed: nn.Module | None = None
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        present = table[..., :1]  # column 0 is "present"
-        emb = (embed or self.embed)(_scorer_view(table))
+        """Embeddings of a table as the scorers read it (`_scorer_view`)."""
+        present = view[..., :1]  # column 0 is "present"
+        emb = (embed or self.embed)(view)
         count = present.sum(dim=1).clamp(min=1.0)
         mean = (emb * present).sum(dim=1) / count
         return emb, present, mean
@@ -144,8 +145,9 @@ class JobScorer(nn.Module):
 
     def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         table = self._table(features)
-        emb, present, mean = self._embed_table(table)
-        return self._actor(table, emb, mean), self._critic(emb, present, mean)
+        view = _scorer_view(table)
+        emb, present, mean = self._embed_table(view)
+        return self._actor(table, view, emb, mean), self._critic(emb, present, mean)
 
     def forward_actor(self, features: th.Tensor) -> th.Tensor:
         return self.table_logits(self._table(features))
@@ -153,11 +155,15 @@ class JobScorer(nn.Module):
     def table_logits(self, table: th.Tensor) -> th.Tensor:
         """Actor logits of a (B, any rows, F) table: the same scorer on any number of rows;
         the window scorer's on the tables of states dispatched with the window."""
-        emb, _, mean = self._embed_table(table)
-        return self._actor(table, emb, mean)
+        view = _scorer_view(table)
+        emb, _, mean = self._embed_table(view)
+        return self._actor(table, view, emb, mean)
 
-    def _actor(self, table: th.Tensor, emb: th.Tensor, mean: th.Tensor) -> th.Tensor:
-        """`table_logits`, given the first scorer's embedding (the critic shares it)."""
+    def _actor(
+        self, table: th.Tensor, view: th.Tensor, emb: th.Tensor, mean: th.Tensor
+    ) -> th.Tensor:
+        """`table_logits`, given the first scorer's embedding (the critic shares it): the
+        `window` column of ``table`` routes, each scorer reads ``view``."""
         logits = self._logits(self.score, emb, mean)
         column = table[..., WINDOW_COLUMN]
         window = column.amax(dim=1)
@@ -168,12 +174,12 @@ class JobScorer(nn.Module):
         ):
             if embed is None or score is None or not bool(routed.any()):
                 continue
-            emb, _, mean = self._embed_table(table, embed)
+            emb, _, mean = self._embed_table(view, embed)
             logits = th.where(routed.unsqueeze(1), self._logits(score, emb, mean), logits)
         return logits
 
     def forward_critic(self, features: th.Tensor) -> th.Tensor:
-        return self._critic(*self._embed_table(self._table(features)))
+        return self._critic(*self._embed_table(_scorer_view(self._table(features))))
 
     def window_parameters(self) -> list[nn.Parameter]:
         """The window scorer's weights (none without a window)."""
