@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -315,6 +316,34 @@ def test_deleting_the_rollout_mid_canary_restores_stable(make_plant: MakePlant) 
     clients = plant.traffic.outcomes()
     assert_clients_served(clients)
     assert not [o for o in clients if o.track == "canary" and o.sent > restored + GATEWAY_LAG_S]
+
+
+def test_the_next_rollout_is_judged_on_its_own_candidates_answers(make_plant: MakePlant) -> None:
+    """A candidate with longer plans (EDD) is rolled back in shadow; the next one, started at
+    once in the same namespace, reports under the same ``shadow`` track while the first one's
+    answers still fill a whole analysis window. It must pass its shadow on its own answers."""
+    plant = make_plant()
+    plant.start_operator()
+    worse = example_rollout(
+        "edd", plant.platform.prometheus.url, step_s=STEP_S, interval_s=INTERVAL_S,
+        extra_env={"SCHEDULER_DEFAULT_POLICY": "edd"},
+    )  # fmt: skip
+    worse["spec"]["steps"][0]["shadow"]["duration"] = "120s"  # caught in shadow
+    plant.apply(worse)
+    status = plant.wait_phase("edd", "RolledBack", TIMEOUT_S)
+    assert status["rollbackReason"].startswith("shadow-makespan-regression"), status
+    rolled_back = time.time()
+    plant.apply(rollout(plant, "after-edd"))
+    status = plant.wait_for(
+        "after-edd", lambda s: s.get("phase") not in (None, "Pending", "Shadow"), TIMEOUT_S,
+        "the end of shadow",
+    )  # fmt: skip
+
+    assert status["phase"] == "Canary", status
+    shadow_began = next(h["at"] for h in status["history"] if h["phase"] == "Shadow")
+    assert status["analysedSince"] == shadow_began
+    began = datetime.fromisoformat(shadow_began).timestamp()
+    assert began - rolled_back < 60, "the first candidate's answers were not in a whole window"
 
 
 def test_two_rollouts_in_two_namespaces_at_once(make_plant: MakePlant) -> None:

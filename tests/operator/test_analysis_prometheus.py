@@ -217,6 +217,43 @@ def test_shadow_makespan_comparison(
     assert verdicts(report.rollback) == {rule.name: Verdict.PASS for rule in ROLLBACK}
 
 
+def test_a_new_step_is_not_judged_on_the_previous_candidates_answers(
+    prom: PrometheusServer, target: MetricsTarget
+) -> None:
+    """A candidate with longer plans and slow answers served in shadow, then went (its pod's
+    counters stop); a good one's shadow step starts under the same track and namespace. The whole
+    window still holds mostly the first one's answers and would roll the good one back; the
+    window cut at the step's start judges the good one on its own answers."""
+    namespace = "shadow-stale"
+    old, new = ({"namespace": namespace, "track": "shadow", "pod": p} for p in ("old", "new"))
+    contract_traffic(target, old, requests_per_s=50.0, makespan_ratio=1.05, latency_s=12.0)
+    contract_traffic(target, {"namespace": namespace, "track": "stable"}, makespan_ratio=1.0)
+    analysis = spec(prom, warn=(), shadow_compare=ShadowCompare(max_makespan_regression=0.0))
+    assert settled(analysis, namespace, track="shadow").rollback  # the old one's answers are in
+    time.sleep(3.0)
+    contract_traffic(target, old, requests_per_s=0.0)
+    contract_traffic(target, new, makespan_ratio=0.95)
+    started = time.time()
+
+    def measured(since: float | None) -> AnalysisReport:
+        return analyse(analysis, track="shadow", namespace=namespace, rollout="sched",
+                       shadow=True, now=time.time(), since=since, shadow_since=since)  # fmt: skip
+
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    cut = measured(started)
+    while any(r.verdict is Verdict.NO_DATA for r in results(cut)):
+        assert time.monotonic() < deadline, results(cut)  # held (no data) until then
+        time.sleep(0.5)
+        cut = measured(started)
+    whole = measured(None)
+    assert cut.shadow_compare is not None and whole.shadow_compare is not None
+    assert cut.shadow_compare.verdict is Verdict.PASS, cut.shadow_compare
+    assert cut.shadow_compare.value == pytest.approx(-0.05)
+    assert verdicts(cut.rollback) == {rule.name: Verdict.PASS for rule in ROLLBACK}
+    assert whole.shadow_compare.verdict is Verdict.BREACH, whole.shadow_compare
+    assert verdicts(whole.rollback)["latency-p95-seconds"] is Verdict.BREACH
+
+
 def test_the_provider_reports_what_prometheus_cannot_answer_with_one_number(
     prom: PrometheusServer,
 ) -> None:

@@ -309,6 +309,7 @@ class Reconciler:
                 shadow=status.phase is Phase.SHADOW,
                 now=now,
                 shadow_since=status.step_started_at,
+                since=status.analysed_since,
             )
             self.metrics.record_analysis(rollout.name, rollout.namespace, report)
         ns, target = rollout.namespace, spec.target

@@ -324,6 +324,7 @@ def _start(turn: _Turn) -> None:
 def _pending(turn: _Turn) -> None:
     turn.effect(EnsureCandidate(track_at(turn.spec.steps, 0)))
     if turn.candidate_available:
+        turn.update(analysed_since=turn.now)
         _enter_step(turn, 0)
         return
     started = turn.status.step_started_at or turn.now

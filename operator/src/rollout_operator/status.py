@@ -95,6 +95,9 @@ class RolloutStatus:
     weight: int = 0  # % of real traffic the candidate serves
     mirror_percent: int = 0  # % of requests mirrored to the shadow candidate
     step_started_at: float | None = None  # when the current step (or Pending, Promoting) began
+    # When this attempt's first step began: the analysis reads no sample from before it (a
+    # previous candidate's pods reported under the same track and namespace).
+    analysed_since: float | None = None
     candidate_unavailable_since: float | None = None
     route_pending_since: float | None = None  # the step's routing written, not yet in force
     counters: Counters = field(default_factory=Counters)
@@ -127,6 +130,7 @@ class RolloutStatus:
             "weight": self.weight,
             "mirrorPercent": self.mirror_percent,
             "stepStartedAt": _time_or_none(self.step_started_at),
+            "analysedSince": _time_or_none(self.analysed_since),
             "candidateUnavailableSince": _time_or_none(self.candidate_unavailable_since),
             "routePendingSince": _time_or_none(self.route_pending_since),
             "counters": {"breaches": dict(self.counters.breaches), "noData": self.counters.no_data},
@@ -166,6 +170,7 @@ class RolloutStatus:
             weight=int(data.get("weight") or 0),
             mirror_percent=int(data.get("mirrorPercent") or 0),
             step_started_at=_parse_or_none(data.get("stepStartedAt")),
+            analysed_since=_parse_or_none(data.get("analysedSince")),
             candidate_unavailable_since=_parse_or_none(data.get("candidateUnavailableSince")),
             route_pending_since=_parse_or_none(data.get("routePendingSince")),
             counters=Counters(

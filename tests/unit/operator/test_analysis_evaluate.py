@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import threading
 import time
@@ -281,6 +282,30 @@ def test_runner_adds_the_shadow_comparison_in_shadow() -> None:
     assert report.shadow_compare.name == SHADOW_COMPARE
     assert report.shadow_compare.verdict is Verdict.BREACH
     assert report.shadow_compare.detail == f"{SHADOW_COMPARE} 0.02 > 0"
+
+
+def ranges(asked: list[str]) -> list[set[str]]:
+    """The ranges each query reads, in the order asked."""
+    return [set(re.findall(r"\[(\d+m?s)\]", promql)) for promql in asked]
+
+
+def test_the_rules_and_the_shadow_comparison_read_no_sample_from_before_their_start() -> None:
+    # A previous candidate reported under the same track and namespace until just before this
+    # attempt: a whole window would judge this candidate partly on that one's answers.
+    provider = Recorded({})
+    analyse(SPEC, track="shadow", namespace="plant", rollout="r1", shadow=True, now=100.0,
+            provider=provider, since=88.0, shadow_since=95.5)  # fmt: skip
+    rules, compare = ranges(provider.asked[:3]), ranges(provider.asked[3:])
+    assert rules == [{"12000ms"}] * 3
+    assert compare == [{"4500ms"}]  # the mean ratios and the sample count alike
+    provider = Recorded({})
+    analyse(SPEC, track="shadow", namespace="plant", rollout="r1", shadow=True, now=1000.0,
+            provider=provider, since=88.0, shadow_since=95.5)  # fmt: skip
+    assert ranges(provider.asked) == [{"60s"}] * 4  # old enough: the whole window
+    provider = Recorded({})
+    analyse(SPEC, track="canary", namespace="plant", rollout="r1", shadow=False, now=100.0,
+            provider=provider)  # fmt: skip
+    assert ranges(provider.asked) == [{"60s"}] * 3  # no start known (a status from before)
 
 
 def test_runner_rejects_a_rule_without_query_or_built_in_before_measuring() -> None:

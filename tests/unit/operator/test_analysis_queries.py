@@ -12,6 +12,7 @@ from rollout_operator.analysis.queries import (
     render,
     shadow_rule,
     window,
+    window_since,
 )
 from rollout_operator.model import Comparison, Rule, ShadowCompare
 
@@ -30,6 +31,17 @@ def test_window_is_twice_the_interval_but_at_least_a_minute(
     interval_s: float, expected: str
 ) -> None:
     assert window(interval_s) == expected
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "age_s", "expected"),
+    [(30, 600, "60s"), (30, 60, "60s"), (30, 12.2, "12200ms"), (30, 0.0, "1ms"), (30, -3.0, "1ms"),
+     (300, 200.0004, "200000ms")],
+)  # fmt: skip
+def test_the_window_since_reaches_back_no_further_than_the_evidence(
+    interval_s: float, age_s: float, expected: str
+) -> None:
+    assert window_since(interval_s, age_s) == expected
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_QUERIES))

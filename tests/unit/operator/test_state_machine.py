@@ -114,6 +114,20 @@ def test_a_new_rollout_waits_for_its_candidate() -> None:
     assert "waiting for the candidate" in driver.status.message
 
 
+def test_the_analysis_reads_back_to_the_first_step_of_the_attempt_not_before() -> None:
+    driver = Driver()
+    assert driver.status.analysed_since is None
+    driver.tick(available=False)
+    assert driver.status.analysed_since is None  # Pending: no step yet
+    driver.tick(5)
+    first = driver.status.analysed_since
+    assert first == driver.status.step_started_at
+    driver.finish_step(SHADOW_S)
+    driver.finish_step(CANARY_S)
+    assert (driver.status.step, driver.status.analysed_since) == (2, first)  # later steps keep it
+    assert restart(driver.status).analysed_since == first
+
+
 def test_a_candidate_that_goes_down_mid_step_gets_no_traffic_until_it_is_back() -> None:
     driver = in_canary(2)
     assert effects(driver.tick(1, available=False))[1] == SetTraffic(0, 0)
@@ -133,6 +147,7 @@ def test_pending_to_shadow_when_the_candidate_is_available() -> None:
         50,
     )
     assert status.step_started_at == T0 + 5
+    assert status.analysed_since == T0 + 5  # no sample from before this attempt is analysed
     assert effects(actions) == [EnsureCandidate("shadow"), SetTraffic(0, 50)]
     assert events(actions) == [("Normal", "Shadow")]
     assert "step 1/5: shadow, 50% mirrored, for 1m40s" in status.message
@@ -515,7 +530,9 @@ def test_retry_starts_over_with_cleared_counters() -> None:
     assert events(actions) == [("Normal", "Pending")]
     assert condition(status, "RolledBack") == ("False", "Retried")
     assert condition(status, "Warning") == ("False", "Retried")
+    assert status.analysed_since is None  # the failed attempt's samples are not this one's
     driver.tick(5)
+    assert driver.status.analysed_since == driver.now
     assert phase(driver) is Phase.SHADOW
 
 

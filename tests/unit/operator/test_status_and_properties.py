@@ -60,6 +60,7 @@ def test_the_status_json_shape() -> None:
         "weight",
         "mirrorPercent",
         "stepStartedAt",
+        "analysedSince",
         "candidateUnavailableSince",
         "routePendingSince",
         "counters",
@@ -81,6 +82,7 @@ def test_the_status_json_shape() -> None:
     }
     assert data["phase"] == "Shadow"
     assert data["stepStartedAt"] == "2027-01-15T08:00:00Z"
+    assert data["analysedSince"] == "2027-01-15T08:00:00Z"
     assert data["candidateUnavailableSince"] is None  # null: a merge patch removes the field
     breaches = {"completion-rate": 1, "latency-p95-seconds": 0, "shadow-makespan-regression": 0}
     assert data["counters"] == {"breaches": breaches, "noData": 0}

@@ -19,7 +19,10 @@ and kube-prometheus defaults satisfy them):
 
 The window: ``max(2 * interval, 60 s)``. ``rate()`` needs two samples in its window, and 60 s
 holds at least two at the common 15 to 30 s scrape intervals; twice the analysis interval makes
-consecutive rounds overlap, so no request falls between two measurements.
+consecutive rounds overlap, so no request falls between two measurements. The analysis cuts it
+to the evidence's age (``window_since``): the rules' window never reaches back before the
+attempt's first step, the shadow comparison's never before the shadow step, since the same track
+in the same namespace was a previous candidate's before that.
 """
 
 from __future__ import annotations
@@ -98,9 +101,28 @@ BUILTIN_QUERIES: dict[str, str] = {
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 
 
+def window_s(interval_s: float) -> int:
+    """The range of the built-ins' ``rate()`` in seconds: ``max(2 * interval, 60 s)``."""
+    return max(MIN_WINDOW_S, math.ceil(2 * interval_s))
+
+
 def window(interval_s: float) -> str:
-    """The range of the built-ins' ``rate()``: ``max(2 * interval, 60 s)`` in whole seconds."""
-    return f"{max(MIN_WINDOW_S, math.ceil(2 * interval_s))}s"
+    """The range of the built-ins' ``rate()`` as PromQL writes it."""
+    return f"{window_s(interval_s)}s"
+
+
+def age_range(age_s: float) -> str:
+    """A range that reaches back ``age_s`` and not a millisecond further (at least 1 ms): whole
+    seconds rounded up would take in the last scrape before the start."""
+    return f"{max(1, math.floor(age_s * 1000))}ms"
+
+
+def window_since(interval_s: float, age_s: float) -> str:
+    """The window, cut to the ``age_s`` seconds since the evidence began: a window reaching
+    further back reads the samples a previous candidate's pods left under the same track and
+    namespace. Too short for two scrapes, ``rate()`` has no data, which holds the step; no step
+    is judged on another candidate's answers."""
+    return window(interval_s) if age_s >= window_s(interval_s) else age_range(age_s)
 
 
 # The built-in comparison only where the candidate answered enough mirrored requests.

@@ -15,7 +15,14 @@ from rollout_operator.analysis import sequential
 from rollout_operator.analysis.evaluate import evaluate
 from rollout_operator.analysis.prometheus import PrometheusProvider
 from rollout_operator.analysis.provider import MetricsProvider, NoData
-from rollout_operator.analysis.queries import SEQUENTIAL, render, sequential_rules, shadow_rule
+from rollout_operator.analysis.queries import (
+    SEQUENTIAL,
+    age_range,
+    render,
+    sequential_rules,
+    shadow_rule,
+    window_since,
+)
 from rollout_operator.model import (
     AnalysisReport,
     AnalysisSpec,
@@ -39,19 +46,25 @@ def analyse(
     now: float,
     provider: MetricsProvider | None = None,
     shadow_since: float | None = None,
+    since: float | None = None,
 ) -> AnalysisReport:
     """Measure ``track`` (``canary`` or ``shadow``) against the spec's rules.
 
     The shadow comparison runs only when ``shadow`` and the spec asks for it: the mean test
     over the analysis window, or the sequential test over the pairs counted since
-    ``shadow_since`` (the shadow step's start). ``now`` stamps the report; queries are evaluated
-    at Prometheus' current time. Without ``provider`` the spec's Prometheus is queried (and the
+    ``shadow_since`` (the shadow step's start). The built-ins' window reaches back no further
+    than ``since`` (the attempt's first step) for the rules and ``shadow_since`` for the
+    comparison; None leaves it whole. ``now`` stamps the report; queries are evaluated at
+    Prometheus' current time. Without ``provider`` the spec's Prometheus is queried (and the
     connection closed afterwards).
     """
     compare_spec = spec.shadow_compare if shadow else None
     is_sequential = compare_spec is not None and compare_spec.test is ShadowTest.SEQUENTIAL
     compare = (shadow_rule(compare_spec),) if compare_spec and not is_sequential else ()
-    age = f"{max(1, math.ceil(now - (now if shadow_since is None else shadow_since)))}s"
+    age = age_range(0.0 if shadow_since is None else now - shadow_since)
+
+    def cut(start: float | None) -> str | None:
+        return None if start is None else window_since(spec.interval_s, now - start)
 
     def plan(rules: tuple[Rule, ...], range_: str | None = None) -> list[tuple[Rule, str]]:
         return [
@@ -59,7 +72,9 @@ def analyse(
             for rule in rules
         ]
 
-    planned = [plan(spec.rollback), plan(spec.warn), plan(compare)]  # ValueError before I/O
+    rules_range = cut(since)
+    planned = [plan(spec.rollback, rules_range), plan(spec.warn, rules_range),
+               plan(compare, cut(shadow_since))]  # fmt: skip  # ValueError before I/O
     pairs = plan(sequential_rules(), age) if is_sequential else []
     if provider is not None:
         return _report(now, provider, planned, pairs, compare_spec)
