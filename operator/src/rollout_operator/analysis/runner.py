@@ -72,9 +72,13 @@ def analyse(
             for rule in rules
         ]
 
+    # Every query is rendered before any is measured: a ValueError comes before I/O.
     rules_range = cut(since)
-    planned = [plan(spec.rollback, rules_range), plan(spec.warn, rules_range),
-               plan(compare, cut(shadow_since))]  # fmt: skip  # ValueError before I/O
+    planned = [
+        plan(spec.rollback, rules_range),
+        plan(spec.warn, rules_range),
+        plan(compare, cut(shadow_since)),
+    ]
     pairs = plan(sequential_rules(), age) if is_sequential else []
     if provider is not None:
         return _report(now, provider, planned, pairs, compare_spec)
