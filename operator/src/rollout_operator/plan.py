@@ -63,6 +63,16 @@ def analysis_due(spec: RolloutSpec, status: RolloutStatus, now: float) -> bool:
     return last is None or now - last.time >= spec.analysis.interval_s
 
 
+def analysed_since(status: RolloutStatus, revision: str, now: float) -> float | None:
+    """``status.analysedSince`` once the candidate runs ``revision``: from ``now`` when its pod
+    template changed mid-attempt (a spec edit, or the track it serves), whose earlier answers
+    were another template's; unchanged otherwise, and before the first step."""
+    before = status.candidate_revision
+    if status.analysed_since is None or not before or before == revision:
+        return status.analysed_since
+    return now
+
+
 @dataclass(frozen=True)
 class Wakeup:
     """When a rollout is to be reconciled next, and whether that moment is a transition's (a

@@ -55,6 +55,7 @@ from rollout_operator.state_machine import (
     PROGRESS_DEADLINE_S,
     RETRYABLE_PHASES,
     advance,
+    analysed_since,
     analysis_due,
     invalid_status,
     track_at,
@@ -236,7 +237,7 @@ class Reconciler:
             effects, _ = split(actions)
             if not self.steady.in_force(rollout.uid, rollout.generation, effects, now):
                 self.steady.forget(rollout.uid)
-                new = self._apply(spec, rollout, router, new, actions, apps=apps)
+                new = self._apply(spec, rollout, router, new, actions, apps=apps, now=now)
                 self.steady.applied(rollout.uid, rollout.generation, effects, now)
         except FIELD_ERRORS as exc:
             error = SpecError(exc.field, str(exc))
@@ -343,6 +344,7 @@ class Reconciler:
         actions: list[Action],
         *,
         apps: client.AppsV1Api,
+        now: float,
     ) -> RolloutStatus:
         """Carry out the effects (idempotent); the revisions they report go into the status."""
         ns, target = rollout.namespace, spec.target
@@ -358,7 +360,8 @@ class Reconciler:
                     apps, ns, target, spec.candidate, effect.track, rollout.name,
                     rollout.owner_ref, hide_from=hide, replicas=replicas,
                 )  # fmt: skip
-                status = replace(status, candidate_revision=revision)
+                since = analysed_since(status, revision, now)
+                status = replace(status, candidate_revision=revision, analysed_since=since)
             elif isinstance(effect, SetTraffic):
                 if status.phase is Phase.PROMOTING:
                     router.set_promotion_traffic(effect.weight, effect.mirror_percent)

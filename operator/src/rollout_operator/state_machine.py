@@ -87,6 +87,7 @@ from rollout_operator.model import (
 from rollout_operator.plan import (
     ANALYSED_PHASES,
     PROGRESS_DEADLINE_S,
+    analysed_since,
     analysis_due,
     duration_of,
     next_check_in,
@@ -811,6 +812,7 @@ __all__ = [  # with the helpers the handlers need next to advance()
     "RETRYABLE_PHASES",
     "RolloutStatus",
     "advance",
+    "analysed_since",
     "analysis_due",
     "invalid_status",
     "next_check_in",

@@ -95,8 +95,9 @@ class RolloutStatus:
     weight: int = 0  # % of real traffic the candidate serves
     mirror_percent: int = 0  # % of requests mirrored to the shadow candidate
     step_started_at: float | None = None  # when the current step (or Pending, Promoting) began
-    # When this attempt's first step began: the analysis reads no sample from before it (a
-    # previous candidate's pods reported under the same track and namespace).
+    # When this attempt's first step began, or the candidate's pod template last changed in it:
+    # the analysis reads no sample from before (another candidate's or template's pods reported
+    # under the same track and namespace).
     analysed_since: float | None = None
     candidate_unavailable_since: float | None = None
     route_pending_since: float | None = None  # the step's routing written, not yet in force

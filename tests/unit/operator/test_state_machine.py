@@ -22,6 +22,7 @@ from rollout_operator.model import Commands, Phase
 from rollout_operator.spec import SpecError, parse_spec
 from rollout_operator.state_machine import (
     advance,
+    analysed_since,
     analysis_due,
     invalid_status,
     next_check_in,
@@ -126,6 +127,14 @@ def test_the_analysis_reads_back_to_the_first_step_of_the_attempt_not_before() -
     driver.finish_step(CANARY_S)
     assert (driver.status.step, driver.status.analysed_since) == (2, first)  # later steps keep it
     assert restart(driver.status).analysed_since == first
+
+
+def test_a_candidate_whose_template_changes_mid_attempt_is_analysed_from_then_on() -> None:
+    running = RolloutStatus(analysed_since=T0, candidate_revision="aaaa")
+    assert analysed_since(running, "aaaa", T0 + 50) == T0  # the same pods' template
+    assert analysed_since(running, "bbbb", T0 + 50) == T0 + 50  # a spec edit, a track change
+    assert analysed_since(replace(running, analysed_since=None), "bbbb", T0 + 50) is None
+    assert analysed_since(replace(running, candidate_revision=""), "bbbb", T0 + 50) == T0
 
 
 def test_a_candidate_that_goes_down_mid_step_gets_no_traffic_until_it_is_back() -> None:
