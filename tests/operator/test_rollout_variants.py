@@ -79,8 +79,10 @@ def wait_event(bed: Bed, name: str, match: Callable[[Obj], bool], timeout: float
             {"latency_s": 20.0},
             r"latency-p95-seconds \d+\.\d+ > 10(\.0+)? for 3 intervals",
         ),
-        # The default rule (above 0.05 for 2 intervals); every request of the canary fails.
-        ("error-rate", {"error_rate": 1.0}, r"error-rate 0\.\d+ > 0\.05 for 2 intervals"),
+        # The default rule (above 0.05 for 2 intervals); every request of the canary fails. The
+        # window reaches back to the canary step's start only, so its few healthy answers before
+        # the fault may round away ("1").
+        ("error-rate", {"error_rate": 1.0}, r"error-rate (0\.\d+|1) > 0\.05 for 2 intervals"),
     ],
 )
 def test_each_rollback_trigger_rolls_back(
