@@ -303,6 +303,10 @@ def test_the_rules_and_the_shadow_comparison_read_no_sample_from_before_their_st
             provider=provider, since=88.0, shadow_since=95.5)  # fmt: skip
     assert ranges(provider.asked) == [{"60s"}] * 4  # old enough: the whole window
     provider = Recorded({})
+    analyse(SPEC, track="shadow", namespace="plant", rollout="r1", shadow=True, now=100.0,
+            provider=provider, since=97.0, shadow_since=95.5)  # fmt: skip
+    assert ranges(provider.asked) == [{"3000ms"}] * 4  # the template changed mid-shadow
+    provider = Recorded({})
     analyse(SPEC, track="canary", namespace="plant", rollout="r1", shadow=False, now=100.0,
             provider=provider)  # fmt: skip
     assert ranges(provider.asked) == [{"60s"}] * 3  # no start known (a status from before)

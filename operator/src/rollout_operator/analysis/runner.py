@@ -53,15 +53,17 @@ def analyse(
     The shadow comparison runs only when ``shadow`` and the spec asks for it: the mean test
     over the analysis window, or the sequential test over the pairs counted since
     ``shadow_since`` (the shadow step's start). The built-ins' window reaches back no further
-    than ``since`` (the attempt's first step) for the rules and ``shadow_since`` for the
-    comparison; None leaves it whole. ``now`` stamps the report; queries are evaluated at
-    Prometheus' current time. Without ``provider`` the spec's Prometheus is queried (and the
-    connection closed afterwards).
+    than ``since`` (the attempt's first step, or the candidate template's last change) for the
+    rules, and the later of the two for the comparison and the pairs; None leaves it whole.
+    ``now`` stamps the report; queries are evaluated at Prometheus' current time. Without
+    ``provider`` the spec's Prometheus is queried (and the connection closed afterwards).
     """
     compare_spec = spec.shadow_compare if shadow else None
     is_sequential = compare_spec is not None and compare_spec.test is ShadowTest.SEQUENTIAL
     compare = (shadow_rule(compare_spec),) if compare_spec and not is_sequential else ()
-    age = age_range(0.0 if shadow_since is None else now - shadow_since)
+    starts = [t for t in (shadow_since, since) if t is not None]
+    shadow_start = max(starts) if shadow_since is not None else None
+    age = age_range(0.0 if shadow_start is None else now - shadow_start)
 
     def cut(start: float | None) -> str | None:
         return None if start is None else window_since(spec.interval_s, now - start)
@@ -77,7 +79,7 @@ def analyse(
     planned = [
         plan(spec.rollback, rules_range),
         plan(spec.warn, rules_range),
-        plan(compare, cut(shadow_since)),
+        plan(compare, cut(shadow_start)),
     ]
     pairs = plan(sequential_rules(), age) if is_sequential else []
     if provider is not None:
