@@ -61,8 +61,9 @@ def analyse(
     compare_spec = spec.shadow_compare if shadow else None
     is_sequential = compare_spec is not None and compare_spec.test is ShadowTest.SEQUENTIAL
     compare = (shadow_rule(compare_spec),) if compare_spec and not is_sequential else ()
-    starts = [t for t in (shadow_since, since) if t is not None]
-    shadow_start = max(starts) if shadow_since is not None else None
+    shadow_start = (
+        shadow_since if shadow_since is None or since is None else max(shadow_since, since)
+    )
     age = age_range(0.0 if shadow_start is None else now - shadow_start)
 
     def cut(start: float | None) -> str | None:
