@@ -32,7 +32,7 @@ from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_probl
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.rl.fast_policy import greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel
-from jobshop_scheduler.search.anytime import SearchResult, improve, warm_up
+from jobshop_scheduler.search.anytime import improve, warm_up
 from jobshop_scheduler.search.bounds import lower_bound
 
 LEARNED = ("auto", "ppo")
@@ -143,7 +143,8 @@ class Planner:
     ) -> Plan:
         """Schedule `problem`; learned policies then search for `time_budget_ms`.
 
-        `time_budget_ms` None takes the planner's default, 0 means the greedy pass alone;
+        `time_budget_ms` None takes the planner's default, 0 means no search: the greedy pass,
+        or the legacy rule's plan where that is shorter (`_shorter_of`);
         `deadline` (time.monotonic) is the client's; `received` (time.perf_counter), when the
         request arrived, from which the budget counts (default: now); `iterations` replaces the
         clock with a fixed effort, for reproducible runs.
@@ -167,17 +168,12 @@ class Planner:
         summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
         if policy in LEARNED and (budget_ms > 0 or iterations):
             stop = _search_deadline(cp, received or started, budget_ms, deadline)
-            found = self._search(
+            choice, summary = self._search(
                 cp, choice=choice, legacy=legacy, deadline=stop, iterations=iterations, seed=seed,
-                greedy_seconds=greedy_seconds,
+                greedy_seconds=greedy_seconds, budget_ms=budget_ms,
             )  # fmt: skip
-            if found.makespan < choice.schedule.makespan:
-                choice = dataclasses.replace(
-                    choice, schedule=cp.to_schedule(found.op_machine, found.op_start)
-                )
-            summary = SearchSummary(
-                found.stage, found.lower_bound, found.greedy_makespan, found.iterations, budget_ms
-            )
+        elif choice.policy == "ppo":
+            choice, summary = _shorter_of(choice, cp.to_schedule(*legacy), summary)
         schedule, used, kind, reason = choice.schedule, choice.policy, choice.kind, choice.reason
         report = validate(problem, schedule)
         if not report.ok and used == "ppo":
@@ -208,15 +204,25 @@ class Planner:
         iterations: int | None,
         seed: int,
         greedy_seconds: float,
-    ) -> SearchResult:
-        """The anytime search from the chosen plan, the legacy rule's plan in its portfolio."""
+        budget_ms: int,
+    ) -> tuple[_Choice, SearchSummary]:
+        """The anytime search from the chosen plan, the legacy rule's plan in its portfolio:
+        the choice with the plan it found, if shorter, and what the search did."""
         greedy = choice.arrays if choice.arrays is not None else cp.arrays_of(choice.schedule)
         scorer = self.model.scorer if self.model is not None else None
-        return improve(
+        found = improve(
             cp, greedy, deadline=None if iterations else deadline, iterations=iterations,
             baselines={self.legacy_rule: (np.asarray(legacy[0]), np.asarray(legacy[1]))},
             scorer=scorer, seed=seed, greedy_seconds=greedy_seconds,
         )  # fmt: skip
+        if found.makespan < choice.schedule.makespan:
+            choice = dataclasses.replace(
+                choice, schedule=cp.to_schedule(found.op_machine, found.op_start)
+            )
+        summary = SearchSummary(
+            found.stage, found.lower_bound, found.greedy_makespan, found.iterations, budget_ms
+        )
+        return choice, summary
 
     def _choose(
         self,
@@ -270,6 +276,18 @@ class _Choice:
     # The plan as machine and start per operation, where the policy made it in that form (the
     # search starts from it; a batched plan is converted back from its schedule instead).
     arrays: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _shorter_of(
+    choice: _Choice, legacy: Schedule, summary: SearchSummary
+) -> tuple[_Choice, SearchSummary]:
+    """Without a budget: the greedy plan, or the legacy rule's where that is shorter. The call
+    computes the legacy plan for its baseline anyway, so no answer is longer than the legacy
+    rule's at any budget; on small flexible shops the greedy pass can be (docs/benchmark.md)."""
+    if legacy.makespan >= choice.schedule.makespan:
+        return choice, summary
+    taken = dataclasses.replace(choice, schedule=legacy, arrays=None)
+    return taken, dataclasses.replace(summary, stage="portfolio")
 
 
 def _search_deadline(

@@ -86,3 +86,25 @@ def test_a_server_that_defaults_to_the_legacy_rule_answers_auto_with_it(
     assert Planner(model).plan(problem, "auto").policy_used == "ppo"
     with pytest.raises(ValueError, match="unknown default policy 'heuristic'"):
         Planner(model, default_policy="heuristic")
+
+
+def test_without_a_budget_the_answer_is_never_longer_than_the_legacy_rules(
+    model: LoadedModel,
+) -> None:
+    """The call computes the legacy plan for its baseline anyway: with no search, an untrained
+    policy's longer greedy plans give way to it, and its shorter ones stay."""
+    from jobshop_scheduler.heuristics.compiled import compile_problem  # noqa: PLC0415
+    from jobshop_scheduler.rl.fast_policy import greedy_schedule  # noqa: PLC0415
+
+    stages = set()
+    for seed in range(12):
+        problem = production_like(8 + seed, seed=seed)
+        plan = Planner(model).plan(problem, "ppo", time_budget_ms=0)
+        greedy = greedy_schedule(compile_problem(problem), model.scorer).makespan
+        legacy = dispatch(problem, "mwkr").makespan
+        assert plan.policy_used == "ppo" and plan.report.ok
+        assert plan.search.greedy_makespan == greedy
+        assert plan.schedule.makespan == min(greedy, legacy) == plan.response()["makespan"]
+        assert plan.search.stage == ("portfolio" if legacy < greedy else "greedy")
+        stages.add(plan.search.stage)
+    assert stages == {"greedy", "portfolio"}  # both ways were taken
