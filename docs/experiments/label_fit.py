@@ -3,8 +3,11 @@
 `collect` plays the shipped model's greedy pass on shops of the rollout recipe's range and, in
 about 32 states of each, finishes the plan greedily after every candidate (as
 `self_label.rollout_label` does), keeping each candidate's makespan and the state's feature
-table, plus columns the scorer does not see: five about the jobs' remaining routes, and five
-about what dispatching each candidate does to the shop one step on (`lookahead_columns`).
+table, plus columns the scorer does not see: five about the jobs' remaining routes, five
+about what dispatching each candidate does to the shop one step on (`lookahead_columns`), and
+three about how much of the lower bound each job's own chain fills (`chain_columns`). With
+`--flexible` the shops are production-like ones of 5-40 jobs, where the first scorer chooses
+(fit them with `--first`; docs/benchmark.md, "Small flexible shops").
 
 `fit` starts from the shipped window scorer, fits it (or a variant with more capacity or more
 information) to those labels on three quarters of the shops, and prints, on the other quarter,
@@ -15,6 +18,9 @@ teach", has the figures.
 
     uv run python docs/experiments/label_fit.py collect --shops 360 --seed 30000 --out /tmp/l.pt
     uv run python docs/experiments/label_fit.py fit /tmp/l.pt --variant attention
+    uv run python docs/experiments/label_fit.py collect --flexible --shops 400 --seed 31000 \
+        --out /tmp/f.pt
+    uv run python docs/experiments/label_fit.py fit /tmp/f.pt --first --variant chain
 
 `headroom` compares, on generated shops of one shape, the greedy pass with the rollout policy
 (the best candidate by greedy finish at every state, or at about `--states` of them), both as
@@ -43,6 +49,7 @@ from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import best_rule_makespan
 from jobshop_scheduler.instances import best_known, load_taillard
 from jobshop_scheduler.instances.families import family_shop, parse_shape
+from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.config import load_config
 from jobshop_scheduler.rl.fast_policy import Buffers, FastScorer, finishes, rollout
 from jobshop_scheduler.rl.features import N_FEATURES, FeatureScales, job_features
@@ -54,9 +61,16 @@ RECIPE = ROOT / "scheduler_service/src/jobshop_scheduler/rl/self_label_rollout.t
 MODEL = ROOT / "models/full_production/final_model.zip"
 ROUTE_COLUMNS = 5
 LOOK_COLUMNS = 5
-VARIANTS = ("base", "wide", "candidates", "attention", "route", "lookahead")
-# the extra columns each variant reads, after the scorer's own (`collect_shop` stores both)
-EXTRA = {"route": slice(0, ROUTE_COLUMNS), "lookahead": slice(ROUTE_COLUMNS, None)}
+CHAIN_COLUMNS = 3
+VARIANTS = ("base", "wide", "candidates", "attention", "route", "lookahead", "chain")
+# the extra columns each variant reads, after the scorer's own (`collect_shop` stores them all)
+EXTRA = {
+    "route": slice(0, ROUTE_COLUMNS),
+    "lookahead": slice(ROUTE_COLUMNS, ROUTE_COLUMNS + LOOK_COLUMNS),
+    "chain": slice(ROUTE_COLUMNS + LOOK_COLUMNS, None),
+}
+# `collect --flexible`: production-like shops of this many jobs, which the first scorer chooses on
+FLEXIBLE_JOBS = (5, 40)
 LOSSES = ("hard", "tolerant", "soft", "regret")
 FLOOR = -1e9
 
@@ -117,13 +131,30 @@ def lookahead_columns(
     return np.clip(out / np.float32(scales.duration), -20.0, 20.0)
 
 
+def chain_columns(state: ShopState, scales: FeatureScales) -> NDArray[np.float32]:
+    """Per job, how much of the shop's lower bound its own chain fills: (earliest start +
+    remaining work) / bound, remaining work / bound, and the mean job's work / the initial
+    bound. Where the jobs' chains bind (small shops) rather than the machines, the scorer's
+    table, which scales work by the mean job, does not say so."""
+    cp = state.cp
+    bound = max(state.lower_bound(), 1)
+    out = np.zeros((cp.n_jobs, CHAIN_COLUMNS), np.float32)
+    jobs = np.flatnonzero(state.active)
+    work = cp.work_from[np.minimum(state.next_op[jobs], cp.n_ops - 1)]
+    out[jobs, 0] = (np.maximum(state.est[jobs], state.t_star) + work) / bound
+    out[jobs, 1] = work / bound
+    out[jobs, 2] = scales.work / scales.horizon
+    return out
+
+
 _WORKER: dict[str, Any] = {}  # what each collecting process loads once
 
 
-def _load_worker(model: Path) -> None:
+def _load_worker(model: Path, flexible: bool) -> None:
     torch.set_num_threads(1)
     _WORKER["scorer"] = FastScorer.from_state_dict(policy_state(model))
     _WORKER["shops"] = load_config(RECIPE).self_label
+    _WORKER["flexible"] = flexible
 
 
 def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
@@ -131,7 +162,11 @@ def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     makespans (-1: not a candidate) of one shop, over its states where the finishes differ."""
     scorer: FastScorer = _WORKER["scorer"]
     rng = np.random.default_rng(seed)
-    cp = mixture_instance(_WORKER["shops"], rng)
+    if _WORKER["flexible"]:
+        jobs = int(rng.integers(FLEXIBLE_JOBS[0], FLEXIBLE_JOBS[1] + 1))
+        cp = compile_problem(production_like(jobs, seed=int(rng.integers(0, 2**31))))
+    else:
+        cp = mixture_instance(_WORKER["shops"], rng)
     share = 32 / max(len(rollout(cp, scorer)[1]), 1)
     state = ShopState(cp, scorer.window_for(cp))
     scales, buffers = FeatureScales(state), Buffers.for_jobs(cp.n_jobs)
@@ -143,13 +178,17 @@ def collect_shop(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
             span[candidates] = finishes(state, candidates, scorer, scales, buffers)
             if span[candidates].min() != span[candidates].max():
                 table = job_features(state, scales, cp.n_jobs)
-                extra = (route_columns(state, scales), lookahead_columns(state, candidates, scales))
+                extra = (
+                    route_columns(state, scales),
+                    lookahead_columns(state, candidates, scales),
+                    chain_columns(state, scales),
+                )
                 tables.append(np.concatenate([table, *extra], axis=1))
                 spans.append(span)
                 if span[job] != span[candidates].min() and rng.random() < 0.5:
                     job = int(candidates[np.argmin(span[candidates])])
         state.dispatch(job)
-    width = N_FEATURES + ROUTE_COLUMNS + LOOK_COLUMNS
+    width = N_FEATURES + ROUTE_COLUMNS + LOOK_COLUMNS + CHAIN_COLUMNS
     if not tables:
         return np.zeros((0, cp.n_jobs, width), np.float32), np.zeros((0, cp.n_jobs), np.int64)
     return np.stack(tables), np.stack(spans)
@@ -198,23 +237,24 @@ class Scorer(nn.Module):
         return mean.unsqueeze(1).expand_as(emb)
 
     @torch.no_grad()
-    def load_shipped(self, state: dict[str, Any]) -> None:
-        """The shipped window scorer's weights; every added weight that feeds its output is 0,
-        so the variant starts out choosing exactly as the shipped model does."""
+    def load_shipped(self, state: dict[str, Any], prefix: str = "window_") -> None:
+        """The shipped window scorer's weights (``prefix`` "": the first scorer's); every added
+        weight that feeds its output is 0, so the variant starts out choosing exactly as the
+        shipped model does."""
         for module in (*self.embed, *self.score):
             if isinstance(module, nn.Linear):
                 module.weight.zero_()
                 module.bias.zero_()
         for index in (0, 2):
-            self._put(self.embed[index], state, f"window_embed.{index}")
-        first = state["mlp_extractor.window_score.0.weight"]
+            self._put(self.embed[index], state, f"{prefix}embed.{index}")
+        first = state[f"mlp_extractor.{prefix}score.0.weight"]
         hidden = first.shape[0]
         width = self.score[0].out_features
         self.score[0].weight[:hidden, :hidden] = first[:, :hidden]
         self.score[0].weight[:hidden, width : width + hidden] = first[:, hidden:]
-        self.score[0].bias[:hidden] = state["mlp_extractor.window_score.0.bias"]
-        self.score[2].weight[:, :hidden] = state["mlp_extractor.window_score.2.weight"]
-        self.score[2].bias[:] = state["mlp_extractor.window_score.2.bias"]
+        self.score[0].bias[:hidden] = state[f"mlp_extractor.{prefix}score.0.bias"]
+        self.score[2].weight[:, :hidden] = state[f"mlp_extractor.{prefix}score.2.weight"]
+        self.score[2].bias[:] = state[f"mlp_extractor.{prefix}score.2.bias"]
         if width > hidden:  # new units see the input; what they add to the score starts at 0
             generator = torch.Generator().manual_seed(0)
             for module in (self.embed[0], self.embed[2], self.score[0]):
@@ -285,7 +325,7 @@ def fit(args: argparse.Namespace) -> None:
     test, train = [shops[i] for i in order[:held]], [shops[i] for i in order[held:]]
     columns = shops[0][0].shape[-1]
     scorer = Scorer(args.variant, columns)
-    scorer.load_shipped(policy_state(args.model))
+    scorer.load_shipped(policy_state(args.model), "" if args.first else "window_")
     optimizer = torch.optim.Adam(scorer.parameters(), lr=args.learning_rate)
     states = sum(len(shop[0]) for shop in train)
     print(f"{args.variant} / {args.loss}: {len(train)} shops ({states} states), {held} held out")
@@ -313,7 +353,7 @@ def fit(args: argparse.Namespace) -> None:
 
 def collect(args: argparse.Namespace) -> None:
     seeds = range(args.seed, args.seed + args.shops)
-    with multiprocessing.Pool(args.workers, _load_worker, (args.model,)) as pool:
+    with multiprocessing.Pool(args.workers, _load_worker, (args.model, args.flexible)) as pool:
         data = pool.map(collect_shop, seeds, chunksize=4)
     torch.save(data, args.out)
     print(
@@ -365,12 +405,18 @@ def main() -> None:
     gather.add_argument("--seed", type=int, default=30000)
     gather.add_argument("--workers", type=int, default=2)
     gather.add_argument("--out", type=Path, required=True)
+    gather.add_argument(
+        "--flexible", action="store_true", help="production-like shops of 5-40 jobs instead"
+    )
     fitting = commands.add_parser("fit", help="fit a scorer variant to collected labels")
     fitting.add_argument("data", type=Path)
     fitting.add_argument("--variant", choices=VARIANTS, default="base")
     fitting.add_argument("--loss", choices=LOSSES, default="hard")
     fitting.add_argument("--learning-rate", type=float, default=3e-4)
     fitting.add_argument("--epochs", type=int, default=12)
+    fitting.add_argument(
+        "--first", action="store_true", help="start from the first scorer (flexible shops)"
+    )
     bound = commands.add_parser("headroom", help="greedy against the rollout policy on a shape")
     bound.add_argument("shape", help="JOBSxMACHINES[:FAMILY], or Taillard names: ta71,ta72")
     bound.add_argument("--shops", type=int, default=6)

@@ -4,6 +4,7 @@ and a model carries its window from training to the serving arrays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from jobshop_scheduler.rl.features import (
 from jobshop_scheduler.rl.parity import check_parity
 from jobshop_scheduler.rl.policy import JobScorer, JobScorerPolicy
 from jobshop_scheduler.rl.self_label import mixture_instance
-from jobshop_scheduler.rl.ship import prove_serving_files
+from jobshop_scheduler.rl.ship import _compare_weights, prove_serving_files
 from jobshop_scheduler.rl.state import (
     LONG_SHOP,
     DispatchScheme,
@@ -64,6 +65,7 @@ def model(
     window_narrowing: float = 0.0,
     window_widening: float = 0.0,
     alike_shops: bool = False,
+    window_flexible: float = 0.0,
 ) -> MaskablePPO:
     env = JobShopEnv(
         problem=load_taillard("ta01"), max_jobs=16, scheme=DispatchScheme(window=window)
@@ -76,6 +78,7 @@ def model(
         "window_narrowing": window_narrowing,
         "window_widening": window_widening,
         "alike_shops": alike_shops,
+        "window_flexible": window_flexible,
     }
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
@@ -187,6 +190,49 @@ def test_a_model_carries_window_widening_and_both_paths_widen_alike(tmp_path: Pa
     report = check_parity(loaded, scorer, [problem], max_states=10**6)
     assert report.ok, str(report)
     assert model(window=0.5, window_ratio=1.5).policy.mlp_extractor.scheme.widening == 0.0
+
+
+def test_flexible_shops_with_few_jobs_per_machine_get_the_window() -> None:
+    small, loaded = (compile_problem(production_like(n, seed=3)) for n in (12, 170))
+    per_machine = small.n_jobs / small.n_machines
+    assert per_machine < 2.5 < loaded.n_jobs / loaded.n_machines
+    scheme = DispatchScheme(0.5, 1.5, True, widening=1.0, flexible=2.5)
+    assert scheme.window_for(small) == pytest.approx(min(1.0, 0.5 * 2.5 / per_machine))
+    assert scheme.window_for(loaded) == 0.0  # a loaded flexible shop stays non-delay
+    assert DispatchScheme(0.5, 1.5, True, widening=1.0).window_for(small) == 0.0  # 0: off
+    # without widening the window itself, as on the classic shops
+    assert DispatchScheme(0.5, 1.5, flexible=2.5).window_for(small) == 0.5
+
+
+def test_a_model_carries_window_flexible_and_both_paths_dispatch_alike(tmp_path: Path) -> None:
+    """A small flexible shop gets the window on SB3's path and on the fast path, its states
+    go to the window scorer on both, and they agree; a zip without the setting has none."""
+    model(window=0.5, window_ratio=1.5, window_widening=1.0, window_flexible=2.5).save(
+        tmp_path / "m.zip"
+    )
+    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    assert scorer.scheme == DispatchScheme(0.5, 1.5, widening=1.0, flexible=2.5)
+    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
+    assert extractor.scheme == scorer.scheme
+    problem = production_like(12, seed=5)
+    cp = compile_problem(problem)
+    assert 0.5 < extractor.window_for(cp) == scorer.window_for(cp)
+    report = check_parity(loaded, scorer, [problem], max_states=10**6)
+    assert report.ok, str(report)
+    state = greedy_schedule(cp, scorer)
+    assert state.window == scorer.window_for(cp) and state.done
+    assert model(window=0.5, window_ratio=1.5).policy.mlp_extractor.scheme.flexible == 0.0
+
+
+def test_a_dispatch_setting_older_serving_files_lack_must_be_0_in_the_zip() -> None:
+    """Files written before a setting existed lack its tensor, which the fast path reads as 0:
+    they still prove a zip that holds 0 there, and not one that holds anything else."""
+    bias = {"mlp_extractor.score.2.bias": np.ones(1, np.float32)}
+    unset = {**bias, "mlp_extractor.window_flexible": np.zeros((), np.float32)}
+    assert _compare_weights(bias, unset) == []
+    assert _compare_weights(bias, {**unset, "mlp_extractor.window_flexible": np.array(2.5)})
+    assert _compare_weights(bias, {**bias, "mlp_extractor.other": np.zeros(())})
 
 
 def test_routing_alike_tells_flow_two_set_and_random_routes_apart() -> None:
@@ -436,6 +482,8 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
         ("window_narrowing", 1.0, "needs window_alike above 0"),
         ("window_widening", -1.0, "is below 0"),
         ("window_widening", 1.0, "needs window and window_ratio above 0"),
+        ("window_flexible", -1.0, "is below 0"),
+        ("window_flexible", 2.5, "needs a window above 0"),
         ("alike_shops", "true", "needs window_alike and window_narrowing above 0"),
     ],
 )
@@ -643,11 +691,21 @@ def test_training_from_several_models_starts_from_their_average(tmp_path: Path) 
         averaged_parameters(models[0], [paths[0], tmp_path / "other.zip"])
 
 
-def test_serving_files_recorded_while_the_window_column_held_1_still_prove_the_model() -> None:
-    """The shipped model's reference outputs were recorded before the `window` column held the
-    window itself; what the scorers read, the candidates, scores and choices are the same, so
-    they still prove the serving files (`schedctl verify-model`)."""
-    recorded = ReferenceOutputs.read(DEFAULT_MODEL_DIR / REFERENCE_NAME)
-    windowed = [s.table for s in recorded.states if (s.table[:, WINDOW_COLUMN] > 0).any()]
-    assert windowed and all((t[:, WINDOW_COLUMN] <= 1.0).all() for t in windowed)
-    assert prove_serving_files(DEFAULT_MODEL_DIR) == []
+def test_serving_files_recorded_while_the_window_column_held_1_still_prove_the_model(
+    model_copy: Path,
+) -> None:
+    """Serving files written before the `window` column held the window itself (it held 1):
+    what the scorers read, the candidates, scores and choices are the same, so they still
+    prove the model (`schedctl verify-model`). Files without a setting the zip holds above 0
+    (`window_flexible`) do not."""
+    assert prove_serving_files(model_copy) == []  # the shipped files as written
+    recorded = ReferenceOutputs.read(model_copy / REFERENCE_NAME)
+    assert any((s.table[:, WINDOW_COLUMN] % 1.0 > 0).any() for s in recorded.states)
+    old = [replace(s, table=scorer_view(s.table)) for s in recorded.states]
+    ReferenceOutputs(tuple(old), recorded.max_states).write(model_copy / REFERENCE_NAME)
+    assert prove_serving_files(model_copy) == []
+    arrays = dict(np.load(model_copy / WEIGHTS_NAME))
+    assert float(arrays.pop("mlp_extractor.window_flexible")) == 2.5  # the shipped setting
+    np.savez(model_copy / WEIGHTS_NAME, **arrays)
+    found = prove_serving_files(model_copy)
+    assert len(found) == 1 and "window_flexible" in found[0]

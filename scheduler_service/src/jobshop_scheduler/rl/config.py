@@ -36,7 +36,7 @@ class PPOConfig:
     # Above 0 the model has a second scorer for the states dispatched with the window.
     window: float = 0.0
     # the window applies to classic shops with at most this many jobs per machine (0: all);
-    # longer and flexible shops dispatch non-delay (`state.dispatch_window`)
+    # longer and flexible shops dispatch non-delay (`state.dispatch_window`; but window_flexible)
     window_ratio: float = 0.0
     # a third scorer for the classic shops longer than `window_ratio`, which otherwise share the
     # first scorer with the flexible shops (`policy.JobScorer`); needs a window and a ratio
@@ -54,6 +54,9 @@ class PPOConfig:
     # `window`, so that learning them leaves the square shops' plans as they were; needs
     # window_alike and window_narrowing above 0
     alike_shops: bool = False
+    # flexible shops with at most this many jobs per machine get the window, widened as the
+    # classic ones (0: every flexible shop dispatches non-delay); needs a window
+    window_flexible: float = 0.0
     torch_threads: int = 2
 
     @property
@@ -61,7 +64,7 @@ class PPOConfig:
         """The dispatching scheme these settings give the model (`state.dispatch_window`)."""
         return DispatchScheme(
             self.window, self.window_ratio, self.long_shops, self.window_alike,
-            self.window_narrowing, self.window_widening, self.alike_shops,
+            self.window_narrowing, self.window_widening, self.alike_shops, self.window_flexible,
         )  # fmt: skip
 
 
@@ -345,6 +348,8 @@ def _check_scheme(ppo: PPOConfig) -> None:
         raise ConfigError(f"[ppo] window_narrowing: {ppo.window_narrowing} is below 0")
     if ppo.window_widening < 0.0:
         raise ConfigError(f"[ppo] window_widening: {ppo.window_widening} is below 0")
+    if ppo.window_flexible < 0.0:
+        raise ConfigError(f"[ppo] window_flexible: {ppo.window_flexible} is below 0")
     _check_needs(ppo)
 
 
@@ -361,6 +366,11 @@ def _check_needs(ppo: PPOConfig) -> None:
         raise ConfigError(
             "[ppo] window_widening: needs window and window_ratio above 0 (it widens the window"
             " of the shops with fewer jobs per machine than window_ratio)"
+        )
+    if ppo.window_flexible > 0 and not ppo.window > 0:
+        raise ConfigError(
+            "[ppo] window_flexible: needs a window above 0 (it gives the small flexible shops"
+            " the window)"
         )
     if ppo.alike_shops and not (ppo.window_alike > 0 and ppo.window_narrowing > 0):
         raise ConfigError(

@@ -66,17 +66,24 @@ def model_env(sb3_model: Any, problem: Problem) -> JobShopEnv:
 def parity_instances(
     rows: int,
     seeds: Sequence[int] = DEFAULT_SEEDS,
+    *,
     window: float = 0.0,
     long_ratio: float = 0.0,
     alike: float = 0.0,
+    flexible: float = 0.0,
 ) -> list[Problem]:
     """Production-like instances small enough for a model's observation table; for a model
     with a dispatching window, also square classic shops, which it dispatches with it; for one
     with a long-shop scorer (`long_ratio`: its window's jobs per machine), also classic shops
     with twice as many jobs per machine, which that scorer dispatches, and for one that widens
-    the window to long shops with alike routes (`alike`), long two-set shops too."""
+    the window to long shops with alike routes (`alike`), long two-set shops too. For one that
+    gives small flexible shops the window (`flexible`), which then go to the window scorer,
+    also production-like shops as large as the table holds, so that the first scorer's
+    non-delay choices are walked too."""
     jobs = max(2, min(rows, DEFAULT_JOBS))
     problems = [production_like(jobs, seed=seed) for seed in seeds]
+    if flexible > 0 and rows > jobs:
+        problems += [production_like(rows, seed=seed) for seed in seeds]
     shapes = []
     if window > 0:
         shapes.append((min(jobs, 15), min(jobs, 15)))
@@ -149,6 +156,7 @@ def record_reference(
             window=float(scorer.window),
             long_ratio=long_ratio,
             alike=float(scorer.window_alike),
+            flexible=float(scorer.window_flexible),
         )
     problems = list(problems)
     if max_states < 1 or not problems:

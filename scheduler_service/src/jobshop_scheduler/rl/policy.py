@@ -10,6 +10,8 @@ shape for the states dispatched with it (the table's `window` column holds the w
 and every scorer reads only its sign, 1): choosing
 among active-schedule candidates, which may leave a machine idle, is another decision than
 choosing among non-delay ones, and training one leaves the other's plans exactly as they were.
+(The window, and with it this scorer, also serves the flexible shops with few jobs per machine
+where a model sets `window_flexible`; the other flexible shops keep the first scorer.)
 A model may also have a long-shop scorer for the classic shops longer than its window's
 (`long_shops`; the `window` column is -1 there), so that learning those leaves the flexible
 shops' choices, which the first scorer keeps, exactly as they were. And a fourth for the long
@@ -72,6 +74,7 @@ class JobScorer(nn.Module):
     window_alike: th.Tensor
     window_narrowing: th.Tensor
     window_widening: th.Tensor
+    window_flexible: th.Tensor
 
     def __init__(
         self,
@@ -218,13 +221,14 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         window_narrowing: float = 0.0,
         window_widening: float = 0.0,
         alike_shops: bool = False,
+        window_flexible: float = 0.0,
         **kwargs: Any,
     ) -> None:
         # one argument per setting: SB3 stores them in the zip by these names
         self.hidden = hidden
         self.scheme = DispatchScheme(
             window, window_ratio, long_shops, window_alike, window_narrowing, window_widening,
-            alike_shops,
+            alike_shops, window_flexible,
         )  # fmt: skip
         super().__init__(*args, **kwargs)
 

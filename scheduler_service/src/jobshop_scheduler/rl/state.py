@@ -71,14 +71,14 @@ def dispatch_window(
     *,
     narrowing: float = 0.0,
     widening: float = 0.0,
+    flexible: float = 0.0,
 ) -> float:
     """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
 
     Its own window on classic shops with at most `max_ratio` jobs per machine (0: on every
-    classic shop); non-delay on longer shops and on flexible ones. On long shops the machines
-    are the bottleneck and the best non-delay plan is close to the best plan, so the wider
-    choice only adds ways to leave a machine idle; on a flexible shop the active-schedule set
-    is built from one machine per job, which the routing choice makes a poor guide. A model
+    classic shop); non-delay on longer shops and on flexible ones (but see `flexible`). On long
+    shops the machines are the bottleneck and the best non-delay plan is close to the best
+    plan, so the wider choice only adds ways to leave a machine idle. A model
     with a long-shop scorer (`long_scorer`) dispatches the longer classic shops non-delay too,
     but marks them `LONG_SHOP` so that scorer, not the flexible shops' one, chooses there.
 
@@ -93,16 +93,33 @@ def dispatch_window(
     fewer jobs per machine than `max_ratio` gets ``window * (max_ratio / jobs per machine) **
     widening``, at most 1 (all active schedules). The fewer jobs a machine sees, the less its
     queue binds and the more a plan gains from waiting for the job that matters.
+
+    With `flexible` above 0, a flexible shop with at most that many jobs per machine gets the
+    window too, widened by the same rule: ``window * (flexible / jobs per machine) **
+    widening``, at most 1, chosen by the window scorer. The active-schedule set of a flexible
+    shop is built from one machine per job, which the routing choice makes a poor guide on a
+    loaded shop (1-4 % longer plans at 80-170 jobs on 10-20 machines); with few jobs per
+    machine the jobs' own chains bind, and waiting for the right job pays there as on square
+    shops (6-7 % shorter at 10-25 jobs: docs/benchmark.md, "Small flexible shops").
     """
-    if window <= 0.0 or not cp.is_classic:
+    if window <= 0.0:
         return 0.0
+    if not cp.is_classic:
+        few = 0 < cp.n_jobs <= flexible * cp.n_machines
+        return _scaled(cp, window, flexible, widening) if few else 0.0
     if max_ratio > 0.0 and cp.n_jobs > max_ratio * cp.n_machines:
         if alike > 0.0 and routing_alike(cp) >= alike:
-            return window * float((max_ratio * cp.n_machines / cp.n_jobs) ** narrowing)
+            return _scaled(cp, window, max_ratio, narrowing)
         return LONG_SHOP if long_scorer else 0.0
     if widening > 0.0 and max_ratio > 0.0 and cp.n_jobs > 0:
-        return min(1.0, window * float((max_ratio * cp.n_machines / cp.n_jobs) ** widening))
+        return _scaled(cp, window, max_ratio, widening)
     return window
+
+
+def _scaled(cp: CompiledProblem, window: float, ratio: float, power: float) -> float:
+    """``window * (ratio / jobs per machine) ** power``, at most 1: narrower on shops with more
+    jobs per machine than ``ratio``, wider on those with fewer."""
+    return min(1.0, window * float((ratio * cp.n_machines / cp.n_jobs) ** power))
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,8 @@ class DispatchScheme:
     # a fourth scorer for the long alike shops, those dispatched with a window narrower than
     # `window` (`is_alike_window`); needs `alike` and `narrowing` above 0
     alike_scorer: bool = False
+    # flexible shops with at most this many jobs per machine get the window (0: none do)
+    flexible: float = 0.0
 
     # the model's buffer (`policy.JobScorer`) and constructor argument of each float setting
     BUFFERS: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -127,6 +146,7 @@ class DispatchScheme:
         ("alike", "window_alike"),
         ("narrowing", "window_narrowing"),
         ("widening", "window_widening"),
+        ("flexible", "window_flexible"),
     )
 
     @classmethod
@@ -158,7 +178,7 @@ class DispatchScheme:
         """The window (or `LONG_SHOP`) a model with this scheme dispatches ``cp`` with."""
         return dispatch_window(
             cp, self.window, self.ratio, self.long_scorer, self.alike,
-            narrowing=self.narrowing, widening=self.widening,
+            narrowing=self.narrowing, widening=self.widening, flexible=self.flexible,
         )  # fmt: skip
 
 
