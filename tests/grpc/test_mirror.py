@@ -399,11 +399,13 @@ def test_machine_time_saved_is_the_makespan_gain_times_the_machines(pair: Pair) 
 
     before = saved()
     expected = 0
-    for seed in (1, 2):
+    for seed in range(1, 9):
         problem = replace(production_like(12, seed=seed), request_id=f"saved-{seed}")
         answer = pair.schedule(problem_to_pb(problem, "ppo", time_budget_ms=0))  # untrained model
         expected += (local_makespan(problem, "heuristic") - answer.makespan) * len(problem.machines)
-    assert expected != 0  # the untrained policy does not tie the legacy rule
+    # no answer is longer than the legacy rule's (the planner takes the shorter plan), and the
+    # untrained policy's greedy pass is shorter on some of these shops
+    assert expected > 0
     assert saved() - before == expected
     pair.schedule(problem_to_pb(production_like(12, seed=4), "heuristic", time_budget_ms=0))
     assert saved() - before == expected  # the legacy rule's own answer saves nothing
