@@ -173,7 +173,7 @@ class Planner:
                 greedy_seconds=greedy_seconds, budget_ms=budget_ms,
             )  # fmt: skip
         elif choice.policy == "ppo":
-            choice, summary = _shorter_of(choice, cp.to_schedule(*legacy), summary)
+            choice, summary = _shorter_of(choice, cp, legacy, baseline, summary)
         schedule, used, kind, reason = choice.schedule, choice.policy, choice.kind, choice.reason
         report = validate(problem, schedule)
         if not report.ok and used == "ppo":
@@ -279,14 +279,19 @@ class _Choice:
 
 
 def _shorter_of(
-    choice: _Choice, legacy: Schedule, summary: SearchSummary
+    choice: _Choice,
+    cp: CompiledProblem,
+    legacy: tuple[list[int], list[int]],
+    legacy_makespan: int,
+    summary: SearchSummary,
 ) -> tuple[_Choice, SearchSummary]:
     """Without a budget: the greedy plan, or the legacy rule's where that is shorter. The call
     computes the legacy plan for its baseline anyway, so no answer is longer than the legacy
-    rule's at any budget; on small flexible shops the greedy pass can be (docs/benchmark.md)."""
-    if legacy.makespan >= choice.schedule.makespan:
+    rule's at any budget (docs/benchmark.md, "Small flexible shops get the window"). Its
+    schedule is built only when it is taken."""
+    if legacy_makespan >= choice.schedule.makespan:
         return choice, summary
-    taken = dataclasses.replace(choice, schedule=legacy, arrays=None)
+    taken = dataclasses.replace(choice, schedule=cp.to_schedule(*legacy), arrays=None)
     return taken, dataclasses.replace(summary, stage="portfolio")
 
 
