@@ -35,8 +35,10 @@ from jobshop_scheduler.rl.features import WINDOW_COLUMN
 from jobshop_scheduler.rl.state import DispatchScheme
 
 HIDDEN = 64
-# The dispatching scheme's buffers (`JobScorer`); --init never overrides them (`train.SCHEME`)
+# The dispatching scheme's buffers (`JobScorer`); --init never overrides them
+# (`train.initial_parameters`). Their keys in the SB3 policy's state dict and the actor arrays:
 SCHEME_BUFFERS = tuple(buffer for _, buffer in DispatchScheme.BUFFERS)
+SCHEME_KEYS = tuple(f"mlp_extractor.{name}" for name in SCHEME_BUFFERS)
 
 
 def _embedder(n_features: int, hidden: int) -> nn.Sequential:

@@ -17,7 +17,7 @@ import numpy as np
 from jobshop_scheduler.rl.features import scorer_view
 from jobshop_scheduler.rl.model_store import MODEL_NAME, ModelCard, ModelError, sha256_of
 from jobshop_scheduler.rl.parity import DEFAULT_MAX_STATES, record_reference
-from jobshop_scheduler.rl.state import DispatchScheme
+from jobshop_scheduler.rl.policy import SCHEME_KEYS
 from jobshop_scheduler.rl.weights import (
     REFERENCE_NAME,
     SCORE_TOLERANCE,
@@ -28,9 +28,6 @@ from jobshop_scheduler.rl.weights import (
     read_weights,
     write_weights,
 )
-
-# the dispatch settings' tensors in the actor arrays (`policy.JobScorer`'s buffers)
-SCHEME_KEYS = frozenset(f"mlp_extractor.{buffer}" for _, buffer in DispatchScheme.BUFFERS)
 
 
 def load_sb3(path: Path) -> Any:

@@ -27,7 +27,7 @@ from jobshop_scheduler.rl.distill import distill
 from jobshop_scheduler.rl.env import JobShopEnv
 from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.rl.model_store import sha256_of
-from jobshop_scheduler.rl.policy import SCHEME_BUFFERS, JobScorerPolicy
+from jobshop_scheduler.rl.policy import SCHEME_BUFFERS, SCHEME_KEYS, JobScorerPolicy
 from jobshop_scheduler.rl.sampling import CurriculumSampler, Stage, random_taillard
 from jobshop_scheduler.rl.self_label import Teacher, self_label
 from jobshop_scheduler.rl.validation import ValidationCase, evaluate
@@ -144,7 +144,6 @@ def build_model(config: TrainConfig, sampler: CurriculumSampler) -> MaskablePPO:
 
 
 FIRST_LAYER = "mlp_extractor.embed.0.weight"
-SCHEME = tuple(f"mlp_extractor.{name}" for name in SCHEME_BUFFERS)
 # the extra scorers, each started as a copy of the first scorer when --init lacks it
 COPIED_SCORERS = {"mlp_extractor.window_embed.": "mlp_extractor.embed.",
                   "mlp_extractor.window_score.": "mlp_extractor.score.",
@@ -164,7 +163,7 @@ def scheme_changes(model: MaskablePPO, init: Path) -> dict[str, dict[str, float]
     before: dict[str, torch.Tensor] = params["policy"]
     after = model.policy.state_dict()
     changes = {}
-    for key, name in zip(SCHEME, SCHEME_BUFFERS, strict=True):
+    for key, name in zip(SCHEME_KEYS, SCHEME_BUFFERS, strict=True):
         old = float(before[key]) if key in before else 0.0  # older models: the default
         if old != float(after[key]):
             changes[name] = {"init": old, "config": float(after[key])}
@@ -197,7 +196,7 @@ def initial_parameters(model: MaskablePPO, init: Path) -> tuple[dict[str, Any], 
             layer = policy[key]
             policy[key] = torch.cat([layer, layer.new_zeros(layer.shape[0], added)], dim=1)
         params["policy.optimizer"] = model.policy.optimizer.state_dict()
-    for key in SCHEME:
+    for key in SCHEME_KEYS:
         policy[key] = fresh[key]
     for key in [k for k in fresh if k.startswith(tuple(COPIED_SCORERS)) and k not in policy]:
         prefix = next(p for p in COPIED_SCORERS if key.startswith(p))
@@ -231,7 +230,7 @@ def averaged_parameters(model: MaskablePPO, inits: Sequence[Path]) -> tuple[dict
             raise ConfigError(f"{path}: its tensors differ from {inits[0]}'s; cannot average")
     params["policy"] = {
         key: torch.stack([p["policy"][key] for p, _ in fitted]).mean(dim=0)
-        if value.is_floating_point() and key not in SCHEME
+        if value.is_floating_point() and key not in SCHEME_KEYS
         else value
         for key, value in first.items()
     }
