@@ -21,7 +21,7 @@ import numpy as np
 
 from jobshop_scheduler.defaults import DEFAULT_BATCH_SIZE
 from jobshop_scheduler.domain.codec import schedule_to_dict
-from jobshop_scheduler.domain.model import Assignment, Problem, Schedule
+from jobshop_scheduler.domain.model import Problem, Schedule
 from jobshop_scheduler.domain.validator import (
     ScheduleInvalid,
     ValidationReport,
@@ -96,7 +96,7 @@ class Plan:
 
 
 class Planner:
-    """Picks the policy, batches large requests, validates, falls back; one per server."""
+    """Picks the policy, bounds the jobs it sees at once, validates, falls back; one per server."""
 
     def __init__(
         self,
@@ -163,7 +163,7 @@ class Planner:
         legacy = dispatch_arrays(cp, self.legacy_rule)
         baseline = makespan_of(cp, *legacy)
         chosen_at = time.perf_counter()
-        choice = self._choose(problem, cp, policy, legacy)
+        choice = self._choose(cp, policy, legacy)
         greedy_seconds = time.perf_counter() - chosen_at
         summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
         if policy in LEARNED and (budget_ms > 0 or iterations):
@@ -213,7 +213,7 @@ class Planner:
         found = improve(
             cp, greedy, deadline=None if iterations else deadline, iterations=iterations,
             baselines={self.legacy_rule: (np.asarray(legacy[0]), np.asarray(legacy[1]))},
-            scorer=scorer, seed=seed, greedy_seconds=greedy_seconds,
+            scorer=scorer, seed=seed, greedy_seconds=greedy_seconds, horizon=self.horizon(cp),
         )  # fmt: skip
         if found.makespan < choice.schedule.makespan:
             choice = dataclasses.replace(
@@ -226,7 +226,6 @@ class Planner:
 
     def _choose(
         self,
-        problem: Problem,
         cp: CompiledProblem,
         policy: str,
         legacy: tuple[list[int], list[int]],
@@ -234,7 +233,7 @@ class Planner:
         """The schedule before validation, with the policy that made it and why."""
         if policy in LEARNED and self.model is not None:
             try:
-                return self._ppo(problem, cp, self.model)
+                return self._ppo(cp, self.model)
             except Exception as exc:  # the fallback exists for exactly this
                 return _Choice(
                     cp.to_schedule(*legacy),
@@ -248,22 +247,18 @@ class Planner:
         arrays = legacy if rule == self.legacy_rule else dispatch_arrays(cp, rule)
         return _Choice(cp.to_schedule(*arrays), rule)
 
-    def _ppo(self, problem: Problem, cp: CompiledProblem, model: LoadedModel) -> _Choice:
-        """PPO greedy; requests over `batch_size` jobs go batch after batch on shared machines."""
-        if cp.n_jobs <= self.batch_size:
-            state = greedy_schedule(cp, model.scorer)
-            arrays = (state.op_machine, state.op_start)
-            return _Choice(cp.to_schedule(*arrays), "ppo", arrays=arrays)
-        ready: dict[str, int] = {}
-        assignments: list[Assignment] = []
-        batches = split_batches(problem, self.batch_size)
-        for batch in batches:
-            part = compile_problem(batch, machine_ready=ready)
-            state = greedy_schedule(part, model.scorer)
-            for a in part.to_schedule(state.op_machine, state.op_start).assignments:
-                assignments.append(a)
-                ready[a.machine_id] = max(ready.get(a.machine_id, 0), a.end)
-        return _Choice(Schedule(tuple(assignments)), "ppo", batches=len(batches))
+    def _ppo(self, cp: CompiledProblem, model: LoadedModel) -> _Choice:
+        """PPO greedy in one pass; on requests over `batch_size` jobs the policy sees that many
+        at once, admitting the next as one finishes (`ShopState`), and the plan counts a batch
+        per `batch_size` jobs."""
+        state = greedy_schedule(cp, model.scorer, self.horizon(cp))
+        arrays = (state.op_machine, state.op_start)
+        batches = -(-cp.n_jobs // self.batch_size) if cp.n_jobs else 1
+        return _Choice(cp.to_schedule(*arrays), "ppo", batches=batches, arrays=arrays)
+
+    def horizon(self, cp: CompiledProblem) -> int:
+        """The jobs the policy sees at once on ``cp`` (0: every job)."""
+        return self.batch_size if cp.n_jobs > self.batch_size else 0
 
 
 @dataclass(frozen=True)
@@ -274,7 +269,7 @@ class _Choice:
     reason: str = ""
     batches: int = 1
     # The plan as machine and start per operation, where the policy made it in that form (the
-    # search starts from it; a batched plan is converted back from its schedule instead).
+    # search starts from it; a rule's plan is converted back from its schedule instead).
     arrays: tuple[np.ndarray, np.ndarray] | None = None
 
 
@@ -306,23 +301,3 @@ def _search_deadline(
         remaining = deadline - time.monotonic()
         stop = min(stop, time.perf_counter() + remaining - DEADLINE_MARGIN_S - reserve)
     return stop
-
-
-def split_batches(problem: Problem, batch_size: int) -> list[Problem]:
-    """Jobs in order of release, then due date, then request order, cut into batches.
-
-    Earlier work goes first, so a later batch only ever waits on machines, never on jobs.
-    """
-    order = sorted(
-        range(len(problem.jobs)),
-        key=lambda i: (
-            problem.jobs[i].release_time,
-            problem.jobs[i].due_date if problem.jobs[i].due_date is not None else float("inf"),
-            i,
-        ),
-    )
-    jobs = [problem.jobs[i] for i in order]
-    return [
-        Problem(problem.machines, tuple(jobs[k : k + batch_size]), problem.request_id)
-        for k in range(0, len(jobs), batch_size)
-    ]

@@ -15,10 +15,12 @@ from jobshop_scheduler.bench import compare, quality, search_quality
 from jobshop_scheduler.bench.quality import METHODS, PPO, Instance, Row, Summary
 from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
 from jobshop_scheduler.domain.validator import ValidationReport, Violation
-from jobshop_scheduler.heuristics.dispatch import RULES
+from jobshop_scheduler.heuristics.compiled import compile_problem
+from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.instances import best_known, load_taillard
-from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel, ModelCard
+from jobshop_scheduler.search.bounds import lower_bound
 
 pytestmark = pytest.mark.unit
 
@@ -313,9 +315,44 @@ def test_each_mode_has_its_own_shop_defaults() -> None:
     search_quality.fill_defaults(budgets)
     assert (budgets.count, budgets.seed) == (5, 100)
     assert [str(s) for s in budgets.shapes] == list(search_quality.DEFAULT_SHAPES)
+    assert budgets.production == list(search_quality.DEFAULT_PRODUCTION)
     given = _args("--compare", "elsewhere", "--count", "7", "--shapes", "6x6")
     search_quality.fill_defaults(given)
     assert (given.count, [str(s) for s in given.shapes]) == (7, ["6x6"])
+    large = _args("--horizons", "170", "0", "--production")
+    search_quality.fill_defaults(large)
+    assert [str(s) for s in large.shapes] == list(search_quality.HORIZON_SHAPES)
+    assert (large.horizons, large.production) == ([170, 0], [])
+
+
+def test_horizons_run_the_pass_at_each_horizon_and_the_legacy_rule(
+    scorer: FastScorer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jobshop_scheduler.cli import main  # noqa: PLC0415
+
+    monkeypatch.setattr(quality, "load_model", lambda directory: _fake_model(scorer))
+    argv = ["benchmark", "--horizons", "3", "0", "--shapes", "8x4", "--production", "12",
+            "--count", "2", "--quiet", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert lines["set"][2:] == ["mwkr", "h3", "all"]
+    with (tmp_path / "horizons.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in rows[:3]] == ["mwkr", "h3", "all"] and len(rows) == 12
+    cases = search_quality.generated_cases([search_quality.parse_shape("8x4")], [12], 2, 100)
+    by_case = [rows[k : k + 3] for k in range(0, len(rows), 3)]
+    for case, (rule, narrow, every) in zip(cases, by_case, strict=True):
+        cp = compile_problem(case.problem)
+        assert int(rule["makespan"]) == makespan_of(cp, *dispatch_arrays(cp, "mwkr"))
+        assert int(narrow["makespan"]) == greedy_schedule(cp, scorer, 3).makespan
+        assert int(every["makespan"]) == greedy_schedule(cp, scorer).makespan
+        assert int(every["lower_bound"]) == lower_bound(cp) <= int(every["makespan"])
+    ratio = sum(int(r["makespan"]) / int(r["lower_bound"]) for r in rows[2:6:3]) / 2
+    assert lines["8x4"][8] == f"{ratio:.4f}"  # the printed ratio of "all" on 8x4
 
 
 def test_compare_runs_both_models_on_the_same_shops(

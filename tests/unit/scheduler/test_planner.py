@@ -1,4 +1,4 @@
-"""The planner: policy choice, batching of large requests, validation and fallback kinds."""
+"""The planner: policy choice, the horizon on large requests, validation and fallback kinds."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import dispatch
 from jobshop_scheduler.instances.flexible import production_like
-from jobshop_scheduler.planner import Planner, PolicyUnavailable, split_batches
-from jobshop_scheduler.rl.fast_policy import FastScorer
+from jobshop_scheduler.planner import Planner, PolicyUnavailable
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel, ModelCard
 
 pytestmark = pytest.mark.unit
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(scope="module")
 def model() -> LoadedModel:
-    """Untrained weights: batching and validation must hold whatever the policy does."""
+    """Untrained weights: the horizon and validation must hold whatever the policy does."""
     from sb3_contrib import MaskablePPO  # noqa: PLC0415 - torch only for this module
 
     from jobshop_scheduler.instances import load_taillard  # noqa: PLC0415
@@ -32,25 +33,25 @@ def model() -> LoadedModel:
     )
 
 
-def test_large_request_is_batched_and_still_valid(model: LoadedModel) -> None:
+def test_large_request_runs_in_one_pass_with_a_horizon_and_still_valid(
+    model: LoadedModel,
+) -> None:
     problem = production_like(45, seed=3)
-    plan = Planner(model, batch_size=20).plan(problem, "ppo")
+    cp = compile_problem(problem)
+    plan = Planner(model, batch_size=20).plan(problem, "ppo", 0)
     assert plan.batches == 3
     assert plan.policy_used == "ppo" and plan.fallback_kind == ""
     assert plan.report.ok and plan.report.completion_rate == 1.0
     assert len(plan.schedule.assignments) == problem.operation_count
-    whole = Planner(model, batch_size=170).plan(problem, "ppo")
+    # one pass over the whole shop, the policy seeing 20 jobs at once
+    assert plan.search.greedy_makespan == greedy_schedule(cp, model.scorer, 20).makespan
+    whole = Planner(model, batch_size=170).plan(problem, "ppo", 0)
     assert whole.batches == 1 and whole.report.ok
-
-
-def test_batches_follow_release_then_due_date() -> None:
-    problem = production_like(30, seed=5)
-    batches = split_batches(problem, 7)
-    assert [len(b.jobs) for b in batches] == [7, 7, 7, 7, 2]
-    jobs = [job for b in batches for job in b.jobs]
-    assert sorted(j.id for j in jobs) == sorted(j.id for j in problem.jobs)
-    releases = [j.release_time for j in jobs]
-    assert releases == sorted(releases)
+    assert whole.search.greedy_makespan == greedy_schedule(cp, model.scorer).makespan
+    # the search starts from the horizon's plan, and its rollouts keep the horizon
+    searched = Planner(model, batch_size=20).plan(problem, "ppo", 1000, iterations=50)
+    assert searched.search.greedy_makespan == plan.search.greedy_makespan
+    assert searched.schedule.makespan <= plan.schedule.makespan and searched.report.ok
 
 
 def test_heuristic_and_fallback_kinds(model: LoadedModel) -> None:

@@ -368,6 +368,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "generated shops (--shapes, --count, --seed) and Taillard sets (--taillard), with the "
         "standard error of each difference; writes compare.csv",
     )
+    add(
+        "--horizons",
+        nargs="+",
+        type=non_negative,
+        metavar="H",
+        help="large requests: the greedy pass seeing at most H jobs at once (0: every job; the "
+        "service's --batch-size) and the legacy rule on the same generated shops (--shapes, "
+        "--production, --count, --seed), as makespan / lower bound and ms per pass; writes "
+        "horizons.csv",
+    )
     search_quality.add_arguments(parser)
 
 
@@ -389,6 +399,10 @@ def run(args: argparse.Namespace) -> int:
         from jobshop_scheduler.bench import compare  # noqa: PLC0415 - its own mode
 
         return compare.run(args, model)
+    if args.horizons is not None:
+        from jobshop_scheduler.bench import horizons  # noqa: PLC0415 - its own mode
+
+        return horizons.run(args, model)
     instances = select_instances(args.sets, args.production_count, args.production_seed, args.quick)
     rows, errors = benchmark(instances, model.scorer, progress=not args.quiet)
     summaries = summarise(rows)

@@ -58,6 +58,11 @@ COMPARE_SHAPES = (
     "50x20:two_set", "40x10:flow", "60x10:line",
 )  # fmt: skip
 COMPARE_COUNT, COMPARE_SEED = 100, 10_000
+DEFAULT_PRODUCTION = (50, 170)
+# `schedctl benchmark --horizons` (`bench.horizons`): shops past the default batch size of 170
+# jobs, classic ones of 10 and 20 machines, two families, and production-like ones
+HORIZON_SHAPES = ("200x20", "400x20", "300x10", "200x20:flow", "250x20:two_set")
+HORIZON_PRODUCTION = (200, 350, 500, 800)
 TAILLARD_SETS = {
     "ta01-10": tuple(f"ta{i:02d}" for i in range(1, 11)),
     "ta71-80": tuple(f"ta{i:02d}" for i in range(71, 81)),
@@ -120,9 +125,12 @@ def fill_defaults(args: argparse.Namespace) -> None:
     """The defaults of --shapes, --count and --seed, which differ by mode: a comparison of two
     close models needs many shops, a run against CP-SAT few."""
     comparing = getattr(args, "compare", None) is not None
+    large = getattr(args, "horizons", None) is not None
     if args.shapes is None:
-        names = COMPARE_SHAPES if comparing else DEFAULT_SHAPES
+        names = COMPARE_SHAPES if comparing else HORIZON_SHAPES if large else DEFAULT_SHAPES
         args.shapes = [parse_shape(name) for name in names]
+    if args.production is None:
+        args.production = list(HORIZON_PRODUCTION if large else DEFAULT_PRODUCTION)
     if args.count is None:
         args.count = COMPARE_COUNT if comparing else 5
     if args.seed is None:
@@ -281,21 +289,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--shapes",
         nargs="*",
         type=parse_shape,
-        help="--budgets, --compare: generated shapes JOBSxMACHINES, or JOBSxMACHINES:FAMILY for "
-        f"another family than Taillard's (default: {' '.join(DEFAULT_SHAPES)}; --compare: "
-        f"{' '.join(COMPARE_SHAPES)})",
+        help="--budgets, --compare, --horizons: generated shapes JOBSxMACHINES, or "
+        "JOBSxMACHINES:FAMILY for another family than Taillard's (default: "
+        f"{' '.join(DEFAULT_SHAPES)}; --compare: {' '.join(COMPARE_SHAPES)}; --horizons: "
+        f"{' '.join(HORIZON_SHAPES)})",
     )
     add(
         "--count",
         type=positive,
-        help="--budgets, --grid, --compare: instances per shape (default: 5; --compare: "
-        f"{COMPARE_COUNT})",
+        help="--budgets, --grid, --compare, --horizons: instances per shape (default: 5; "
+        f"--compare: {COMPARE_COUNT})",
     )
     add(
         "--seed",
         type=non_negative,
-        help="--budgets, --grid, --compare: first seed per shape (default: 100; --compare: "
-        f"{COMPARE_SEED}: pick fresh seeds for a decision)",
+        help="--budgets, --grid, --compare, --horizons: first seed per shape (default: 100; "
+        f"--compare: {COMPARE_SEED}: pick fresh seeds for a decision)",
     )
     add(
         "--taillard",
@@ -308,8 +317,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--production",
         nargs="*",
         type=int,
-        default=[50, 170],
-        help="--budgets, --grid: production-like shops of these job counts (default: 50 170)",
+        help="--budgets, --grid, --horizons: production-like shops of these job counts (default: "
+        f"{' '.join(map(str, DEFAULT_PRODUCTION))}; --horizons: "
+        f"{' '.join(map(str, HORIZON_PRODUCTION))})",
     )
     add(
         "--reference-seconds",

@@ -159,7 +159,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("SCHEDULER_MODEL_BACKUP_DIR", "backup_dir", _path, "where backup-model copies go"),
     Spec("SCHEDULER_LOG_DIR", "log_dir", _path, "the service's log / audit directory"),
     Spec("SCHEDULER_API_KEYS_FILE", "api_keys_file", _path, "API keys file (as for serve)"),
-    Spec("SCHEDULER_BATCH_SIZE", "batch_size", _integer(1), "jobs per PPO pass"),
+    Spec("SCHEDULER_BATCH_SIZE", "batch_size", _integer(1), "jobs the policy sees at once"),
     Spec("SCHEDULER_PREFLIGHT_MIN_CORES", "min_cpu_cores", _integer(1), "preflight: CPU cores"),
     Spec("SCHEDULER_PREFLIGHT_MIN_RAM_GB", "min_ram_gb", _number, "preflight: RAM, GB"),
     Spec("SCHEDULER_PREFLIGHT_MIN_DISK_GB", "min_disk_gb", _number, "preflight: free disk, GB"),

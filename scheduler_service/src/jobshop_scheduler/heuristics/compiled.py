@@ -197,8 +197,8 @@ def compile_problem(
 ) -> CompiledProblem:
     """Build the array form once; raise ValueError for ids or durations that cannot be scheduled.
 
-    `machine_ready` (machine id -> time) holds machines busy until then, as when a large request
-    is scheduled batch after batch.
+    `machine_ready` (machine id -> time) holds machines busy until then, as when a machine is
+    still busy with earlier work.
     """
     machine_index = _check_machines(problem)
     alternatives = _compile_alternatives(problem, machine_index)

@@ -24,7 +24,7 @@ from jobshop_scheduler.rl.features import FEATURE_BOUND, N_FEATURES, FeatureScal
 from jobshop_scheduler.rl.state import DispatchScheme, ShopState
 
 ENV_ID = "JobShopDispatch-v0"
-MAX_JOBS = 170  # one model serves up to this many jobs per batch (the service's batch_size)
+MAX_JOBS = 170  # the jobs a model's table holds; the service's batch_size opens no more at once
 
 InstanceSampler = Callable[[np.random.Generator], Problem | CompiledProblem]
 

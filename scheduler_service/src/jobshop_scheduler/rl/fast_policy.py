@@ -175,10 +175,11 @@ class Buffers(NamedTuple):
         return cls(np.empty((n_jobs, N_FEATURES), np.float32), np.empty(n_jobs, np.int64))
 
 
-def greedy_schedule(cp: CompiledProblem, scorer: FastScorer) -> ShopState:
-    """Dispatch every operation with the scorer; the finished state holds the schedule."""
+def greedy_schedule(cp: CompiledProblem, scorer: FastScorer, horizon: int = 0) -> ShopState:
+    """Dispatch every operation with the scorer, at most `horizon` jobs open at once (0: all;
+    `ShopState`); the finished state holds the schedule."""
     with PASS_LOCK:
-        state, _ = rollout(cp, scorer)
+        state, _ = rollout(cp, scorer, horizon=horizon)
     return state
 
 
@@ -187,14 +188,16 @@ def rollout(
     scorer: FastScorer,
     rng: np.random.Generator | None = None,
     temperature: float = 1.0,
+    horizon: int = 0,
 ) -> tuple[ShopState, NDArray[np.int64]]:
     """One pass: the finished state and the job chosen at each step that had a choice.
 
     Greedy (the best-scored candidate, ties to the lowest job index) when `rng` is None;
-    otherwise each choice is drawn from the softmax of the scores at `temperature`. The caller
-    holds `PASS_LOCK` where other passes may run beside it.
+    otherwise each choice is drawn from the softmax of the scores at `temperature`. At most
+    `horizon` jobs are open at once (0: all; `ShopState`). The caller holds `PASS_LOCK` where
+    other passes may run beside it.
     """
-    state = ShopState(cp, scorer.window_for(cp))
+    state = ShopState(cp, scorer.window_for(cp), horizon)
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     choices: list[int] = []

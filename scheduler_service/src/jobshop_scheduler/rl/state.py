@@ -183,20 +183,43 @@ class DispatchScheme:
 
 
 # the arrays `ShopState.dispatch` writes to (`ShopState.copy`)
-_MUTABLE = ("next_op", "job_ready", "machine_free", "op_machine", "op_start", "machine_load",
-            "est", "active", "candidates")  # fmt: skip
+_MUTABLE = ("next_op", "end_op", "job_ready", "machine_free", "op_machine", "op_start",
+            "machine_load", "est", "active", "candidates")  # fmt: skip
+
+
+def admission_order(cp: CompiledProblem) -> IntArray:
+    """The order in which a horizon admits jobs (`ShopState`): by release time, then due date
+    (none last), then the request's order. Earlier work goes first, so a job waiting for a
+    place is never one that could have started before every admitted job."""
+    return np.lexsort((np.arange(cp.n_jobs), cp.due_date, cp.release_time)).astype(np.int64)
 
 
 class ShopState:
-    """Mutable dispatching state over one compiled problem."""
+    """Mutable dispatching state over one compiled problem.
 
-    def __init__(self, cp: CompiledProblem, window: float = 0.0) -> None:
+    With a `horizon` below the job count, at most that many unfinished jobs are open at once,
+    in `admission_order`; the next is admitted when one finishes. A job not yet admitted is
+    inactive (its `end_op` is its first operation), so a policy scores at most `horizon` rows
+    per step, the size it was built for, while every job shares one timeline: unlike batches
+    scheduled one after another, no machine waits for a batch border.
+    """
+
+    def __init__(self, cp: CompiledProblem, window: float = 0.0, horizon: int = 0) -> None:
+        if horizon < 0:
+            raise ValueError(f"horizon must be >= 0 (0: every job at once), got {horizon}")
         self.cp = cp
         # above 0: `kernels.refresh`'s active-schedule set; 0: non-delay; `LONG_SHOP`: non-delay,
         # scored by a long-shop scorer
         self.window = window
         self.next_op: IntArray = cp.job_op_start[:-1].copy()
-        self.end_op: IntArray = cp.job_op_start[1:]
+        self.end_op: IntArray = cp.job_op_start[1:].copy()
+        self.horizon = horizon if 0 < horizon < cp.n_jobs else 0
+        self._waiting = admission_order(cp) if self.horizon else np.empty(0, np.int64)
+        self._admitted = 0  # how many of `_waiting` are in
+        self._open = 0  # admitted jobs with operations left
+        if self.horizon:
+            self.end_op[self._waiting] = self.next_op[self._waiting]
+            self._admit()
         self.job_ready: IntArray = cp.release_time.astype(np.int64).copy()
         self.machine_free: IntArray = cp.machine_ready.copy()
         self.op_machine: IntArray = np.full(cp.n_ops, -1, dtype=np.int64)
@@ -239,6 +262,15 @@ class ShopState:
     def done(self) -> bool:
         return self.scheduled == self.cp.n_ops
 
+    def _admit(self) -> None:
+        """Open waiting jobs, in order, until `horizon` are open or none waits."""
+        ends = self.cp.job_op_start[1:]
+        while self._open < self.horizon and self._admitted < len(self._waiting):
+            job = self._waiting[self._admitted]
+            self._admitted += 1
+            self.end_op[job] = ends[job]
+            self._open += int(self.next_op[job] < ends[job])
+
     def _refresh(self) -> None:
         """Recompute per-job earliest starts, t* and the candidate mask."""
         self.t_star = int(
@@ -251,8 +283,9 @@ class ShopState:
 
     def lower_bound(self) -> int:
         cp = self.cp
+        unfinished = self.next_op < cp.job_op_start[1:]  # admitted or not
         jobs = self.job_ready + np.where(
-            self.active, cp.work_from[np.minimum(self.next_op, max(cp.n_ops - 1, 0))], 0
+            unfinished, cp.work_from[np.minimum(self.next_op, max(cp.n_ops - 1, 0))], 0
         )
         machines = self.machine_free + self.machine_load
         return int(max(self.makespan, jobs.max(initial=0), machines.max(initial=0)))
@@ -286,4 +319,7 @@ class ShopState:
         )  # fmt: skip
         self.scheduled += 1
         self.makespan = max(self.makespan, int(end))
+        if self.horizon and self.next_op[job] == self.end_op[job]:
+            self._open -= 1
+            self._admit()
         self._refresh()

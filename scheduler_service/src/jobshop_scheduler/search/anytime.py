@@ -85,11 +85,13 @@ def improve(
     scorer: FastScorer | None = None,
     seed: int = 0,
     greedy_seconds: float | None = None,
+    horizon: int = 0,
 ) -> SearchResult:
     """The best plan the stages find from `greedy` before `deadline` or within `iterations`.
 
     `baselines` are rule plans the caller already computed (by rule name), reused for free;
-    `greedy_seconds`, what the greedy pass took, prices a policy rollout before one is started.
+    `greedy_seconds`, what the greedy pass took, prices a policy rollout before one is started;
+    `horizon`, the jobs open at once in that pass (0: all), is the rollouts' too.
     """
     if deadline is None and iterations is None:
         raise ValueError("give the search a deadline or an iteration count")
@@ -100,7 +102,7 @@ def improve(
     _portfolio(cp, best, bound, baselines or {}, clock.share(PORTFOLIO_SHARE, iterations))
     if scorer is not None:
         until = clock.share(SAMPLING_SHARE, iterations)
-        _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed)
+        _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed, horizon)
     tabu_iterations = 0
     if best.makespan > bound and clock.left() > 0:
         use_cpsat = iterations is None and _cpsat_pays(cp, clock.total)
@@ -188,6 +190,7 @@ def _sample(  # noqa: PLR0917 - one private caller
     iterations: int | None,
     cost: float | None,
     seed: int,
+    horizon: int,
 ) -> None:
     """Policy rollouts while the next one fits before `until`."""
     if cp.n_ops == 0:
@@ -198,7 +201,7 @@ def _sample(  # noqa: PLR0917 - one private caller
         started = time.perf_counter()
         if started + (cost or 0.0) > until:
             break
-        best.offer(sampled_schedule(cp, scorer, rng), "sampling")
+        best.offer(sampled_schedule(cp, scorer, rng, horizon=horizon), "sampling")
         cost = time.perf_counter() - started
         count += 1
 

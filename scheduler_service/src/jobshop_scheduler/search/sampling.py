@@ -22,8 +22,10 @@ def sampled_schedule(
     scorer: FastScorer,
     rng: np.random.Generator,
     temperature: float = TEMPERATURE,
+    horizon: int = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(machine, start) per operation of one rollout with choices drawn at `temperature`."""
+    """(machine, start) per operation of one rollout with choices drawn at `temperature`, at
+    most `horizon` jobs open at once (0: all), as in the greedy pass it varies."""
     with PASS_LOCK:
-        state, _ = rollout(cp, scorer, rng, temperature)
+        state, _ = rollout(cp, scorer, rng, temperature, horizon)
     return state.op_machine, state.op_start

@@ -82,7 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
-        help="jobs per PPO pass (default: %(default)s)",
+        help="jobs the policy sees at once: a larger request opens its jobs in release and "
+        "due-date order, the next as one finishes, and counts one batch per this many "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--max-jobs",
