@@ -21,20 +21,21 @@ ta10 for SPT, MOR and MWKR; see tests/unit/scheduler/test_dispatch.py):
 4. The operation goes on an eligible machine where it starts at t*; among several (flexible
    operations) the shortest duration wins, then the lowest machine index. Repeat until done.
 
-Speed: instead of rescanning every job per step, a heap holds ``(est, key, job)`` per ready
-operation. Machine free times and job ready times only grow, so a stored entry is a lower bound of
-its true value; a popped entry is recomputed and pushed back if it was stale, and the first
-entry that is still exact is precisely the rule's choice among the operations startable at t*.
-That is O(log n) per step plus one re-push per outdated entry.
+Speed: a compiled loop (`_dispatch`) keeps each job's earliest start and recomputes it only
+for the jobs the last step touched: the job placed, and the jobs whose next operation may use
+the machine it took. Machine free times and job ready times only grow, so every other start is
+still exact. A step costs a scan of the jobs plus the touched jobs' eligible machines. It
+replaced a heap of stale lower bounds in Python, which on a flexible shop requeued every job
+that could use the machine at every step: 0.95 s against 68 ms for MWKR on an 800-job
+production-like request, 0.65 s against 69 ms on a 1000x20 classic shop (2026-12-07).
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
-from enum import Enum
 
 import numpy as np
+from numba import njit
 
 from jobshop_scheduler.domain.model import Problem, Schedule
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
@@ -45,16 +46,13 @@ RULES: tuple[str, ...] = ("spt", "mor", "mwkr", "fifo", "edd")
 LEGACY_RULE = "mwkr"
 _ALIASES = {"mopnr": "mor"}
 
-Alternatives = tuple[tuple[int, int], ...]
-Entry = tuple[int, float, int]  # (earliest start, rule key, job index)
+_NEVER = np.iinfo(np.int64).max // 4  # later than any start
 
 
-class _Key(Enum):
-    """Where a rule's key comes from: fixed per operation, or known only when it is placed."""
-
-    STATIC = "static"
-    DURATION = "duration"
-    READY = "ready"
+# Where a rule's key comes from (`_dispatch`): fixed per operation, the duration on the machine
+# the operation would take, or the time the job joined the queue.
+_STATIC, _DURATION, _READY = 0, 1, 2
+_SOURCES = {"spt": _DURATION, "fifo": _READY}
 
 
 def _resolve(rule: str) -> str:
@@ -65,96 +63,83 @@ def _resolve(rule: str) -> str:
     return name
 
 
-def _static_keys(cp: CompiledProblem, rule: str) -> list[float]:
+def _static_keys(cp: CompiledProblem, rule: str) -> np.ndarray:
     """Per-operation key for the rules whose priority does not depend on the moment."""
     if rule == "mor":
         left = cp.job_op_start[1:][cp.op_job] - np.arange(cp.n_ops)  # this one and later ones
-        keys: list[float] = (-left).tolist()
-        return keys
+        return (-left).astype(np.float64)
     if rule == "mwkr":
-        keys = (-cp.work_from).tolist()
-        return keys
+        return (-cp.work_from).astype(np.float64)
     if rule == "edd":
-        keys = cp.due_date[cp.op_job].tolist()
-        return keys
-    return []
+        return cp.due_date[cp.op_job].astype(np.float64)
+    return np.zeros(cp.n_ops, dtype=np.float64)
 
 
-def _earliest(alternatives: Alternatives, ready: int, free: list[int]) -> tuple[int, int, int]:
-    """(start, duration, machine) for the earliest start, shortest then lowest machine on ties.
+@njit(cache=True)
+def _earliest(  # pragma: no cover - compiled
+    op: int, ready: int, free: np.ndarray, eligible: np.ndarray, duration: np.ndarray
+) -> tuple[int, int, int]:
+    """(start, duration, machine) of an operation's earliest start: the shortest among the
+    eligible machines free by then, the lowest index on ties."""
+    soonest = _NEVER
+    for k in range(free.shape[0]):
+        if eligible[op, k] and free[k] < soonest:
+            soonest = free[k]
+    start = max(ready, soonest)
+    best, machine = -1, -1
+    for k in range(free.shape[0]):
+        if eligible[op, k] and free[k] <= start and (machine < 0 or duration[op, k] < best):
+            best, machine = duration[op, k], k
+    return start, best, machine
 
-    Plain loops rather than min() over generators: this runs several times per operation.
-    Alternatives are sorted by machine index, so the strict < keeps the lowest index on ties.
-    """
-    start = max(ready, min([free[machine] for machine, _ in alternatives]))
-    best_duration, best_machine = -1, -1
-    for machine, duration in alternatives:
-        if free[machine] <= start and (best_machine < 0 or duration < best_duration):
-            best_duration, best_machine = duration, machine
-    return start, best_duration, best_machine
+
+@njit(cache=True)
+def _dispatch(  # noqa: PLR0917  # pragma: no cover - compiled
+    job_op_start: np.ndarray,
+    release: np.ndarray,
+    machine_ready: np.ndarray,
+    eligible: np.ndarray,
+    duration: np.ndarray,
+    static: np.ndarray,
+    source: int,
+    op_machine: np.ndarray,
+    op_start: np.ndarray,
+) -> None:
+    """Place every operation by the rule (module docstring), writing machine and start."""
+    n_jobs = job_op_start.shape[0] - 1
+    next_op, end_op = job_op_start[:-1].copy(), job_op_start[1:]
+    ready, free = release.copy(), machine_ready.copy()
+    # per job with operations left: its next operation's start, duration, machine and key
+    start = np.full(n_jobs, _NEVER, dtype=np.int64)
+    length, machine = np.zeros(n_jobs, dtype=np.int64), np.zeros(n_jobs, dtype=np.int64)
+    key = np.zeros(n_jobs, dtype=np.float64)
+    chosen, k = -1, 0
+    for _ in range(job_op_start[-1] + 1):
+        for j in range(n_jobs):  # the starts the last step may have moved: the job's own and
+            op = next_op[j]  # those of the jobs that may use the machine it took
+            if op < end_op[j] and (chosen < 0 or j == chosen or eligible[op, k]):
+                start[j], length[j], machine[j] = _earliest(op, ready[j], free, eligible, duration)
+                key[j] = _key(source, static[op], length[j], ready[j])
+            elif op >= end_op[j]:
+                start[j] = _NEVER
+        chosen = 0
+        for j in range(1, n_jobs):  # the earliest start, the smallest key, the lowest job
+            if start[j] < start[chosen] or (start[j] == start[chosen] and key[j] < key[chosen]):
+                chosen = j
+        if n_jobs == 0 or start[chosen] == _NEVER:
+            return
+        op, k = next_op[chosen], machine[chosen]
+        op_machine[op], op_start[op] = k, start[chosen]
+        free[k] = ready[chosen] = start[chosen] + length[chosen]
+        next_op[chosen] = op + 1
 
 
-class _Dispatcher:
-    """State of one dispatching pass; the loop lives in run()."""
-
-    def __init__(self, cp: CompiledProblem, rule: str) -> None:
-        self.alternatives = cp.alternatives
-        offsets: list[int] = cp.job_op_start.tolist()
-        self.next_op = offsets[:-1]
-        self.end_op = offsets[1:]
-        self.ready: list[int] = cp.release_time.tolist()
-        self.free: list[int] = cp.machine_ready.tolist()
-        self.op_machine = [0] * cp.n_ops
-        self.op_start = [0] * cp.n_ops
-        self.static = _static_keys(cp, rule)
-        self.source = {"spt": _Key.DURATION, "fifo": _Key.READY}.get(rule, _Key.STATIC)
-
-    def entry(self, job: int) -> Entry:
-        """The exact heap entry of a job's ready operation, given the current state."""
-        op = self.next_op[job]
-        start, duration, _ = _earliest(self.alternatives[op], self.ready[job], self.free)
-        return start, self.key(op, duration, job), job
-
-    def key(self, op: int, duration: int, job: int) -> float:
-        if self.source is _Key.STATIC:
-            return self.static[op]
-        if self.source is _Key.DURATION:
-            return duration
-        return self.ready[job]
-
-    def initial_heap(self) -> list[Entry]:
-        """One exact entry per job that has operations."""
-        heap = [self.entry(j) for j in range(len(self.next_op)) if self.next_op[j] < self.end_op[j]]
-        heapq.heapify(heap)
-        return heap
-
-    def run(self) -> tuple[list[int], list[int]]:
-        """Place every operation; return per-operation machine indices and start times."""
-        heap = self.initial_heap()
-        alternatives, ready, free, next_op = self.alternatives, self.ready, self.free, self.next_op
-        static = self.static if self.source is _Key.STATIC else None
-        while heap:
-            est, key, job = heap[0]
-            op = next_op[job]
-            alts = alternatives[op]
-            if len(alts) == 1:  # classic job shop: inline fast path
-                machine, duration = alts[0]
-                start = max(ready[job], free[machine])
-            else:
-                start, duration, machine = _earliest(alts, ready[job], free)
-            true_key = static[op] if static is not None else self.key(op, duration, job)
-            if start != est or true_key != key:  # outdated lower bound: requeue, look again
-                heapq.heapreplace(heap, (start, true_key, job))
-                continue
-            self.op_machine[op] = machine
-            self.op_start[op] = start
-            free[machine] = ready[job] = start + duration
-            next_op[job] = op + 1
-            if op + 1 < self.end_op[job]:
-                heapq.heapreplace(heap, self.entry(job))
-            else:
-                heapq.heappop(heap)
-        return self.op_machine, self.op_start
+@njit(cache=True)
+def _key(source: int, static: float, length: int, ready: int) -> float:  # pragma: no cover
+    """A job's priority key (the smallest goes first) by where the rule's comes from."""
+    if source == _STATIC:
+        return static
+    return float(length if source == _DURATION else ready)
 
 
 def dispatch_arrays(cp: CompiledProblem, rule: str) -> tuple[list[int], list[int]]:
@@ -162,7 +147,15 @@ def dispatch_arrays(cp: CompiledProblem, rule: str) -> tuple[list[int], list[int
 
     For callers that stay in index space (RL environment, policy fallback, benchmarks).
     """
-    return _Dispatcher(cp, _resolve(rule)).run()
+    name = _resolve(rule)
+    op_machine = np.zeros(cp.n_ops, dtype=np.int64)
+    op_start = np.zeros(cp.n_ops, dtype=np.int64)
+    _dispatch(
+        cp.job_op_start, cp.release_time.astype(np.int64), cp.machine_ready, cp.eligible,
+        cp.duration_matrix, _static_keys(cp, name), _SOURCES.get(name, _STATIC), op_machine,
+        op_start,
+    )  # fmt: skip
+    return op_machine.tolist(), op_start.tolist()
 
 
 def dispatch(problem: Problem | CompiledProblem, rule: str) -> Schedule:
