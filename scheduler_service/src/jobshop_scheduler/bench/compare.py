@@ -12,10 +12,9 @@ makespan, paired the same way. Writes ``compare.csv`` (one row per instance) und
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +129,5 @@ def run(args: argparse.Namespace, baseline: LoadedModel) -> int:
     print("greedy passes on the same instances; * beyond two standard errors")
     print(format_table(differences))
     print(verdict(differences))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / CSV_NAME).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(Pair.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(p) for p in pairs)
-    print(f"wrote {CSV_NAME} to {out}")
+    search_quality.write_records(Path(args.out), CSV_NAME, Pair, pairs)
     return 0

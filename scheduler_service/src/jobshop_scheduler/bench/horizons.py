@@ -11,10 +11,9 @@ milliseconds of a pass: the trade a plant makes when it sets ``--batch-size``. W
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +94,5 @@ def run(args: argparse.Namespace, model: LoadedModel) -> int:
     print("mean makespan / lower bound, and mean time per pass; "
           "hN: the policy sees N jobs at once, all: every job")  # fmt: skip
     print(format_table(runs, methods))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / CSV_NAME).open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(Run.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in runs)
-    print(f"wrote {CSV_NAME} to {out}")
+    search_quality.write_records(Path(args.out), CSV_NAME, Run, runs)
     return 0

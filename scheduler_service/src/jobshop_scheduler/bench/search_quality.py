@@ -29,6 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -360,14 +361,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"model {model.card.version}; {os.cpu_count()} cores; CP-SAT workers {args.workers}")
     for set_name in dict.fromkeys(c.set_name for c in cases):
         print(format_table(set_name, rows, args.budgets) + "\n")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "search.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([f.name for f in fields(Row)])
-        writer.writerows(astuple(r) for r in rows)
-    print(f"wrote search.csv to {out}")
+    write_records(Path(args.out), "search.csv", Row, rows)
     return 0
+
+
+def write_records(out: Path, name: str, kind: type, records: Sequence[Any]) -> None:
+    """``records`` (instances of the dataclass ``kind``) as ``out/name``, one CSV row each."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / name).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([f.name for f in fields(kind)])
+        writer.writerows(astuple(r) for r in records)
+    print(f"wrote {name} to {out}")
 
 
 def _check(case: Case, scorer: FastScorer) -> None:
