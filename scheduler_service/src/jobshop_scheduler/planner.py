@@ -29,7 +29,13 @@ from jobshop_scheduler.domain.validator import (
     validate,
 )
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES, dispatch_arrays, makespan_of
+from jobshop_scheduler.heuristics.dispatch import (
+    BASELINE_RULES,
+    LEGACY_RULE,
+    RULES,
+    dispatch_arrays,
+    makespan_of,
+)
 from jobshop_scheduler.rl.fast_policy import greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.search.anytime import improve, warm_up
@@ -144,7 +150,7 @@ class Planner:
         """Schedule `problem`; learned policies then search for `time_budget_ms`.
 
         `time_budget_ms` None takes the planner's default, 0 means no search: the greedy pass,
-        or the legacy rule's plan where that is shorter (`_shorter_of`);
+        or a baseline rule's plan where that is shorter (`_shortest_of`);
         `deadline` (time.monotonic) is the client's; `received` (time.perf_counter), when the
         request arrived, from which the budget counts (default: now); `iterations` replaces the
         clock with a fixed effort, for reproducible runs.
@@ -173,7 +179,7 @@ class Planner:
                 greedy_seconds=greedy_seconds, budget_ms=budget_ms,
             )  # fmt: skip
         elif choice.policy == "ppo":
-            choice, summary = _shorter_of(choice, cp, legacy, baseline, summary)
+            choice, summary = _shortest_of(choice, cp, self.legacy_rule, legacy, baseline, summary)
         schedule, used, kind, reason = choice.schedule, choice.policy, choice.kind, choice.reason
         report = validate(problem, schedule)
         if not report.ok and used == "ppo":
@@ -273,20 +279,27 @@ class _Choice:
     arrays: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _shorter_of(
+def _shortest_of(  # noqa: PLR0917 - one private caller
     choice: _Choice,
     cp: CompiledProblem,
+    legacy_rule: str,
     legacy: tuple[list[int], list[int]],
     legacy_makespan: int,
     summary: SearchSummary,
 ) -> tuple[_Choice, SearchSummary]:
-    """Without a budget: the greedy plan, or the legacy rule's where that is shorter. The call
-    computes the legacy plan for its baseline anyway, so no answer is longer than the legacy
-    rule's at any budget (docs/benchmark.md, "Small flexible shops get the window"). Its
-    schedule is built only when it is taken."""
-    if legacy_makespan >= choice.schedule.makespan:
+    """Without a budget: the greedy plan, or the shortest of the legacy rule's and the baseline
+    rules' (SPT, MOR, MWKR) where one is shorter, the greedy plan on ties. The call has the
+    legacy plan for its baseline, and the others cost a compiled pass each, a few ms at 170
+    jobs (docs/benchmark.md, "Budget-0 answers"). A rule's schedule is built only when taken."""
+    best, best_makespan = None, choice.schedule.makespan
+    for rule in (legacy_rule, *(r for r in BASELINE_RULES if r != legacy_rule)):
+        plan = legacy if rule == legacy_rule else dispatch_arrays(cp, rule)
+        makespan = legacy_makespan if rule == legacy_rule else makespan_of(cp, *plan)
+        if makespan < best_makespan:
+            best, best_makespan = plan, makespan
+    if best is None:
         return choice, summary
-    taken = dataclasses.replace(choice, schedule=cp.to_schedule(*legacy), arrays=None)
+    taken = dataclasses.replace(choice, schedule=cp.to_schedule(*best), arrays=None)
     return taken, dataclasses.replace(summary, stage="portfolio")
 
 

@@ -183,8 +183,9 @@ def _add_search_arguments(p: argparse.ArgumentParser) -> None:
         "--time-budget-ms",
         type=non_negative,
         metavar="MS",
-        help="search for a shorter plan this long; 0: no search, the greedy pass or the legacy "
-        "rule's plan, whichever is shorter (default: the request's time_budget_ms, else the "
+        help="search for a shorter plan this long; 0: no search, the shortest of the greedy "
+        "pass and the plans of the legacy rule, SPT and MOR (default: the request's "
+        "time_budget_ms, else the "
         f"server's default; --local: {DEFAULT_TIME_BUDGET_MS})",
     )
     p.add_argument(

@@ -87,14 +87,14 @@ def test_fixed_iterations_search_is_reproducible(capsys: pytest.CaptureFixture[s
     assert first["search_stage"] in ("greedy", "portfolio", "sampling", "tabu")
 
 
-def test_budget_zero_is_the_greedy_pass_or_the_legacy_plan(
+def test_budget_zero_is_the_greedy_pass_or_a_baseline_rules_plan(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     response = run_json(capsys, "--time-budget-ms", "0")
-    legacy = dispatch(load_problem(EXAMPLE), "mwkr").makespan
+    rules = [dispatch(load_problem(EXAMPLE), rule).makespan for rule in ("spt", "mor", "mwkr")]
     greedy = response["greedy_makespan"]
     assert isinstance(greedy, int)
-    assert response["makespan"] == min(greedy, legacy)
+    assert response["makespan"] == min(greedy, *rules)
     assert response["search_stage"] in ("greedy", "portfolio")
     assert response["search_iterations"] == 0
 

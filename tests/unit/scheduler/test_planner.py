@@ -89,23 +89,27 @@ def test_a_server_that_defaults_to_the_legacy_rule_answers_auto_with_it(
         Planner(model, default_policy="heuristic")
 
 
-def test_without_a_budget_the_answer_is_never_longer_than_the_legacy_rules(
+def test_without_a_budget_the_answer_is_never_longer_than_a_baseline_rules(
     model: LoadedModel,
 ) -> None:
-    """The call computes the legacy plan for its baseline anyway: with no search, an untrained
-    policy's longer greedy plans give way to it, and its shorter ones stay."""
+    """The call computes the legacy plan for its baseline anyway, and SPT's and MOR's cost a
+    compiled pass each: with no search, an untrained policy's longer greedy plans give way to
+    the shortest of them, and its shorter ones stay."""
     from jobshop_scheduler.heuristics.compiled import compile_problem  # noqa: PLC0415
     from jobshop_scheduler.rl.fast_policy import greedy_schedule  # noqa: PLC0415
 
-    stages = set()
-    for seed in range(12):
+    stages, taken = set(), set()
+    for seed in range(16):
         problem = production_like(8 + seed, seed=seed)
         plan = Planner(model).plan(problem, "ppo", time_budget_ms=0)
         greedy = greedy_schedule(compile_problem(problem), model.scorer).makespan
-        legacy = dispatch(problem, "mwkr").makespan
+        rules = {rule: dispatch(problem, rule).makespan for rule in ("spt", "mor", "mwkr")}
         assert plan.policy_used == "ppo" and plan.report.ok
         assert plan.search.greedy_makespan == greedy
-        assert plan.schedule.makespan == min(greedy, legacy) == plan.response()["makespan"]
-        assert plan.search.stage == ("portfolio" if legacy < greedy else "greedy")
+        shortest = min(greedy, *rules.values())
+        assert plan.schedule.makespan == shortest == plan.response()["makespan"]
+        assert plan.search.stage == ("portfolio" if shortest < greedy else "greedy")
         stages.add(plan.search.stage)
+        taken |= {rule for rule, span in rules.items() if span == shortest < greedy}
     assert stages == {"greedy", "portfolio"}  # both ways were taken
+    assert taken - {"mwkr"}  # and a rule other than the legacy one
