@@ -189,8 +189,8 @@ _MUTABLE = ("next_op", "end_op", "job_ready", "machine_free", "op_machine", "op_
 
 def admission_order(cp: CompiledProblem) -> IntArray:
     """The order in which a horizon admits jobs (`ShopState`): by release time, then due date
-    (none last), then the request's order. Earlier work goes first, so a job waiting for a
-    place is never one that could have started before every admitted job."""
+    (none last), then the request's order, as batches were cut before the horizon: earlier
+    work goes first, and no waiting job was released before an admitted one."""
     return np.lexsort((np.arange(cp.n_jobs), cp.due_date, cp.release_time)).astype(np.int64)
 
 
