@@ -99,6 +99,18 @@ def test_budget_zero_is_the_greedy_pass_or_a_baseline_rules_plan(
     assert response["search_iterations"] == 0
 
 
+def test_a_budget_the_call_overran_says_no_search_ran(capsys: pytest.CaptureFixture[str]) -> None:
+    large = EXAMPLE.with_name("production-170.json")  # its greedy pass alone takes over 1 ms
+    assert main(["schedule", str(large), "--local", "--time-budget-ms", "1"]) == 0
+    summary = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    latency = float(summary["latency"].split()[0])
+    assert latency >= 1
+    assert summary["search"].startswith(f"no time left: the call took {latency:.0f} ms of a 1 ms")
+    assert summary["search"].endswith("0 tabu iterations")
+    assert main(["schedule", str(EXAMPLE), "--local", "--time-budget-ms", "300"]) == 0
+    assert " won in 300 ms: greedy " in capsys.readouterr().out
+
+
 def test_bad_budget_in_the_request_is_named(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
