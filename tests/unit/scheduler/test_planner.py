@@ -89,19 +89,21 @@ def test_a_server_that_defaults_to_the_legacy_rule_answers_auto_with_it(
         Planner(model, default_policy="heuristic")
 
 
-def test_without_a_budget_the_answer_is_never_longer_than_a_baseline_rules(
-    model: LoadedModel,
+@pytest.mark.parametrize("budget", [0, 1])
+def test_without_time_to_search_the_answer_is_never_longer_than_a_baseline_rules(
+    model: LoadedModel, budget: int
 ) -> None:
     """The call computes the legacy plan for its baseline anyway, and SPT's and MOR's cost a
-    compiled pass each: with no search, an untrained policy's longer greedy plans give way to
-    the shortest of them, and its shorter ones stay."""
+    compiled pass each: with no search (no budget, or one the greedy pass used up), an
+    untrained policy's longer greedy plans give way to the shortest of them, and its shorter
+    ones stay."""
     from jobshop_scheduler.heuristics.compiled import compile_problem  # noqa: PLC0415
     from jobshop_scheduler.rl.fast_policy import greedy_schedule  # noqa: PLC0415
 
     stages, taken = set(), set()
     for seed in range(16):
         problem = production_like(8 + seed, seed=seed)
-        plan = Planner(model).plan(problem, "ppo", time_budget_ms=0)
+        plan = Planner(model).plan(problem, "ppo", time_budget_ms=budget)
         greedy = greedy_schedule(compile_problem(problem), model.scorer).makespan
         rules = {rule: dispatch(problem, rule).makespan for rule in ("spt", "mor", "mwkr")}
         assert plan.policy_used == "ppo" and plan.report.ok

@@ -200,6 +200,25 @@ def test_lower_bound_parts() -> None:
     assert lower_bound(cp) >= jobs
     busy = compile_problem(taillard(5, 4, 1, 2, "lb"), machine_ready={"M1": 10_000})
     assert lower_bound(busy) >= 10_000
+    work = int(cp.op_min_duration.sum())
+    assert lower_bound(cp) >= -(-work // cp.n_machines)  # the shop's work over its machines
+
+
+def test_a_busy_machine_without_work_bounds_nothing() -> None:
+    """Two unit jobs on M0 end at 2 whatever M1 is busy with; counting M1's ready time in the
+    machine or the shop bound gave 3 and 3, above the makespan (found by hypothesis)."""
+    job = [Job(f"J{k}", (Operation(f"J{k}-0", (Alternative("M0", 1),)),)) for k in range(2)]
+    problem = Problem(("M0", "M1"), tuple(job))
+    for ready, bound in ((3, 2), (1, 2), (0, 2)):
+        cp = compile_problem(problem, machine_ready={"M1": ready})
+        assert lower_bound(cp) == bound == makespan_of(cp, *dispatch_arrays(cp, "spt"))
+    flexible = Problem(("M0", "M1"), tuple(
+        Job(f"J{k}", (Operation(f"J{k}-0", (Alternative("M0", 4), Alternative("M1", 4))),))
+        for k in range(3)
+    ))  # fmt: skip
+    # 12 of work: M0 from 0 and M1 from 2 share it by 7, M1 from 20 adds nothing by 12
+    assert lower_bound(compile_problem(flexible, machine_ready={"M1": 2})) == 7
+    assert lower_bound(compile_problem(flexible, machine_ready={"M1": 20})) == 12
 
 
 @pytest.mark.skipif(not cpsat.available(), reason="OR-Tools (the cpsat extra) is not installed")

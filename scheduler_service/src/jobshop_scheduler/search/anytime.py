@@ -4,8 +4,9 @@ Stages run in order, each starting from the best plan so far, and the answer say
 produced it:
 
 1. ``greedy``/``portfolio``: the plans the caller already has (the policy's greedy pass and the
-   legacy rule's baseline) and every other dispatching rule; the shortest is kept, so the answer
-   is never longer than the legacy rule's on the same request.
+   legacy rule's baseline), the baseline rules (SPT, MOR, MWKR: a compiled pass each, run
+   whatever the time) and the other rules while the time fits; the shortest is kept, so the
+   answer is never longer than the legacy rule's or a baseline rule's on the same request.
 2. ``sampling``: a few stochastic rollouts of the policy (a small share of the budget).
 3. ``tabu``: tabu search on the disjunctive graph (`search.tabu`), most of the budget.
 4. ``cpsat``: OR-Tools CP-SAT warm-started from the best plan, only where measurements showed
@@ -26,7 +27,12 @@ from numpy.typing import NDArray
 
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
+from jobshop_scheduler.heuristics.dispatch import (
+    BASELINE_RULES,
+    RULES,
+    dispatch_arrays,
+    makespan_of,
+)
 from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.search import cpsat
 from jobshop_scheduler.search.bounds import lower_bound
@@ -142,15 +148,17 @@ class _Clock:
 def _portfolio(
     cp: CompiledProblem, best: _Best, bound: int, known: dict[str, Plan], until: float
 ) -> None:
-    """Every rule the caller has for free, then the others while the previous one's time fits."""
+    """Every rule the caller has for free, the baseline rules, then the others while the
+    previous one's time fits. The baseline rules run even when the greedy pass has used the
+    budget up (a large request), as they do at budget 0 (`planner._shortest_of`)."""
     for plan in known.values():
         best.offer((np.asarray(plan[0]), np.asarray(plan[1])), "portfolio")
     cost = 0.0
-    for rule in RULES:
+    for rule in (*BASELINE_RULES, *(r for r in RULES if r not in BASELINE_RULES)):
         if rule in known or best.makespan <= bound:
             continue
         started = time.perf_counter()
-        if started + cost > until:
+        if rule not in BASELINE_RULES and started + cost > until:
             break
         machines, starts = dispatch_arrays(cp, rule)
         cost = time.perf_counter() - started
