@@ -29,13 +29,7 @@ from jobshop_scheduler.domain.validator import (
     validate,
 )
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import (
-    BASELINE_RULES,
-    LEGACY_RULE,
-    RULES,
-    dispatch_arrays,
-    makespan_of,
-)
+from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.rl.fast_policy import greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.search.anytime import improve, warm_up
@@ -150,7 +144,7 @@ class Planner:
         """Schedule `problem`; learned policies then search for `time_budget_ms`.
 
         `time_budget_ms` None takes the planner's default, 0 means no search: the greedy pass,
-        or a baseline rule's plan where that is shorter (`_shortest_of`);
+        or a baseline rule's plan where that is shorter (the search's portfolio alone);
         `deadline` (time.monotonic) is the client's; `received` (time.perf_counter), when the
         request arrived, from which the budget counts (default: now); `iterations` replaces the
         clock with a fixed effort, for reproducible runs.
@@ -172,14 +166,15 @@ class Planner:
         choice = self._choose(cp, policy, legacy)
         greedy_seconds = time.perf_counter() - chosen_at
         summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
-        if policy in LEARNED and (budget_ms > 0 or iterations):
+        searching = policy in LEARNED and (budget_ms > 0 or iterations)
+        if searching or choice.policy == "ppo":
+            # at budget 0 the deadline has passed: of the search, only the portfolio's baseline
+            # rules run, so the answer is the greedy plan or a shorter rule's
             stop = _search_deadline(cp, received or started, budget_ms, deadline)
             choice, summary = self._search(
                 cp, choice=choice, legacy=legacy, deadline=stop, iterations=iterations, seed=seed,
                 greedy_seconds=greedy_seconds, budget_ms=budget_ms,
             )  # fmt: skip
-        elif choice.policy == "ppo":
-            choice, summary = _shortest_of(choice, cp, self.legacy_rule, legacy, baseline, summary)
         schedule, used, kind, reason = choice.schedule, choice.policy, choice.kind, choice.reason
         report = validate(problem, schedule)
         if not report.ok and used == "ppo":
@@ -277,30 +272,6 @@ class _Choice:
     # The plan as machine and start per operation, where the policy made it in that form (the
     # search starts from it; a rule's plan is converted back from its schedule instead).
     arrays: tuple[np.ndarray, np.ndarray] | None = None
-
-
-def _shortest_of(  # noqa: PLR0917 - one private caller
-    choice: _Choice,
-    cp: CompiledProblem,
-    legacy_rule: str,
-    legacy: tuple[list[int], list[int]],
-    legacy_makespan: int,
-    summary: SearchSummary,
-) -> tuple[_Choice, SearchSummary]:
-    """Without a budget: the greedy plan, or the shortest of the legacy rule's and the baseline
-    rules' (SPT, MOR, MWKR) where one is shorter, the greedy plan on ties. The call has the
-    legacy plan for its baseline, and the others cost a compiled pass each, a few ms at 170
-    jobs (docs/benchmark.md, "Budget-0 answers"). A rule's schedule is built only when taken."""
-    best, best_makespan = None, choice.schedule.makespan
-    for rule in (legacy_rule, *(r for r in BASELINE_RULES if r != legacy_rule)):
-        plan = legacy if rule == legacy_rule else dispatch_arrays(cp, rule)
-        makespan = legacy_makespan if rule == legacy_rule else makespan_of(cp, *plan)
-        if makespan < best_makespan:
-            best, best_makespan = plan, makespan
-    if best is None:
-        return choice, summary
-    taken = dataclasses.replace(choice, schedule=cp.to_schedule(*best), arrays=None)
-    return taken, dataclasses.replace(summary, stage="portfolio")
 
 
 def _search_deadline(

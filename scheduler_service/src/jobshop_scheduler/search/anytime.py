@@ -149,8 +149,9 @@ def _portfolio(
     cp: CompiledProblem, best: _Best, bound: int, known: dict[str, Plan], until: float
 ) -> None:
     """Every rule the caller has for free, the baseline rules, then the others while the
-    previous one's time fits. The baseline rules run even when the greedy pass has used the
-    budget up (a large request), as they do at budget 0 (`planner._shortest_of`)."""
+    previous one's time fits. The baseline rules run even when the deadline has passed: when
+    the greedy pass used the budget up (a large request) or there was none (budget 0, where
+    the planner calls the search with a spent deadline for them)."""
     for plan in known.values():
         best.offer((np.asarray(plan[0]), np.asarray(plan[1])), "portfolio")
     cost = 0.0
