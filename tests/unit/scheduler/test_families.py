@@ -106,9 +106,22 @@ def test_validation_shapes_may_name_a_family() -> None:
     assert narrow.duration_matrix[narrow.eligible].min() >= 40
 
 
+def test_short_share_draws_short_route_shops_and_validation_names_them() -> None:
+    config = SelfLabelConfig(flexible_share=1.0, short_share=0.5, flexible_jobs=(5, 9))
+    rng = np.random.default_rng(2)
+    names = {mixture_instance(config, rng).request_id.split("-n")[0] for _ in range(30)}
+    assert names == {"short-routes", "production-like"}
+    grid = validation_grid(SelfLabelConfig(validation_shapes=("short12",), validation_count=2))
+    assert [c.problem.request_id.split("-s")[0] for c in grid["short12"]] == [
+        "short-routes-n12"
+    ] * 2
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
+        ("short_share = 1.5", "short_share: 1.5 is not in [0, 1]"),
+        ('validation_shapes = ["shorty"]', "or prodJOBS, or shortJOBS"),
         ('families = ["dmu"]', "families: 'dmu' is not one of 'taillard', 'two_set'"),
         ("families = []", "families: empty"),
         ('validation_shapes = ["8x4:dmu"]', "unknown shop family 'dmu' in '8x4:dmu'; known: taill"),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from jobshop_scheduler.domain.codec import canonical_json
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate_problem
-from jobshop_scheduler.instances.flexible import FlexibleSpec, production_like
+from jobshop_scheduler.instances.flexible import FlexibleSpec, production_like, short_routes
 
 pytestmark = pytest.mark.unit
 
@@ -124,3 +124,20 @@ def test_any_size_and_seed_is_valid(n_jobs: int, seed: int) -> None:
     problem = production_like(n_jobs, seed=seed)
     assert len(problem.jobs) == n_jobs
     assert validate_problem(problem) == []
+
+
+def test_short_routes_vary_their_shape_and_keep_routes_short() -> None:
+    shops = [short_routes(30, seed) for seed in range(40)]
+    assert short_routes(30, 3) == shops[3]  # same seed, same shop
+    lengths = {len(job.operations) for shop in shops for job in shop.jobs}
+    assert lengths == {1, 2, 3, 4}
+    assert {len(shop.machines) for shop in shops} <= set(range(3, 13))
+    assert len({len(shop.machines) for shop in shops}) >= 5
+    widest = max(
+        len(op.alternatives) for shop in shops for job in shop.jobs for op in job.operations
+    )
+    assert widest > 3  # some operations may run on most machines: parallel stages
+    assert all(validate_problem(shop) == [] for shop in shops)
+    assert shops[0].request_id == "short-routes-n30-s0"
+    with pytest.raises(ValueError, match="n_jobs must be at least 1"):
+        short_routes(0)

@@ -14,6 +14,7 @@ from jobshop_scheduler.instances import (
     taillard_arrays,
 )
 from jobshop_scheduler.instances.families import Shape, parse_shape
+from jobshop_scheduler.instances.flexible import short_routes
 from jobshop_scheduler.instances.taillard import _Lcg, generator_seed
 
 pytestmark = pytest.mark.unit
@@ -115,6 +116,13 @@ def test_generated_cases_of_a_family_are_its_shops_and_seeded() -> None:
         assert set(first) <= {"M1", "M2"}
     again = generated_cases([Shape(8, 4, "two_set")], [], 1, 100)
     assert again[0].problem == cases[0].problem and cases[0].problem != cases[1].problem
+
+
+def test_generated_cases_add_short_route_shops_by_job_count() -> None:
+    cases = generated_cases([], [6], 2, 300, short=[9])
+    assert [c.name for c in cases] == ["prod6-s300", "prod6-s301", "short9-s300", "short9-s301"]
+    assert cases[2].set_name == "short9" and cases[2].problem == short_routes(9, 300)
+    assert max(len(j.operations) for c in cases[2:] for j in c.problem.jobs) <= 4
 
 
 @pytest.mark.parametrize(

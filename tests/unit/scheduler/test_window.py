@@ -20,7 +20,7 @@ from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
 from jobshop_scheduler.instances.classic import classic_shop
 from jobshop_scheduler.instances.families import FAMILIES, family_shop, parse_shape
-from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.flexible import FlexibleSpec, production_like
 from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.config import ConfigError, load_config
 from jobshop_scheduler.rl.env import JobShopEnv
@@ -66,6 +66,7 @@ def model(
     window_widening: float = 0.0,
     alike_shops: bool = False,
     window_flexible: float = 0.0,
+    window_flexible_ops: float = 0.0,
 ) -> MaskablePPO:
     env = JobShopEnv(
         problem=load_taillard("ta01"), max_jobs=16, scheme=DispatchScheme(window=window)
@@ -79,6 +80,7 @@ def model(
         "window_widening": window_widening,
         "alike_shops": alike_shops,
         "window_flexible": window_flexible,
+        "window_flexible_ops": window_flexible_ops,
     }
     return MaskablePPO(
         JobScorerPolicy, env, policy_kwargs=kwargs, n_steps=64, seed=seed, device="cpu"
@@ -202,6 +204,44 @@ def test_flexible_shops_with_few_jobs_per_machine_get_the_window() -> None:
     assert DispatchScheme(0.5, 1.5, True, widening=1.0).window_for(small) == 0.0  # 0: off
     # without widening the window itself, as on the classic shops
     assert DispatchScheme(0.5, 1.5, flexible=2.5).window_for(small) == 0.5
+
+
+def test_flexible_shops_with_few_operations_per_machine_get_the_window() -> None:
+    """Short routes: many jobs per machine, but few operations; production-like routes of 10-20
+    operations at the same jobs per machine stay non-delay."""
+    short = compile_problem(
+        production_like(60, 4, FlexibleSpec(machines=(8, 8), operations=(1, 3)))
+    )
+    loaded = compile_problem(production_like(60, 4, FlexibleSpec(machines=(8, 8))))
+    for cp in (short, loaded):
+        assert cp.n_jobs / cp.n_machines > 2.5
+    assert short.n_ops / short.n_machines <= 40 < loaded.n_ops / loaded.n_machines
+    scheme = DispatchScheme(0.5, 1.5, True, widening=1.0, flexible=2.5, flexible_ops=40.0)
+    assert scheme.window_for(short) == 0.5  # the model's own window, not widened
+    assert scheme.window_for(loaded) == 0.0
+    assert replace(scheme, flexible_ops=0.0).window_for(short) == 0.0  # 0: off
+    small = compile_problem(production_like(12, seed=3))  # few jobs per machine: widened, as before
+    assert scheme.window_for(small) == replace(scheme, flexible_ops=0.0).window_for(small) > 0.5
+    classic = compile_problem(taillard(60, 10, 3, 4))  # 6 operations per machine: classic rules
+    assert scheme.window_for(classic) == replace(scheme, flexible_ops=0.0).window_for(classic)
+
+
+def test_a_model_carries_window_flexible_ops_and_both_paths_dispatch_alike(tmp_path: Path) -> None:
+    model(window=0.5, window_ratio=1.5, window_flexible=2.5, window_flexible_ops=40.0).save(
+        tmp_path / "m.zip"
+    )
+    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
+    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
+    assert scorer.scheme == DispatchScheme(0.5, 1.5, flexible=2.5, flexible_ops=40.0)
+    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
+    assert extractor.scheme == scorer.scheme
+    problem = production_like(16, 2, FlexibleSpec(machines=(4, 4), operations=(1, 3)))
+    cp = compile_problem(problem)
+    assert extractor.window_for(cp) == scorer.window_for(cp) == 0.5
+    report = check_parity(loaded, scorer, [problem], max_states=10**6)
+    assert report.ok, str(report)
+    assert greedy_schedule(cp, scorer).window == 0.5
+    assert model(window=0.5).policy.mlp_extractor.scheme.flexible_ops == 0.0
 
 
 def test_a_model_carries_window_flexible_and_both_paths_dispatch_alike(tmp_path: Path) -> None:
@@ -484,6 +524,8 @@ def test_the_config_not_the_init_model_sets_the_window(tmp_path: Path) -> None:
         ("window_widening", 1.0, "needs window and window_ratio above 0"),
         ("window_flexible", -1.0, "is below 0"),
         ("window_flexible", 2.5, "needs a window above 0"),
+        ("window_flexible_ops", -1.0, "is below 0"),
+        ("window_flexible_ops", 40.0, "needs a window above 0"),
         ("alike_shops", "true", "needs window_alike and window_narrowing above 0"),
     ],
 )
@@ -610,7 +652,8 @@ def test_the_shipped_model_dispatches_as_its_recipe_says() -> None:
     """The shipped serving weights carry the scheme of `rl/self_label_rollout_alike.toml`, the
     wider window of `rl/window_widening_as_shipped.toml` (docs/benchmark.md, "A wider window
     where machines see few jobs") and a scorer for the long alike shops: square shops 0.75,
-    shops with 0.75 jobs per machine or fewer the whole active-schedule set, 1.5 unchanged."""
+    shops with 0.75 jobs per machine or fewer the whole active-schedule set, 1.5 unchanged; and
+    the window on flexible shops of short routes (`rl/window_flexible_ops_as_shipped.toml`)."""
     recipe = Path(__file__).parents[3] / "scheduler_service/src/jobshop_scheduler/rl"
     config = load_config(recipe / "self_label_rollout_alike.toml")
     assert config.self_label.trains == "alike"
@@ -621,6 +664,9 @@ def test_the_shipped_model_dispatches_as_its_recipe_says() -> None:
     for (jobs, machines), window in [((15, 15), 0.75), ((12, 16), 1.0), ((30, 20), 0.5)]:
         cp = compile_problem(family_shop("taillard", jobs, machines, rng))
         assert shipped.window_for(cp) == pytest.approx(window)
+    short = FlexibleSpec(machines=(8, 8), operations=(1, 3))  # 60 jobs, at most 180 operations
+    assert shipped.window_for(compile_problem(production_like(60, 1, short))) == 0.5
+    assert shipped.window_for(compile_problem(production_like(60, 1))) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,8 @@ def card_grid(cells: Sequence[Cell], args: argparse.Namespace) -> dict[str, Any]
     shapes = [str(shape) for shape in args.grid] if args.grid else list(GRID_SHAPES)
     command = ["schedctl", "benchmark", "--grid", *shapes, "--production"]
     command += [str(n) for n in args.production]
+    if args.short_routes:
+        command += ["--short-routes", *(str(n) for n in args.short_routes)]
     command += ["--count", str(args.count), "--seed", str(args.seed)]
     command += ["--reference-seconds", f"{args.reference_seconds:g}"]
     return {
@@ -136,7 +138,9 @@ def run(args: argparse.Namespace, model: LoadedModel) -> int:
     scorer = model.scorer
     warm_up()
     shapes = args.grid or [search_quality.parse_shape(s) for s in GRID_SHAPES]
-    cases = search_quality.generated_cases(shapes, args.production, args.count, args.seed)
+    cases = search_quality.generated_cases(
+        shapes, args.production, args.count, args.seed, short=args.short_routes
+    )
     rows: list[quality.Row] = []
     errors: list[str] = []
     bar = tqdm(cases, desc="grid", unit="instance", file=sys.stderr, disable=args.quiet)

@@ -87,7 +87,9 @@ def format_table(runs: list[Run], methods: list[str]) -> str:
 
 def run(args: argparse.Namespace, model: LoadedModel) -> int:
     """The comparison of horizons; 0 ok."""
-    cases = search_quality.generated_cases(args.shapes, args.production, args.count, args.seed)
+    cases = search_quality.generated_cases(
+        args.shapes, args.production, args.count, args.seed, short=args.short_routes
+    )
     runs = measure(cases, model, args.horizons, args.quiet)
     methods = [LEGACY_RULE, *(method_name(h) for h in args.horizons)]
     print(f"model {model.card.version} ({model.path})")

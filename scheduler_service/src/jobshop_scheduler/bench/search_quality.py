@@ -41,7 +41,7 @@ from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.instances import TAILLARD, families, load_taillard
 from jobshop_scheduler.instances.families import Shape
-from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.flexible import production_like, short_routes
 from jobshop_scheduler.instances.taillard import generator_seed, taillard
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import ModelError, load_model
@@ -145,14 +145,22 @@ def select_cases(args: argparse.Namespace) -> list[Case]:
             Case(set_name, n, load_taillard(n), TAILLARD[n].best_known)
             for n in TAILLARD_SETS[set_name]
         ]
-    return cases + generated_cases(args.shapes, args.production, args.count, args.seed)
+    return cases + generated_cases(
+        args.shapes, args.production, args.count, args.seed, short=args.short_routes
+    )
 
 
 def generated_cases(
-    shapes: Sequence[tuple[int, int] | Shape], production: Sequence[int], count: int, seed: int
+    shapes: Sequence[tuple[int, int] | Shape],
+    production: Sequence[int],
+    count: int,
+    seed: int,
+    *,
+    short: Sequence[int] = (),
 ) -> list[Case]:
-    """``count`` instances per shape and per production-like size, the k-th of each drawn from
-    ``seed + k``: Taillard's generator, or a shape's family (`instances.families`)."""
+    """``count`` instances per shape, per production-like size and per short-route size
+    (`short`), the k-th of each drawn from ``seed + k``: Taillard's generator, or a shape's
+    family (`instances.families`)."""
     cases: list[Case] = []
     for shape in (Shape(*given) for given in shapes):
         for k in range(count):
@@ -161,6 +169,11 @@ def generated_cases(
     for jobs in production:
         cases += [
             Case(f"prod{jobs}", f"prod{jobs}-s{seed + k}", production_like(jobs, seed + k))
+            for k in range(count)
+        ]
+    for jobs in short:
+        cases += [
+            Case(f"short{jobs}", f"short{jobs}-s{seed + k}", short_routes(jobs, seed + k))
             for k in range(count)
         ]
     return cases
@@ -321,6 +334,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--budgets, --grid, --horizons: production-like shops of these job counts (default: "
         f"{' '.join(map(str, DEFAULT_PRODUCTION))}; --horizons: "
         f"{' '.join(map(str, HORIZON_PRODUCTION))})",
+    )
+    add(
+        "--short-routes",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="JOBS",
+        help="--budgets, --grid, --compare, --horizons: also flexible shops of these job counts "
+        "whose jobs have one to four operations (instances.flexible.short_routes; default: none)",
     )
     add(
         "--reference-seconds",

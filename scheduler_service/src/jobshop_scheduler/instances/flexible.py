@@ -16,7 +16,7 @@ import numpy as np
 
 from jobshop_scheduler.domain.model import Alternative, Job, Operation, Problem
 
-__all__ = ["FlexibleSpec", "production_like"]
+__all__ = ["FlexibleSpec", "production_like", "short_routes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +109,27 @@ def production_like(n_jobs: int = 170, seed: int = 0, spec: FlexibleSpec | None 
         for j, (job_id, ops, work) in enumerate(routes)
     )
     return Problem(tuple(machines), jobs, request_id=f"production-like-n{n_jobs}-s{seed}")
+
+
+def short_routes(n_jobs: int = 40, seed: int = 0) -> Problem:
+    """A flexible shop whose jobs have one to four operations, of a shape drawn from ``seed``.
+
+    Many plants route a job through one or two stages of alike machines, not through ten to
+    twenty steps as `production_like` does: machines 3-12, routes of 1 up to 1-4 operations,
+    1 up to every machine eligible per operation, a slowdown of 1-2 on the slower ones. There
+    the makespan is mostly a question of balancing the machines, which the longest-work-first
+    rule already answers well, and a policy taught on long routes only does not.
+    """
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be at least 1, got {n_jobs}")
+    rng = np.random.default_rng(seed)
+    machines = int(rng.integers(3, 13))
+    spec = FlexibleSpec(
+        machines=(machines, machines),
+        operations=(1, int(rng.integers(1, 5))),
+        eligible=(1, int(rng.integers(1, machines + 1))),
+        slowdown=float(rng.uniform(1.0, 2.0)),
+        backlog=float(rng.uniform(0.2, 1.0)),
+    )
+    problem = production_like(n_jobs, seed=int(rng.integers(0, 2**31)), spec=spec)
+    return Problem(problem.machines, problem.jobs, request_id=f"short-routes-n{n_jobs}-s{seed}")

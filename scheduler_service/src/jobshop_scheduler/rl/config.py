@@ -57,6 +57,9 @@ class PPOConfig:
     # flexible shops with at most this many jobs per machine get the window, widened as the
     # classic ones (0: every flexible shop dispatches non-delay); needs a window
     window_flexible: float = 0.0
+    # and those with at most this many operations per machine, at any number of jobs: short
+    # routes (0: none); needs a window
+    window_flexible_ops: float = 0.0
     torch_threads: int = 2
 
     @property
@@ -65,6 +68,7 @@ class PPOConfig:
         return DispatchScheme(
             self.window, self.window_ratio, self.long_shops, self.window_alike,
             self.window_narrowing, self.window_widening, self.alike_shops, self.window_flexible,
+            self.window_flexible_ops,
         )  # fmt: skip
 
 
@@ -164,6 +168,9 @@ class SelfLabelConfig:
     families: tuple[str, ...] = ("taillard",)
     flexible_share: float = 0.2
     flexible_jobs: tuple[int, int] = (20, 170)
+    # of the flexible shops, the share with routes of one to four operations
+    # (`instances.flexible.short_routes`) rather than production-like ten to twenty
+    short_share: float = 0.0
     seed: int = 7
     workers: int = 1  # processes that play the rollouts
     eval_every: int = 25
@@ -232,7 +239,7 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
         raise ConfigError(f"curriculum[{index}]: {exc}") from exc
 
 
-_PRODUCTION = re.compile(r"prod[1-9]\d*")
+_FLEXIBLE = re.compile(r"(prod|short)[1-9]\d*")
 _PAIRS: dict[str, type] = {"flexible_jobs": int, "jobs": int, "machines": int, "ratio": float}
 
 
@@ -282,6 +289,8 @@ def _check_self_label(config: SelfLabelConfig) -> None:
     _one_of("trains", config.trains, TRAINED_SCORERS)
     if not 0.0 <= config.blend <= 1.0:
         raise ConfigError(f"[self_label] blend: {config.blend} is not in [0, 1]")
+    if not 0.0 <= config.short_share <= 1.0:
+        raise ConfigError(f"[self_label] short_share: {config.short_share} is not in [0, 1]")
     if config.teach_ratio < 0.0:
         raise ConfigError(f"[self_label] teach_ratio: {config.teach_ratio} is below 0")
     _check_sampling(config)
@@ -296,12 +305,14 @@ def _check_self_label(config: SelfLabelConfig) -> None:
     for family in config.families:
         _one_of("families", family, FAMILIES)
     for shape in config.validation_shapes:
-        if _PRODUCTION.fullmatch(shape):
+        if _FLEXIBLE.fullmatch(shape):
             continue
         try:
             parse_shape(shape)
         except ValueError as exc:
-            raise ConfigError(f"[self_label] validation_shapes: {exc}, or prodJOBS") from None
+            raise ConfigError(
+                f"[self_label] validation_shapes: {exc}, or prodJOBS, or shortJOBS"
+            ) from None
 
 
 def load_config(path: Path | None = None) -> TrainConfig:
@@ -348,8 +359,9 @@ def _check_scheme(ppo: PPOConfig) -> None:
         raise ConfigError(f"[ppo] window_narrowing: {ppo.window_narrowing} is below 0")
     if ppo.window_widening < 0.0:
         raise ConfigError(f"[ppo] window_widening: {ppo.window_widening} is below 0")
-    if ppo.window_flexible < 0.0:
-        raise ConfigError(f"[ppo] window_flexible: {ppo.window_flexible} is below 0")
+    for name in ("window_flexible", "window_flexible_ops"):
+        if getattr(ppo, name) < 0.0:
+            raise ConfigError(f"[ppo] {name}: {getattr(ppo, name)} is below 0")
     _check_needs(ppo)
 
 
@@ -367,11 +379,12 @@ def _check_needs(ppo: PPOConfig) -> None:
             "[ppo] window_widening: needs window and window_ratio above 0 (it widens the window"
             " of the shops with fewer jobs per machine than window_ratio)"
         )
-    if ppo.window_flexible > 0 and not ppo.window > 0:
-        raise ConfigError(
-            "[ppo] window_flexible: needs a window above 0 (it gives the small flexible shops"
-            " the window)"
-        )
+    for name, shops in (("window_flexible", "small"), ("window_flexible_ops", "short-route")):
+        if getattr(ppo, name) > 0 and not ppo.window > 0:
+            raise ConfigError(
+                f"[ppo] {name}: needs a window above 0 (it gives the {shops} flexible shops"
+                " the window)"
+            )
     if ppo.alike_shops and not (ppo.window_alike > 0 and ppo.window_narrowing > 0):
         raise ConfigError(
             "[ppo] alike_shops: needs window_alike and window_narrowing above 0 (the alike shops"

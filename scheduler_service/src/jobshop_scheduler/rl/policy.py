@@ -11,7 +11,8 @@ and every scorer reads only its sign, 1): choosing
 among active-schedule candidates, which may leave a machine idle, is another decision than
 choosing among non-delay ones, and training one leaves the other's plans exactly as they were.
 (The window, and with it this scorer, also serves the flexible shops with few jobs per machine
-where a model sets `window_flexible`; the other flexible shops keep the first scorer.)
+where a model sets `window_flexible`, and those with short routes where it sets
+`window_flexible_ops`; the other flexible shops keep the first scorer.)
 A model may also have a long-shop scorer for the classic shops longer than its window's
 (`long_shops`; the `window` column is -1 there), so that learning those leaves the flexible
 shops' choices, which the first scorer keeps, exactly as they were. And a fourth for the long
@@ -77,6 +78,7 @@ class JobScorer(nn.Module):
     window_narrowing: th.Tensor
     window_widening: th.Tensor
     window_flexible: th.Tensor
+    window_flexible_ops: th.Tensor
 
     def __init__(
         self,
@@ -224,13 +226,14 @@ class JobScorerPolicy(MaskableActorCriticPolicy):
         window_widening: float = 0.0,
         alike_shops: bool = False,
         window_flexible: float = 0.0,
+        window_flexible_ops: float = 0.0,
         **kwargs: Any,
     ) -> None:
         # one argument per setting: SB3 stores them in the zip by these names
         self.hidden = hidden
         self.scheme = DispatchScheme(
             window, window_ratio, long_shops, window_alike, window_narrowing, window_widening,
-            alike_shops, window_flexible,
+            alike_shops, window_flexible, window_flexible_ops,
         )  # fmt: skip
         super().__init__(*args, **kwargs)
 

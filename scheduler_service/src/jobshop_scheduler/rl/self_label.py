@@ -39,7 +39,7 @@ from tqdm import tqdm
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import BASELINE_RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.instances.families import family_shop, parse_shape
-from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.instances.flexible import production_like, short_routes
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_mask
@@ -58,12 +58,15 @@ Teacher = Callable[[CompiledProblem, tuple[IntArray, IntArray], int], tuple[IntA
 
 
 def mixture_instance(config: SelfLabelConfig, rng: np.random.Generator) -> CompiledProblem:
-    """One training shop: flexible production-like, or classic of one of `families` with
-    machines drawn uniformly and jobs per machine log-uniformly (`ratio`), redrawn until it has
-    at most `max_ops`."""
+    """One training shop: flexible (production-like, or with short routes: `short_share`), or
+    classic of one of `families` with machines drawn uniformly and jobs per machine
+    log-uniformly (`ratio`), redrawn until it has at most `max_ops`."""
     if rng.random() < config.flexible_share:
         n = int(rng.integers(config.flexible_jobs[0], config.flexible_jobs[1] + 1))
-        return compile_problem(production_like(n, seed=int(rng.integers(0, LCG_MAX))))
+        # drawn only with a share, so the older recipes draw the shops they drew
+        short = config.short_share > 0 and rng.random() < config.short_share
+        generate = short_routes if short else production_like
+        return compile_problem(generate(n, seed=int(rng.integers(0, LCG_MAX))))
     families = config.families  # one family draws nothing, so older recipes keep their shops
     family = families[int(rng.integers(len(families)))] if len(families) > 1 else families[0]
     low, high = np.log(config.ratio[0]), np.log(config.ratio[1])
@@ -389,15 +392,17 @@ def candidate_cross_entropy(
 
 def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
     """`validation_count` instances per shape of `validation_shapes` (classic "JxM", of a
-    family "JxM:FAMILY", or production-like "prodN"), from `validation_seed`; disjoint from the
-    benchmark's seeds."""
+    family "JxM:FAMILY", production-like "prodN", or with short routes "shortN"), from
+    `validation_seed`; disjoint from the benchmark's seeds."""
     rng = np.random.default_rng(config.validation_seed)
     shapes: dict[str, list[ValidationCase]] = {}
     for name in config.validation_shapes:
         cases = shapes.setdefault(name, [])
         for k in range(config.validation_count):
-            if name.startswith("prod"):
-                problem = production_like(int(name[4:]), seed=int(rng.integers(0, LCG_MAX)))
+            if name.startswith(("prod", "short")):
+                generate = production_like if name.startswith("prod") else short_routes
+                jobs = int(name.removeprefix("prod").removeprefix("short"))
+                problem = generate(jobs, seed=int(rng.integers(0, LCG_MAX)))
             else:
                 shape = parse_shape(name)
                 problem = family_shop(shape.family, shape.jobs, shape.machines, rng)

@@ -72,6 +72,7 @@ def dispatch_window(
     narrowing: float = 0.0,
     widening: float = 0.0,
     flexible: float = 0.0,
+    flexible_ops: float = 0.0,
 ) -> float:
     """The window a policy trained with (`window`, `max_ratio`) dispatches ``cp`` with.
 
@@ -101,12 +102,18 @@ def dispatch_window(
     loaded shop (1-4 % longer plans at 80-170 jobs on 10-20 machines); with few jobs per
     machine the jobs' own chains bind, and waiting for the right job pays there as on square
     shops (6-7 % shorter at 10-25 jobs: docs/benchmark.md, "Small flexible shops").
+
+    With `flexible_ops` above 0, a flexible shop with more jobs per machine than that but at
+    most `flexible_ops` operations per machine gets the model's own window. Jobs per machine
+    measure a machine's queue only for routes as long as the production-like shops' (10-20
+    operations): where jobs have one to a few operations, a machine's queue is short at any
+    number of jobs, and the window pays there as on the small shops (docs/benchmark.md,
+    "Short routes").
     """
     if window <= 0.0:
         return 0.0
     if not cp.is_classic:
-        few = 0 < cp.n_jobs <= flexible * cp.n_machines
-        return _scaled(cp, window, flexible, widening) if few else 0.0
+        return _flexible_window(cp, window, widening, flexible, flexible_ops)
     if max_ratio > 0.0 and cp.n_jobs > max_ratio * cp.n_machines:
         if alike > 0.0 and routing_alike(cp) >= alike:
             return _scaled(cp, window, max_ratio, narrowing)
@@ -114,6 +121,16 @@ def dispatch_window(
     if widening > 0.0 and max_ratio > 0.0 and cp.n_jobs > 0:
         return _scaled(cp, window, max_ratio, widening)
     return window
+
+
+def _flexible_window(
+    cp: CompiledProblem, window: float, widening: float, flexible: float, flexible_ops: float
+) -> float:
+    """`dispatch_window` on a flexible shop: widened where machines see few jobs, the window
+    itself where they see few operations, non-delay otherwise."""
+    if 0 < cp.n_jobs <= flexible * cp.n_machines:
+        return _scaled(cp, window, flexible, widening)
+    return window if 0 < cp.n_ops <= flexible_ops * cp.n_machines else 0.0
 
 
 def _scaled(cp: CompiledProblem, window: float, ratio: float, power: float) -> float:
@@ -138,6 +155,8 @@ class DispatchScheme:
     alike_scorer: bool = False
     # flexible shops with at most this many jobs per machine get the window (0: none do)
     flexible: float = 0.0
+    # and those with at most this many operations per machine (0: none do)
+    flexible_ops: float = 0.0
 
     # the model's buffer (`policy.JobScorer`) and constructor argument of each float setting
     BUFFERS: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -147,6 +166,7 @@ class DispatchScheme:
         ("narrowing", "window_narrowing"),
         ("widening", "window_widening"),
         ("flexible", "window_flexible"),
+        ("flexible_ops", "window_flexible_ops"),
     )
 
     @classmethod
@@ -179,6 +199,7 @@ class DispatchScheme:
         return dispatch_window(
             cp, self.window, self.ratio, self.long_scorer, self.alike,
             narrowing=self.narrowing, widening=self.widening, flexible=self.flexible,
+            flexible_ops=self.flexible_ops,
         )  # fmt: skip
 
 
