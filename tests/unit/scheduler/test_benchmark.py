@@ -323,6 +323,17 @@ def test_each_mode_has_its_own_shop_defaults() -> None:
     search_quality.fill_defaults(large)
     assert [str(s) for s in large.shapes] == list(search_quality.HORIZON_SHAPES)
     assert (large.horizons, large.production) == ([170, 0], [])
+    assert large.short_routes == [] == budgets.short_routes  # none unless asked for
+
+
+def test_short_route_shops_join_every_mode_by_job_count() -> None:
+    given = _args("--compare", "elsewhere", "--shapes", "--production", "--taillard",
+                  "--short-routes", "9", "12", "--count", "2")  # fmt: skip
+    search_quality.fill_defaults(given)
+    cases = search_quality.select_cases(given)
+    assert [c.name for c in cases] == ["short9-s10000", "short9-s10001", "short12-s10000",
+                                       "short12-s10001"]  # fmt: skip
+    assert all(len(c.problem.jobs) == int(c.set_name[5:]) for c in cases)
 
 
 def test_horizons_run_the_pass_at_each_horizon_and_the_legacy_rule(
