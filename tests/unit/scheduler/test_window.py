@@ -15,6 +15,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 
 from jobshop_scheduler.defaults import DEFAULT_MODEL_DIR
+from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.instances import load_taillard
@@ -226,43 +227,41 @@ def test_flexible_shops_with_few_operations_per_machine_get_the_window() -> None
     assert scheme.window_for(classic) == replace(scheme, flexible_ops=0.0).window_for(classic)
 
 
-def test_a_model_carries_window_flexible_ops_and_both_paths_dispatch_alike(tmp_path: Path) -> None:
-    model(window=0.5, window_ratio=1.5, window_flexible=2.5, window_flexible_ops=40.0).save(
-        tmp_path / "m.zip"
-    )
+@pytest.mark.parametrize(
+    ("settings", "problem", "window"),
+    [
+        ({"window_widening": 1.0, "window_flexible": 2.5}, production_like(12, seed=5), 0.0),
+        (
+            {"window_flexible": 2.5, "window_flexible_ops": 40.0},
+            production_like(16, 2, FlexibleSpec(machines=(4, 4), operations=(1, 3))),
+            0.5,
+        ),
+    ],
+    ids=["few jobs per machine", "few operations per machine"],
+)
+def test_a_model_carries_its_flexible_window_and_both_paths_dispatch_alike(
+    tmp_path: Path, settings: dict[str, float], problem: Problem, window: float
+) -> None:
+    """A flexible shop with few jobs (`window_flexible`, the window widened) or few operations
+    (`window_flexible_ops`, the window itself) per machine gets the window on SB3's path and on
+    the fast path, its states go to the window scorer on both, and they agree; a zip without
+    the settings has neither."""
+    model(window=0.5, window_ratio=1.5, **settings).save(tmp_path / "m.zip")
     loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
     scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
-    assert scorer.scheme == DispatchScheme(0.5, 1.5, flexible=2.5, flexible_ops=40.0)
+    given = {field: settings[name] for field, name in DispatchScheme.BUFFERS if name in settings}
+    assert scorer.scheme == DispatchScheme(0.5, 1.5, **given)
     extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
     assert extractor.scheme == scorer.scheme
-    problem = production_like(16, 2, FlexibleSpec(machines=(4, 4), operations=(1, 3)))
     cp = compile_problem(problem)
-    assert extractor.window_for(cp) == scorer.window_for(cp) == 0.5
-    report = check_parity(loaded, scorer, [problem], max_states=10**6)
-    assert report.ok, str(report)
-    assert greedy_schedule(cp, scorer).window == 0.5
-    assert model(window=0.5).policy.mlp_extractor.scheme.flexible_ops == 0.0
-
-
-def test_a_model_carries_window_flexible_and_both_paths_dispatch_alike(tmp_path: Path) -> None:
-    """A small flexible shop gets the window on SB3's path and on the fast path, its states
-    go to the window scorer on both, and they agree; a zip without the setting has none."""
-    model(window=0.5, window_ratio=1.5, window_widening=1.0, window_flexible=2.5).save(
-        tmp_path / "m.zip"
-    )
-    loaded = MaskablePPO.load(tmp_path / "m.zip", device="cpu")
-    scorer = FastScorer.from_state_dict(loaded.policy.state_dict())
-    assert scorer.scheme == DispatchScheme(0.5, 1.5, widening=1.0, flexible=2.5)
-    extractor: JobScorer = loaded.policy.mlp_extractor  # type: ignore[assignment]
-    assert extractor.scheme == scorer.scheme
-    problem = production_like(12, seed=5)
-    cp = compile_problem(problem)
-    assert 0.5 < extractor.window_for(cp) == scorer.window_for(cp)
+    got = scorer.window_for(cp)
+    assert extractor.window_for(cp) == got and (got == window if window else got > 0.5)
     report = check_parity(loaded, scorer, [problem], max_states=10**6)
     assert report.ok, str(report)
     state = greedy_schedule(cp, scorer)
-    assert state.window == scorer.window_for(cp) and state.done
-    assert model(window=0.5, window_ratio=1.5).policy.mlp_extractor.scheme.flexible == 0.0
+    assert state.window == got and state.done
+    plain = model(window=0.5, window_ratio=1.5).policy.mlp_extractor.scheme
+    assert plain.flexible == plain.flexible_ops == 0.0
 
 
 def test_a_dispatch_setting_older_serving_files_lack_must_be_0_in_the_zip() -> None:
