@@ -311,6 +311,7 @@ def test_each_mode_has_its_own_shop_defaults() -> None:
     search_quality.fill_defaults(comparing)
     assert (comparing.count, comparing.seed) == (100, 10_000)
     assert [str(s) for s in comparing.shapes] == list(search_quality.COMPARE_SHAPES)
+    assert comparing.short_routes == list(search_quality.COMPARE_SHORT_ROUTES) == [20, 80]
     budgets = _args("--budgets", "0")
     search_quality.fill_defaults(budgets)
     assert (budgets.count, budgets.seed) == (5, 100)
@@ -323,7 +324,7 @@ def test_each_mode_has_its_own_shop_defaults() -> None:
     search_quality.fill_defaults(large)
     assert [str(s) for s in large.shapes] == list(search_quality.HORIZON_SHAPES)
     assert (large.horizons, large.production) == ([170, 0], [])
-    assert large.short_routes == [] == budgets.short_routes  # none unless asked for
+    assert large.short_routes == [] == budgets.short_routes  # none but --compare's
 
 
 def test_short_route_shops_join_every_mode_by_job_count() -> None:
@@ -378,7 +379,7 @@ def test_compare_runs_both_models_on_the_same_shops(
 
     monkeypatch.setattr(compare, "load_model", lambda directory: _fake_model(scorer))
     argv = ["benchmark", "--compare", str(tmp_path / "candidate"), "--shapes", "8x8",
-            "--count", "8", "--taillard", "ta01-10", "--production", "--quiet",
+            "--count", "8", "--taillard", "ta01-10", "--production", "--short-routes", "--quiet",
             "--out", str(tmp_path / "out")]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -59,6 +59,9 @@ COMPARE_SHAPES = (
     "50x20:two_set", "40x10:flow", "60x10:line",
 )  # fmt: skip
 COMPARE_COUNT, COMPARE_SEED = 100, 10_000
+# and flexible shops whose jobs have one to four operations, which the policy was not taught on
+# and a model can lose on without any other set moving (docs/benchmark.md, "Short routes")
+COMPARE_SHORT_ROUTES = (20, 80)
 DEFAULT_PRODUCTION = (50, 170)
 # `schedctl benchmark --horizons` (`bench.horizons`): shops past the default batch size of 170
 # jobs, classic ones of 10 and 20 machines, two families, and production-like ones
@@ -132,6 +135,8 @@ def fill_defaults(args: argparse.Namespace) -> None:
         args.shapes = [parse_shape(name) for name in names]
     if args.production is None:
         args.production = list(HORIZON_PRODUCTION if large else DEFAULT_PRODUCTION)
+    if args.short_routes is None:
+        args.short_routes = list(COMPARE_SHORT_ROUTES) if comparing else []
     if args.count is None:
         args.count = COMPARE_COUNT if comparing else 5
     if args.seed is None:
@@ -339,10 +344,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--short-routes",
         nargs="*",
         type=int,
-        default=[],
         metavar="JOBS",
         help="--budgets, --grid, --compare, --horizons: also flexible shops of these job counts "
-        "whose jobs have one to four operations (instances.flexible.short_routes; default: none)",
+        "whose jobs have one to four operations (instances.flexible.short_routes; default: none; "
+        f"--compare: {' '.join(map(str, COMPARE_SHORT_ROUTES))})",
     )
     add(
         "--reference-seconds",
