@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from jobshop_scheduler.domain.codec import canonical_json
 from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate_problem
-from jobshop_scheduler.instances.flexible import FlexibleSpec, production_like, short_routes
+from jobshop_scheduler.instances.flexible import (
+    FlexibleSpec,
+    parse_flexible,
+    production_like,
+    short_routes,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -141,3 +146,10 @@ def test_short_routes_vary_their_shape_and_keep_routes_short() -> None:
     assert shops[0].request_id == "short-routes-n30-s0"
     with pytest.raises(ValueError, match="n_jobs must be at least 1"):
         short_routes(0)
+
+
+def test_flexible_shop_names_give_their_generator_and_job_count() -> None:
+    assert parse_flexible("prod50") == (production_like, 50)
+    assert parse_flexible("short20") == (short_routes, 20)
+    for name in ("prod", "prod0", "prod05", "shorty", "50x20", "short-20", "flex20"):
+        assert parse_flexible(name) is None, name

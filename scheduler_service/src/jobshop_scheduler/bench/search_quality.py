@@ -41,7 +41,7 @@ from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.instances import TAILLARD, families, load_taillard
 from jobshop_scheduler.instances.families import Shape
-from jobshop_scheduler.instances.flexible import production_like, short_routes
+from jobshop_scheduler.instances.flexible import GENERATORS
 from jobshop_scheduler.instances.taillard import generator_seed, taillard
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import ModelError, load_model
@@ -171,14 +171,12 @@ def generated_cases(
         for k in range(count):
             s = seed + k
             cases.append(Case(str(shape), f"{shape}-s{s}", _generated(shape, s)))
-    for jobs in production:
+    for prefix, sizes in (("prod", production), ("short", short)):
         cases += [
-            Case(f"prod{jobs}", f"prod{jobs}-s{seed + k}", production_like(jobs, seed + k))
-            for k in range(count)
-        ]
-    for jobs in short:
-        cases += [
-            Case(f"short{jobs}", f"short{jobs}-s{seed + k}", short_routes(jobs, seed + k))
+            Case(
+                f"{prefix}{jobs}", f"{prefix}{jobs}-s{seed + k}", GENERATORS[prefix](jobs, seed + k)
+            )
+            for jobs in sizes
             for k in range(count)
         ]
     return cases

@@ -10,13 +10,14 @@ alongside) real snapshots. Same arguments and seed, same ``Problem``, on any pla
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from jobshop_scheduler.domain.model import Alternative, Job, Operation, Problem
 
-__all__ = ["FlexibleSpec", "production_like", "short_routes"]
+__all__ = ["GENERATORS", "FlexibleSpec", "parse_flexible", "production_like", "short_routes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +134,21 @@ def short_routes(n_jobs: int = 40, seed: int = 0) -> Problem:
     )
     problem = production_like(n_jobs, seed=int(rng.integers(0, 2**31)), spec=spec)
     return Problem(problem.machines, problem.jobs, request_id=f"short-routes-n{n_jobs}-s{seed}")
+
+
+# The flexible shops a benchmark set or a validation shape names by generator and job count:
+# "prod50" is `production_like(50, seed)`, "short20" `short_routes(20, seed)`.
+GENERATORS: dict[str, Callable[[int, int], Problem]] = {
+    "prod": production_like,
+    "short": short_routes,
+}
+
+
+def parse_flexible(name: str) -> tuple[Callable[[int, int], Problem], int] | None:
+    """The generator and job count a name such as "prod50" gives (`GENERATORS`); None for a
+    name that is not one (no count, a count from 0, another prefix)."""
+    prefix = name.rstrip("0123456789")
+    count = name[len(prefix) :]
+    if prefix not in GENERATORS or not count or count.startswith("0"):
+        return None
+    return GENERATORS[prefix], int(count)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jobshop_scheduler.instances.families import FAMILIES, parse_shape
+from jobshop_scheduler.instances.flexible import parse_flexible
 from jobshop_scheduler.rl.features import FEATURES
 from jobshop_scheduler.rl.sampling import Stage
 from jobshop_scheduler.rl.state import DispatchScheme
@@ -239,7 +239,6 @@ def _stage(raw: dict[str, Any], index: int) -> Stage:
         raise ConfigError(f"curriculum[{index}]: {exc}") from exc
 
 
-_FLEXIBLE = re.compile(r"(prod|short)[1-9]\d*")
 _PAIRS: dict[str, type] = {"flexible_jobs": int, "jobs": int, "machines": int, "ratio": float}
 
 
@@ -305,7 +304,7 @@ def _check_self_label(config: SelfLabelConfig) -> None:
     for family in config.families:
         _one_of("families", family, FAMILIES)
     for shape in config.validation_shapes:
-        if _FLEXIBLE.fullmatch(shape):
+        if parse_flexible(shape):
             continue
         try:
             parse_shape(shape)

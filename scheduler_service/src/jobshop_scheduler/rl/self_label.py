@@ -39,7 +39,7 @@ from tqdm import tqdm
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import BASELINE_RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.instances.families import family_shop, parse_shape
-from jobshop_scheduler.instances.flexible import production_like, short_routes
+from jobshop_scheduler.instances.flexible import parse_flexible, production_like, short_routes
 from jobshop_scheduler.instances.taillard import LCG_MAX
 from jobshop_scheduler.rl.config import ConfigError, SelfLabelConfig
 from jobshop_scheduler.rl.distill import candidate_kl, column_mask, new_column_mask
@@ -399,10 +399,10 @@ def validation_grid(config: SelfLabelConfig) -> dict[str, list[ValidationCase]]:
     for name in config.validation_shapes:
         cases = shapes.setdefault(name, [])
         for k in range(config.validation_count):
-            if name.startswith(("prod", "short")):
-                generate = production_like if name.startswith("prod") else short_routes
-                jobs = int(name.removeprefix("prod").removeprefix("short"))
-                problem = generate(jobs, seed=int(rng.integers(0, LCG_MAX)))
+            flexible = parse_flexible(name)
+            if flexible:
+                generate, jobs = flexible
+                problem = generate(jobs, int(rng.integers(0, LCG_MAX)))
             else:
                 shape = parse_shape(name)
                 problem = family_shop(shape.family, shape.jobs, shape.machines, rng)
