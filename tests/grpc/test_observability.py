@@ -111,6 +111,29 @@ def test_large_requests_count_batch_events(main_server: MainServer) -> None:
     assert value(after, "scheduler_batches_total") == value(before, "scheduler_batches_total") + 2
 
 
+def test_a_greedy_pass_cut_by_its_budget_is_counted_and_reported(
+    main_server: MainServer,
+) -> None:
+    before = scrape(main_server.metrics_url)
+    problem = production_like(250, seed=3)
+    with grpc.insecure_channel(main_server.address) as channel:
+        response = pb_grpc.SchedulerStub(channel).Schedule(
+            problem_to_pb(problem, "ppo", time_budget_ms=1), metadata=main_server.auth, timeout=30
+        )
+    assert 0 < response.greedy_cut_operations <= problem.operation_count
+    assert response.policy_used == "ppo" and response.completion_rate == 1.0
+    after = settled(
+        main_server.metrics_url,
+        lambda now: (
+            value(now, "scheduler_greedy_cut_total") > value(before, "scheduler_greedy_cut_total")
+        ),
+    )
+    assert value(after, "scheduler_greedy_cut_total") == (
+        value(before, "scheduler_greedy_cut_total") + 1
+    )
+    assert value(after, "scheduler_fallback_total") == value(before, "scheduler_fallback_total")
+
+
 def read_audit(directory: Path) -> list[dict[str, object]]:
     lines = []
     for path in sorted(directory.glob(f"{FILE_NAME}*")):

@@ -7,7 +7,10 @@ by the legacy rule's answer, with the reason recorded. Used by `schedctl schedul
 the gRPC server.
 
 The budget covers the whole answer: the search stops early enough to leave time for validating
-and converting its plan, and never runs past the client's deadline minus a safety margin.
+and converting its plan, and never runs past the client's deadline minus a safety margin. So does
+the greedy pass itself, which on a request of a thousand jobs costs over a second: past its own
+deadline the legacy rule places the operations it has left (`greedy_schedule`), early enough for
+that and for the other baseline rules (`search.anytime`) to fit before the answer is due.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ class SearchSummary:
     greedy_makespan: int = 0
     iterations: int = 0
     time_budget_ms: int = 0
+    # operations the legacy rule placed because the greedy pass reached its deadline (0: the
+    # pass placed every one)
+    greedy_cut_operations: int = 0
 
 
 class PolicyUnavailable(RuntimeError):
@@ -92,6 +98,7 @@ class Plan:
             "greedy_makespan": self.search.greedy_makespan,
             "search_iterations": self.search.iterations,
             "time_budget_ms": self.search.time_budget_ms,
+            "greedy_cut_operations": self.search.greedy_cut_operations,
         }
 
 
@@ -160,21 +167,33 @@ class Planner:
             raise ValueError(f"time_budget_ms must be >= 0, got {budget_ms}")
         started = time.perf_counter()
         cp = compile_problem(problem)
+        compiled = time.perf_counter()
         legacy = dispatch_arrays(cp, self.legacy_rule)
         baseline = makespan_of(cp, *legacy)
         chosen_at = time.perf_counter()
-        choice = self._choose(cp, policy, legacy)
-        greedy_seconds = time.perf_counter() - chosen_at
+        # when the answer is due, less the reserve for finishing it (None: no limit), and so
+        # when the greedy pass must stop: room for the rule to place what it leaves and for the
+        # portfolio's two other baseline rules, each about the cost of the one just run
+        due = None if iterations else _answer_due(cp, received or started, budget_ms, deadline)
+        rule_seconds = chosen_at - compiled
+        greedy_due = None if due is None else due - 3 * rule_seconds
+        choice = self._choose(cp, policy, legacy, greedy_due)
+        # what the search prices a policy rollout at: a whole pass, which a cut one was not
+        greedy_seconds = float("inf") if choice.cut else time.perf_counter() - chosen_at
         summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
         searching = policy in LEARNED and (budget_ms > 0 or iterations)
         if searching or choice.policy == "ppo":
             # at budget 0 the deadline has passed: of the search, only the portfolio's baseline
-            # rules run, so the answer is the greedy plan or a shorter rule's
+            # rules run (while the answer's time fits, if it has a limit), so the answer is the
+            # greedy plan or a shorter rule's
             stop = _search_deadline(cp, received or started, budget_ms, deadline)
             choice, summary = self._search(
                 cp, choice=choice, legacy=legacy, deadline=stop, iterations=iterations, seed=seed,
-                greedy_seconds=greedy_seconds, budget_ms=budget_ms,
+                greedy_seconds=greedy_seconds, budget_ms=budget_ms, rules_due=due,
+                rule_seconds=rule_seconds,
             )  # fmt: skip
+        if choice.cut:
+            summary = dataclasses.replace(summary, greedy_cut_operations=choice.cut)
         schedule, used, kind, reason = choice.schedule, choice.policy, choice.kind, choice.reason
         report = validate(problem, schedule)
         if not report.ok and used == "ppo":
@@ -206,6 +225,8 @@ class Planner:
         seed: int,
         greedy_seconds: float,
         budget_ms: int,
+        rules_due: float | None,
+        rule_seconds: float,
     ) -> tuple[_Choice, SearchSummary]:
         """The anytime search from the chosen plan, the legacy rule's plan in its portfolio:
         the choice with the plan it found, if shorter, and what the search did."""
@@ -215,6 +236,7 @@ class Planner:
             cp, greedy, deadline=None if iterations else deadline, iterations=iterations,
             baselines={self.legacy_rule: (np.asarray(legacy[0]), np.asarray(legacy[1]))},
             scorer=scorer, seed=seed, greedy_seconds=greedy_seconds, horizon=self.horizon(cp),
+            rules_due=rules_due, rule_seconds=rule_seconds,
         )  # fmt: skip
         if found.makespan < choice.schedule.makespan:
             choice = dataclasses.replace(
@@ -230,11 +252,13 @@ class Planner:
         cp: CompiledProblem,
         policy: str,
         legacy: tuple[list[int], list[int]],
+        greedy_due: float | None = None,
     ) -> _Choice:
-        """The schedule before validation, with the policy that made it and why."""
+        """The schedule before validation, with the policy that made it and why; a greedy pass
+        still running at `greedy_due` (time.perf_counter) is finished by the legacy rule."""
         if policy in LEARNED and self.model is not None:
             try:
-                return self._ppo(cp, self.model)
+                return self._ppo(cp, self.model, legacy, greedy_due)
             except Exception as exc:  # the fallback exists for exactly this
                 return _Choice(
                     cp.to_schedule(*legacy),
@@ -248,14 +272,27 @@ class Planner:
         arrays = legacy if rule == self.legacy_rule else dispatch_arrays(cp, rule)
         return _Choice(cp.to_schedule(*arrays), rule)
 
-    def _ppo(self, cp: CompiledProblem, model: LoadedModel) -> _Choice:
+    def _ppo(
+        self,
+        cp: CompiledProblem,
+        model: LoadedModel,
+        legacy: tuple[list[int], list[int]],
+        due: float | None,
+    ) -> _Choice:
         """PPO greedy in one pass; on requests over `batch_size` jobs the policy sees that many
         at once, admitting the next as one finishes (`ShopState`), and the plan counts a batch
-        per `batch_size` jobs."""
-        state = greedy_schedule(cp, model.scorer, self.horizon(cp))
-        arrays = (state.op_machine, state.op_start)
+        per `batch_size` jobs. Past `due` the legacy rule places the rest: from the start, that
+        is the legacy plan already made."""
         batches = -(-cp.n_jobs // self.batch_size) if cp.n_jobs else 1
-        return _Choice(cp.to_schedule(*arrays), "ppo", batches=batches, arrays=arrays)
+        if due is not None and time.perf_counter() >= due:
+            arrays = (np.asarray(legacy[0], np.int64), np.asarray(legacy[1], np.int64))
+            cut = cp.n_ops
+        else:
+            state = greedy_schedule(
+                cp, model.scorer, self.horizon(cp), deadline=due, finish_rule=self.legacy_rule
+            )
+            arrays, cut = (state.op_machine, state.op_start), state.rule_operations
+        return _Choice(cp.to_schedule(*arrays), "ppo", batches=batches, arrays=arrays, cut=cut)
 
     def horizon(self, cp: CompiledProblem) -> int:
         """The jobs the policy sees at once on ``cp`` (0: every job)."""
@@ -272,6 +309,26 @@ class _Choice:
     # The plan as machine and start per operation, where the policy made it in that form (the
     # search starts from it; a rule's plan is converted back from its schedule instead).
     arrays: tuple[np.ndarray, np.ndarray] | None = None
+    cut: int = 0  # operations the legacy rule placed when the greedy pass ran out of time
+
+
+def _answer_due(
+    cp: CompiledProblem, started: float, budget_ms: int, deadline: float | None
+) -> float | None:
+    """When the answer's plan must be ready (time.perf_counter): the search's deadline, or at
+    budget 0 the client's deadline less the margin and the reserve; None at budget 0 without
+    a client deadline, where the greedy pass and the baseline rules take what they take."""
+    if budget_ms > 0:
+        return _search_deadline(cp, started, budget_ms, deadline)
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic() - DEADLINE_MARGIN_S - _reserve(cp)
+    return time.perf_counter() + remaining
+
+
+def _reserve(cp: CompiledProblem) -> float:
+    """Seconds kept back for validating and converting a plan of ``cp``."""
+    return FINISH_RESERVE_S + FINISH_RESERVE_PER_OP_S * cp.n_ops
 
 
 def _search_deadline(
@@ -279,7 +336,7 @@ def _search_deadline(
 ) -> float:
     """When the search must stop (time.perf_counter): the budget less the finishing reserve,
     and never past the client's deadline less the safety margin."""
-    reserve = FINISH_RESERVE_S + FINISH_RESERVE_PER_OP_S * cp.n_ops
+    reserve = _reserve(cp)
     stop = started + budget_ms / 1000 - reserve
     if deadline is not None:
         remaining = deadline - time.monotonic()

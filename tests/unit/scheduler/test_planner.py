@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_heuristic_and_fallback_kinds(model: LoadedModel) -> None:
 def test_policy_error_falls_back_to_the_legacy_rule(
     model: LoadedModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def explode(*_: object) -> None:
+    def explode(*_: object, **__: object) -> None:
         raise FloatingPointError("nan in logits")
 
     monkeypatch.setattr("jobshop_scheduler.planner.greedy_schedule", explode)
@@ -89,21 +90,16 @@ def test_a_server_that_defaults_to_the_legacy_rule_answers_auto_with_it(
         Planner(model, default_policy="heuristic")
 
 
-@pytest.mark.parametrize("budget", [0, 1])
 def test_without_time_to_search_the_answer_is_never_longer_than_a_baseline_rules(
-    model: LoadedModel, budget: int
+    model: LoadedModel,
 ) -> None:
     """The call computes the legacy plan for its baseline anyway, and SPT's and MOR's cost a
-    compiled pass each: with no search (no budget, or one the greedy pass used up), an
-    untrained policy's longer greedy plans give way to the shortest of them, and its shorter
-    ones stay."""
-    from jobshop_scheduler.heuristics.compiled import compile_problem  # noqa: PLC0415
-    from jobshop_scheduler.rl.fast_policy import greedy_schedule  # noqa: PLC0415
-
+    compiled pass each: with no search (budget 0), an untrained policy's longer greedy plans
+    give way to the shortest of them, and its shorter ones stay."""
     stages, taken = set(), set()
     for seed in range(16):
         problem = production_like(8 + seed, seed=seed)
-        plan = Planner(model).plan(problem, "ppo", time_budget_ms=budget)
+        plan = Planner(model).plan(problem, "ppo", time_budget_ms=0)
         greedy = greedy_schedule(compile_problem(problem), model.scorer).makespan
         rules = {rule: dispatch(problem, rule).makespan for rule in ("spt", "mor", "mwkr")}
         assert plan.policy_used == "ppo" and plan.report.ok
@@ -115,3 +111,33 @@ def test_without_time_to_search_the_answer_is_never_longer_than_a_baseline_rules
         taken |= {rule for rule, span in rules.items() if span == shortest < greedy}
     assert stages == {"greedy", "portfolio"}  # both ways were taken
     assert taken - {"mwkr"}  # and a rule other than the legacy one
+
+
+def test_a_budget_too_short_for_the_greedy_pass_is_met_by_the_legacy_rule(
+    model: LoadedModel,
+) -> None:
+    """The budget covers the greedy pass too: past its share the legacy rule places the rest
+    (`greedy_schedule`), and the answer says how many operations it placed."""
+    problem = production_like(300, seed=1)
+    plan = Planner(model).plan(problem, "ppo", time_budget_ms=1)
+    assert plan.policy_used == "ppo" and plan.fallback_kind == "" and plan.report.ok
+    assert 0 < plan.search.greedy_cut_operations <= problem.operation_count
+    assert plan.response()["greedy_cut_operations"] == plan.search.greedy_cut_operations
+    assert plan.schedule.makespan <= plan.baseline_makespan
+    whole = greedy_schedule(compile_problem(problem), model.scorer, 170).makespan
+    # no budget and no client deadline: the pass takes what it takes
+    free = Planner(model).plan(problem, "ppo", time_budget_ms=0)
+    assert free.search.greedy_cut_operations == 0 and free.search.greedy_makespan == whole
+    assert free.response()["greedy_cut_operations"] == 0
+    # a fixed effort is reproducible, so no clock cuts it
+    fixed = Planner(model).plan(problem, "ppo", time_budget_ms=1, iterations=5)
+    assert fixed.search.greedy_cut_operations == 0 and fixed.search.greedy_makespan == whole
+
+
+def test_a_client_deadline_cuts_the_greedy_pass_at_budget_0(model: LoadedModel) -> None:
+    problem = production_like(300, seed=1)
+    soon = time.monotonic() + 0.001
+    plan = Planner(model).plan(problem, "ppo", time_budget_ms=0, deadline=soon)
+    assert plan.search.greedy_cut_operations > 0 and plan.report.ok
+    # nothing had time to run: the answer is the legacy rule's plan, no baseline rule after it
+    assert plan.schedule.makespan == plan.baseline_makespan

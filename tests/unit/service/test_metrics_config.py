@@ -26,6 +26,7 @@ def test_series_exist_from_the_start_with_the_track() -> None:
         'scheduler_request_duration_seconds_count{track="canary"} 0.0',
         'scheduler_makespan_ratio_count{track="canary"} 0.0',
         'scheduler_machine_time_saved{track="canary"} 0.0',
+        'scheduler_greedy_cut_total{track="canary"} 0.0',
     ):
         assert line in text, line
     assert "scheduler_model_info{" not in text  # only once a model is loaded
@@ -41,6 +42,7 @@ def test_recording() -> None:
     metrics.record_answer(2, makespan=30, baseline_makespan=24, batches=1, machines=3)
     metrics.record_fallback("policy_error")
     metrics.record_fallback("")
+    metrics.record_greedy_cut()
     metrics.set_model("v1", "a" * 64)
     metrics.set_model("v2", "b" * 64)
     text = metrics.exposition().decode()
@@ -53,6 +55,7 @@ def test_recording() -> None:
         'scheduler_machine_time_saved{track="stable"} 22.0',
         'scheduler_batches_total{track="stable"} 3.0',
         'scheduler_fallback_total{reason="policy_error",track="stable"} 1.0',
+        'scheduler_greedy_cut_total{track="stable"} 1.0',
         f'scheduler_model_info{{sha256="{"b" * 64}",track="stable",version="v2"}} 1.0',
     ):
         assert line in text, line

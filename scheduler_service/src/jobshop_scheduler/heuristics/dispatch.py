@@ -96,8 +96,9 @@ def _earliest(  # pragma: no cover - compiled
 @njit(cache=True)
 def _dispatch(  # noqa: PLR0917  # pragma: no cover - compiled
     job_op_start: np.ndarray,
-    release: np.ndarray,
-    machine_ready: np.ndarray,
+    next_op: np.ndarray,
+    ready: np.ndarray,
+    free: np.ndarray,
     eligible: np.ndarray,
     duration: np.ndarray,
     static: np.ndarray,
@@ -105,10 +106,11 @@ def _dispatch(  # noqa: PLR0917  # pragma: no cover - compiled
     op_machine: np.ndarray,
     op_start: np.ndarray,
 ) -> None:
-    """Place every operation by the rule (module docstring), writing machine and start."""
+    """Place every operation from each job's `next_op` on by the rule (module docstring),
+    writing machine and start; `next_op`, `ready` (job ready times) and `free` (machine free
+    times) are the state to start from, and are updated in place."""
     n_jobs = job_op_start.shape[0] - 1
-    next_op, end_op = job_op_start[:-1].copy(), job_op_start[1:]
-    ready, free = release.copy(), machine_ready.copy()
+    end_op = job_op_start[1:]
     # per job with operations left: its next operation's start, duration, machine and key
     start = np.full(n_jobs, _NEVER, dtype=np.int64)
     length, machine = np.zeros(n_jobs, dtype=np.int64), np.zeros(n_jobs, dtype=np.int64)
@@ -147,15 +149,39 @@ def dispatch_arrays(cp: CompiledProblem, rule: str) -> tuple[list[int], list[int
 
     For callers that stay in index space (RL environment, policy fallback, benchmarks).
     """
-    name = _resolve(rule)
     op_machine = np.zeros(cp.n_ops, dtype=np.int64)
     op_start = np.zeros(cp.n_ops, dtype=np.int64)
-    _dispatch(
-        cp.job_op_start, cp.release_time.astype(np.int64), cp.machine_ready, cp.eligible,
-        cp.duration_matrix, _static_keys(cp, name), _SOURCES.get(name, _STATIC), op_machine,
-        op_start,
+    complete(
+        cp, rule, next_op=cp.job_op_start[:-1], job_ready=cp.release_time,
+        machine_free=cp.machine_ready, op_machine=op_machine, op_start=op_start,
     )  # fmt: skip
     return op_machine.tolist(), op_start.tolist()
+
+
+def complete(
+    cp: CompiledProblem,
+    rule: str,
+    *,
+    next_op: np.ndarray,
+    job_ready: np.ndarray,
+    machine_free: np.ndarray,
+    op_machine: np.ndarray,
+    op_start: np.ndarray,
+) -> None:
+    """Finish a partial plan by the rule: place every operation from each job's `next_op` on,
+    after its job's `job_ready` and its machine's `machine_free`, writing `op_machine` and
+    `op_start` (int64, per operation) in place; the state arrays are left as they were.
+
+    From the first operations, the release times and the machines' ready times it is the
+    rule's whole pass (`dispatch_arrays`); from a greedy pass cut short by its deadline
+    (`rl.fast_policy.greedy_schedule`), the rest of that pass at a rule's cost.
+    """
+    name = _resolve(rule)
+    _dispatch(
+        cp.job_op_start, np.array(next_op, dtype=np.int64), np.array(job_ready, dtype=np.int64),
+        np.array(machine_free, dtype=np.int64), cp.eligible, cp.duration_matrix,
+        _static_keys(cp, name), _SOURCES.get(name, _STATIC), op_machine, op_start,
+    )  # fmt: skip
 
 
 def dispatch(problem: Problem | CompiledProblem, rule: str) -> Schedule:

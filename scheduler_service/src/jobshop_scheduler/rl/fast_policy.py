@@ -9,6 +9,7 @@ at server start-up).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -17,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE
 from jobshop_scheduler.instances.flexible import production_like
 from jobshop_scheduler.rl.features import (
     N_FEATURES,
@@ -175,11 +177,25 @@ class Buffers(NamedTuple):
         return cls(np.empty((n_jobs, N_FEATURES), np.float32), np.empty(n_jobs, np.int64))
 
 
-def greedy_schedule(cp: CompiledProblem, scorer: FastScorer, horizon: int = 0) -> ShopState:
+def greedy_schedule(
+    cp: CompiledProblem,
+    scorer: FastScorer,
+    horizon: int = 0,
+    *,
+    deadline: float | None = None,
+    finish_rule: str = LEGACY_RULE,
+) -> ShopState:
     """Dispatch every operation with the scorer, at most `horizon` jobs open at once (0: all;
-    `ShopState`); the finished state holds the schedule."""
+    `ShopState`); the finished state holds the schedule.
+
+    Past `deadline` (time.perf_counter) the scorer stops and `finish_rule` places the rest
+    (`ShopState.complete`, its `rule_operations` say how many): a pass over a large request
+    costs about 0.1 ms a step, a rule a few µs, and an answer late for its client is no answer.
+    """
     with PASS_LOCK:
-        state, _ = rollout(cp, scorer, horizon=horizon)
+        state, _ = rollout(cp, scorer, horizon=horizon, deadline=deadline)
+    if not state.done:
+        state.complete(finish_rule)
     return state
 
 
@@ -189,19 +205,24 @@ def rollout(
     rng: np.random.Generator | None = None,
     temperature: float = 1.0,
     horizon: int = 0,
+    *,
+    deadline: float | None = None,
 ) -> tuple[ShopState, NDArray[np.int64]]:
     """One pass: the finished state and the job chosen at each step that had a choice.
 
     Greedy (the best-scored candidate, ties to the lowest job index) when `rng` is None;
     otherwise each choice is drawn from the softmax of the scores at `temperature`. At most
-    `horizon` jobs are open at once (0: all; `ShopState`). The caller holds `PASS_LOCK` where
-    other passes may run beside it.
+    `horizon` jobs are open at once (0: all; `ShopState`). Past `deadline` (time.perf_counter)
+    the pass stops where it is and the state is left unfinished. The caller holds `PASS_LOCK`
+    where other passes may run beside it.
     """
     state = ShopState(cp, scorer.window_for(cp), horizon)
     scales = FeatureScales(state)
     buffers = Buffers.for_jobs(cp.n_jobs)
     choices: list[int] = []
     for candidates in state.decisions():
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         pick = _pick(scorer.candidate_scores(state, scales, buffers), rng, temperature)
         choices.append(int(candidates[pick]))
         state.dispatch(choices[-1])

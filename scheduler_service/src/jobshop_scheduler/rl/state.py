@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem
+from jobshop_scheduler.heuristics.dispatch import complete as complete_by_rule
 from jobshop_scheduler.rl import kernels
 
 IntArray = NDArray[np.int64]
@@ -248,6 +249,7 @@ class ShopState:
         self.scheduled = 0
         self.work_left = int(cp.op_min_duration.sum())  # min-duration work not yet placed
         self.makespan = 0
+        self.rule_operations = 0  # operations a rule placed to finish the pass (`complete`)
         # Load each machine must still carry: operations that have no other eligible machine.
         single = cp.eligible.sum(axis=1) == 1
         self.single_machine = np.where(single, cp.eligible.argmax(axis=1), -1)
@@ -326,6 +328,23 @@ class ShopState:
             )
         )
         return machine, int(cp.duration_matrix[op, machine])
+
+    def complete(self, rule: str) -> None:
+        """Place every operation left by a dispatching rule (`heuristics.dispatch.complete`),
+        after the ones placed so far: how a pass that ran out of time ends at a rule's cost.
+        Every job is placed, admitted or not; `rule_operations` counts what the rule placed."""
+        cp = self.cp
+        complete_by_rule(
+            cp, rule, next_op=self.next_op, job_ready=self.job_ready,
+            machine_free=self.machine_free, op_machine=self.op_machine, op_start=self.op_start,
+        )  # fmt: skip
+        self.rule_operations += cp.n_ops - self.scheduled
+        self.scheduled = cp.n_ops
+        self.next_op = cp.job_op_start[1:].copy()
+        self.end_op = self.next_op.copy()
+        if cp.n_ops:
+            ends = self.op_start + cp.duration_matrix[np.arange(cp.n_ops), self.op_machine]
+            self.makespan = int(ends.max())
 
     def dispatch(self, job: int) -> None:
         """Place the next operation of a candidate job at its earliest start."""

@@ -5,8 +5,9 @@ produced it:
 
 1. ``greedy``/``portfolio``: the plans the caller already has (the policy's greedy pass and the
    legacy rule's baseline), the baseline rules (SPT, MOR, MWKR: a compiled pass each, run
-   whatever the time) and the other rules while the time fits; the shortest is kept, so the
-   answer is never longer than the legacy rule's or a baseline rule's on the same request.
+   whatever the search's time, as long as they fit before the answer is due) and the other
+   rules while the search's time fits; the shortest is kept, so the answer is never longer than
+   the legacy rule's, nor than a baseline rule's that had the time to run.
 2. ``sampling``: a few stochastic rollouts of the policy (a small share of the budget).
 3. ``tabu``: tabu search on the disjunctive graph (`search.tabu`), most of the budget.
 4. ``cpsat``: OR-Tools CP-SAT warm-started from the best plan, only where measurements showed
@@ -92,12 +93,16 @@ def improve(
     seed: int = 0,
     greedy_seconds: float | None = None,
     horizon: int = 0,
+    rules_due: float | None = None,
+    rule_seconds: float = 0.0,
 ) -> SearchResult:
     """The best plan the stages find from `greedy` before `deadline` or within `iterations`.
 
     `baselines` are rule plans the caller already computed (by rule name), reused for free;
     `greedy_seconds`, what the greedy pass took, prices a policy rollout before one is started;
-    `horizon`, the jobs open at once in that pass (0: all), is the rollouts' too.
+    `horizon`, the jobs open at once in that pass (0: all), is the rollouts' too. The baseline
+    rules run whatever the time unless `rules_due` (time.perf_counter) says when the answer is
+    due: then only those whose cost, `rule_seconds` for the first, fits before it.
     """
     if deadline is None and iterations is None:
         raise ValueError("give the search a deadline or an iteration count")
@@ -105,7 +110,8 @@ def improve(
     bound = lower_bound(cp)
     best = _Best(cp, greedy, "greedy")
     greedy_makespan = best.makespan
-    _portfolio(cp, best, bound, baselines or {}, clock.share(PORTFOLIO_SHARE, iterations))
+    until = clock.share(PORTFOLIO_SHARE, iterations)
+    _portfolio(cp, best, bound, baselines or {}, until, rules_due, rule_seconds)
     if scorer is not None:
         until = clock.share(SAMPLING_SHARE, iterations)
         _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed, horizon)
@@ -145,21 +151,28 @@ class _Clock:
         return min(time.perf_counter() + fraction * self.total, self.deadline)
 
 
-def _portfolio(
-    cp: CompiledProblem, best: _Best, bound: int, known: dict[str, Plan], until: float
+def _portfolio(  # noqa: PLR0917 - one caller
+    cp: CompiledProblem,
+    best: _Best,
+    bound: int,
+    known: dict[str, Plan],
+    until: float,
+    due: float | None,
+    cost: float,
 ) -> None:
     """Every rule the caller has for free, the baseline rules, then the others while the
-    previous one's time fits. The baseline rules run even when the deadline has passed: when
-    the greedy pass used the budget up (a large request) or there was none (budget 0, where
-    the planner calls the search with a spent deadline for them)."""
+    previous one's time (`cost` before the first) fits before `until`. The baseline rules run
+    even when the search's deadline has passed (budget 0, where the planner calls the search
+    with a spent deadline for them, or a greedy pass that used the budget up), as long as
+    they fit before `due`, when the answer is due (None: whatever the time)."""
     for plan in known.values():
         best.offer((np.asarray(plan[0]), np.asarray(plan[1])), "portfolio")
-    cost = 0.0
     for rule in (*BASELINE_RULES, *(r for r in RULES if r not in BASELINE_RULES)):
         if rule in known or best.makespan <= bound:
             continue
         started = time.perf_counter()
-        if rule not in BASELINE_RULES and started + cost > until:
+        limit = (float("inf") if due is None else due) if rule in BASELINE_RULES else until
+        if started + cost > limit:
             break
         machines, starts = dispatch_arrays(cp, rule)
         cost = time.perf_counter() - started

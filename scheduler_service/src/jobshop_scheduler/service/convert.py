@@ -24,6 +24,7 @@ POLICY_NAMES: dict[int, str] = {
 POLICY_VALUES = {name: value for value, name in POLICY_NAMES.items()}
 SEARCH_FIELDS = (
     "search_stage", "lower_bound", "greedy_makespan", "search_iterations", "time_budget_ms",
+    "greedy_cut_operations",
 )  # fmt: skip
 
 

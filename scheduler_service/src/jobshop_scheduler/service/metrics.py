@@ -85,6 +85,12 @@ class SchedulerMetrics:
             [*t, "reason"],
             registry=r,
         )
+        self._greedy_cut = Counter(
+            "scheduler_greedy_cut",
+            "Answers whose greedy pass reached its deadline; the legacy rule placed the rest",
+            t,
+            registry=r,
+        )
         self._improvement = Histogram(
             "scheduler_search_improvement_ratio",
             "Makespan of the answer / makespan of the greedy pass, per searched answer",
@@ -125,7 +131,7 @@ class SchedulerMetrics:
             self._fallbacks.labels(track=self.track, reason=reason)
         for series in (
             self._duration, self._requested, self._scheduled, self._ratio, self._makespan,
-            self._saved,
+            self._saved, self._greedy_cut,
         ):  # fmt: skip
             series.labels(track=self.track)
         self._batches.labels(track=self.track)
@@ -163,6 +169,10 @@ class SchedulerMetrics:
         self._stage.labels(track=self.track, stage=stage).inc()
         if greedy_makespan > 0:
             self._improvement.labels(track=self.track).observe(makespan / greedy_makespan)
+
+    def record_greedy_cut(self) -> None:
+        """One answer whose greedy pass the legacy rule finished, to be on time."""
+        self._greedy_cut.labels(track=self.track).inc()
 
     def record_fallback(self, reason: str) -> None:
         if reason:

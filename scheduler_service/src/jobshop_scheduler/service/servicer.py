@@ -309,6 +309,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             len(plan.problem.machines),
         )
         self.metrics.record_fallback(plan.fallback_kind)
+        if plan.search.greedy_cut_operations:
+            self.metrics.record_greedy_cut()
         if plan.search.time_budget_ms > 0:
             self.metrics.record_search(
                 plan.search.stage, plan.schedule.makespan, plan.search.greedy_makespan
@@ -343,6 +345,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             fields.update(
                 search_stage=plan.search.stage,
                 greedy_makespan=plan.search.greedy_makespan,
+                greedy_cut_operations=plan.search.greedy_cut_operations,
                 batches=plan.batches,
                 fallback=plan.fallback_kind,
                 completion_rate=plan.report.completion_rate,

@@ -1,0 +1,112 @@
+"""A greedy pass with a deadline: past it the legacy rule places what the policy left
+(`ShopState.complete`, `greedy_schedule`), so a large request's answer is not late."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobshop_scheduler.domain.validator import validate
+from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
+from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
+from jobshop_scheduler.instances.flexible import production_like, short_routes
+from jobshop_scheduler.instances.taillard import taillard
+from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
+from jobshop_scheduler.rl.model_store import load_model
+from jobshop_scheduler.rl.state import ShopState
+
+pytestmark = pytest.mark.unit
+
+SHOPS = {
+    "classic": lambda: taillard(12, 6, 101, 202, "t"),
+    "flexible": lambda: production_like(25, seed=4),
+    "short routes": lambda: short_routes(40, seed=2),
+}
+MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "full_production"
+
+
+@pytest.fixture(scope="module")
+def scorer() -> FastScorer:
+    return load_model(MODEL_DIR).scorer
+
+
+def first_candidate(state: ShopState) -> int:
+    return int(np.flatnonzero(state.candidates)[0])
+
+
+@pytest.mark.parametrize("shop", SHOPS)
+@pytest.mark.parametrize("rule", RULES)
+def test_completing_an_untouched_state_is_the_rules_whole_pass(shop: str, rule: str) -> None:
+    cp = compile_problem(SHOPS[shop]())
+    state = ShopState(cp)
+    state.complete(rule)
+    machines, starts = dispatch_arrays(cp, rule)
+    assert state.op_machine.tolist() == machines and state.op_start.tolist() == starts
+    assert state.done and state.rule_operations == cp.n_ops
+    assert state.makespan == makespan_of(cp, machines, starts)
+
+
+@pytest.mark.parametrize("shop", SHOPS)
+@pytest.mark.parametrize(("window", "horizon"), [(0.0, 0), (0.5, 0), (0.0, 7), (1.0, 5)])
+def test_completing_a_partial_pass_keeps_what_was_placed(
+    shop: str, window: float, horizon: int
+) -> None:
+    problem = SHOPS[shop]()
+    cp = compile_problem(problem)
+    state = ShopState(cp, window, horizon)
+    for _ in range(cp.n_ops // 3):
+        state.dispatch(first_candidate(state))
+    placed = np.flatnonzero(state.op_start >= 0)
+    before = state.op_machine[placed].copy(), state.op_start[placed].copy()
+    state.complete("mwkr")
+    assert state.rule_operations == cp.n_ops - len(placed)
+    assert np.array_equal(state.op_machine[placed], before[0])
+    assert np.array_equal(state.op_start[placed], before[1])
+    assert validate(problem, cp.to_schedule(state.op_machine, state.op_start)).ok
+    assert state.makespan == makespan_of(cp, state.op_machine, state.op_start)
+
+
+def passes(cp: CompiledProblem, scorer: FastScorer, **deadline: float) -> ShopState:
+    return greedy_schedule(cp, scorer, 0, finish_rule="spt", **deadline)
+
+
+def test_a_deadline_in_time_changes_nothing_and_a_spent_one_is_the_rules_plan(
+    scorer: FastScorer,
+) -> None:
+    cp = compile_problem(production_like(30, seed=7))
+    whole = passes(cp, scorer)
+    assert whole.rule_operations == 0
+    in_time = passes(cp, scorer, deadline=float("inf"))
+    assert np.array_equal(in_time.op_start, whole.op_start) and in_time.rule_operations == 0
+    spent = passes(cp, scorer, deadline=0.0)
+    assert spent.rule_operations == cp.n_ops
+    assert spent.op_start.tolist() == dispatch_arrays(cp, "spt")[1]
+
+
+def test_a_pass_cut_midway_is_the_policys_start_and_the_rules_end(
+    scorer: FastScorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    problem = production_like(30, seed=7)
+    cp = compile_problem(problem)
+    whole = passes(cp, scorer)
+    # a clock that passes the deadline at the 41st decision, and what the policy had placed
+    ticks = itertools.count()
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(ticks) >= 40))
+    complete, placed = ShopState.complete, []
+
+    def snapshot(state: ShopState, rule: str) -> None:
+        placed.append(np.flatnonzero(state.op_start >= 0))
+        complete(state, rule)
+
+    monkeypatch.setattr(ShopState, "complete", snapshot)
+    cut = passes(cp, scorer, deadline=0.5)
+    assert len(placed[0]) >= 40 and cut.rule_operations == cp.n_ops - len(placed[0])
+    assert validate(problem, cp.to_schedule(cut.op_machine, cut.op_start)).ok
+    assert not np.array_equal(cut.op_start, whole.op_start)
+    # the policy's placements are the uncut pass's, the rest is the rule's
+    assert np.array_equal(cut.op_start[placed[0]], whole.op_start[placed[0]])
+    assert np.array_equal(cut.op_machine[placed[0]], whole.op_machine[placed[0]])
