@@ -211,6 +211,7 @@ class MainServer:
 
 
 MAIN_MAX_JOBS = 300
+MAIN_MAX_TABLE_CELLS = 200_000  # operations x machines; the largest test request has 90 000
 
 
 @pytest.fixture(scope="session")
@@ -241,6 +242,7 @@ def main_server(
         audit_max_bytes=4000,
         audit_backups=3,
         max_jobs=MAIN_MAX_JOBS,
+        max_table_cells=MAIN_MAX_TABLE_CELLS,
         mirror_config=mirror,
         faults_file=faults,
     )

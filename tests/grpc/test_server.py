@@ -26,7 +26,7 @@ from jobshop_scheduler.service.convert import problem_to_pb
 from jobshop_scheduler.service.mirror import MIRRORED_FROM_HEADER
 from jobshop_scheduler.service.servicer import INTERNAL_DETAILS, TRACK_HEADER
 
-from .conftest import MAIN_MAX_JOBS, TRACK, MainServer
+from .conftest import MAIN_MAX_JOBS, MAIN_MAX_TABLE_CELLS, TRACK, MainServer
 
 pytestmark = pytest.mark.grpc
 
@@ -170,6 +170,11 @@ def _many_jobs(request: pb.ScheduleRequest) -> None:
         job.id = f"extra-{i}"
 
 
+def _machine_catalogue(request: pb.ScheduleRequest) -> None:
+    """Every machine of a plant's catalogue, where the operations use a handful."""
+    request.machines.extend(pb.Machine(id=f"catalogue-{k}") for k in range(MAIN_MAX_TABLE_CELLS))
+
+
 def _long_operations(request: pb.ScheduleRequest) -> None:
     for job in request.jobs:
         for op in job.operations:
@@ -217,6 +222,10 @@ VALIDATION_CASES: dict[str, tuple[Callable[[pb.ScheduleRequest], Any], str]] = {
     "no jobs": (lambda r: r.ClearField("jobs"), "jobs: at least one job is required"),
     "no machines": (lambda r: r.ClearField("machines"), "machines: at least one machine"),
     "too many jobs": (_many_jobs, f"jobs: {MAIN_MAX_JOBS + 1} jobs exceed"),
+    "too many machines for the operations": (
+        _machine_catalogue,
+        f"machines make a table of {{}} cells, over this server's limit of {MAIN_MAX_TABLE_CELLS}",
+    ),
     "absurd duration": (
         lambda r: setattr(r.jobs[0].operations[0].alternatives[0], "duration", 10**15),
         "jobs[0].operations[0].alternatives[0].duration: 1000000000000000 is over the horizon",
@@ -242,7 +251,8 @@ def test_invalid_requests_name_the_field(main_server: MainServer, case: str) -> 
     _edit(request, change)
     code, details = refused(main_server.address, request, main_server.auth)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert expected in details
+    operations = sum(len(job.operations) for job in request.jobs)
+    assert expected.format(operations * len(request.machines)) in details
 
 
 def test_health_is_serving_and_reflection_lists_the_scheduler(main_server: MainServer) -> None:

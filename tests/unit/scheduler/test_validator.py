@@ -369,3 +369,20 @@ def test_too_many_jobs() -> None:
     assert validate_problem(p, max_jobs=3) == [
         ProblemError("jobs", "4 jobs exceed this server's limit of 3")
     ]
+
+
+def test_too_large_a_table_of_operations_by_machines() -> None:
+    """The compiled problem holds a cell per operation and machine: a short request naming
+    many machines is refused before it is compiled, with the way out in the message."""
+    p = small()
+    cells = p.operation_count * len(p.machines)
+    assert validate_problem(p, max_table_cells=cells) == []
+    errors = validate_problem(p, max_jobs=10, max_table_cells=cells - 1)
+    assert fields(errors) == ["machines"]
+    assert errors[0].message == (
+        f"{p.operation_count} operations x {len(p.machines)} machines make a table of {cells} "
+        f"cells, over this server's limit of {cells - 1}: list only the machines the "
+        "operations can use, or split the request"
+    )
+    # the job limit is checked first, alone
+    assert fields(validate_problem(p, max_jobs=1, max_table_cells=1)) == ["jobs"]

@@ -125,11 +125,27 @@ def horizon_bound(problem: Problem) -> int:
     return latest_release + work
 
 
-def validate_problem(problem: Problem, max_jobs: int | None = None) -> list[ProblemError]:
-    """Every rule the request breaks (empty when it can be scheduled); never raises."""
+def validate_problem(
+    problem: Problem, max_jobs: int | None = None, max_table_cells: int | None = None
+) -> list[ProblemError]:
+    """Every rule the request breaks (empty when it can be scheduled); never raises.
+
+    `max_table_cells` bounds operations x machines: the compiled problem holds a duration and
+    an eligibility cell for each (`heuristics.compiled`), about 9 bytes, and the dispatchers
+    scan a machine row per operation, so a request of a few hundred kB that lists 20 000
+    machines for 5000 operations would take 1 GB and seconds before any answer.
+    """
     if max_jobs is not None and len(problem.jobs) > max_jobs:
         msg = f"{len(problem.jobs)} jobs exceed this server's limit of {max_jobs}"
         return [ProblemError("jobs", msg)]  # refuse before spending work on a huge request
+    cells = problem.operation_count * len(problem.machines)
+    if max_table_cells is not None and cells > max_table_cells:
+        msg = (
+            f"{problem.operation_count} operations x {len(problem.machines)} machines make a "
+            f"table of {cells} cells, over this server's limit of {max_table_cells}: list only "
+            "the machines the operations can use, or split the request"
+        )
+        return [ProblemError("machines", msg)]
     errors: list[ProblemError] = []
     _check_machines(problem, errors)
     _check_jobs(problem, errors)

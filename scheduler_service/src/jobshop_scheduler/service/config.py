@@ -30,6 +30,9 @@ TRACKS = ("stable", "canary", "shadow")
 DEFAULT_PORT = 50051
 DEFAULT_METRICS_PORT = 9100
 DEFAULT_MAX_JOBS = 2000
+# operations x machines of a request (`problem_rules.validate_problem`): about 9 bytes each, so
+# 20 million is 180 MB, and a 2000-job request of 50 operations may name 200 machines
+DEFAULT_MAX_TABLE_CELLS = 20_000_000
 DEFAULT_GRACE_S = 10.0
 
 
@@ -72,6 +75,7 @@ class ServerConfig:
     audit_backups: int = 5
     batch_size: int = DEFAULT_BATCH_SIZE
     max_jobs: int = DEFAULT_MAX_JOBS
+    max_table_cells: int = DEFAULT_MAX_TABLE_CELLS
     legacy_rule: str = LEGACY_RULE
     default_policy: str = "ppo"  # what a request with policy AUTO gets
     time_budget_ms: int = DEFAULT_TIME_BUDGET_MS  # search budget of requests that do not say
@@ -104,6 +108,8 @@ class ServerConfig:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
         if self.max_jobs < 1:
             raise ConfigError(f"max jobs must be at least 1, got {self.max_jobs}")
+        if self.max_table_cells < 1:
+            raise ConfigError(f"max table cells must be at least 1, got {self.max_table_cells}")
         if self.legacy_rule not in RULES:
             raise ConfigError(f"legacy rule must be one of {', '.join(RULES)}")
         if self.default_policy not in DEFAULT_POLICIES:

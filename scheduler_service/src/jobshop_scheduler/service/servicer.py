@@ -185,6 +185,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         metrics: SchedulerMetrics,
         executor: Executor,
         max_jobs: int,
+        max_table_cells: int | None = None,
         legacy_rule: str,
         batch_size: int,
         default_policy: str = "ppo",
@@ -198,6 +199,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         self.metrics = metrics
         self.executor = executor
         self.max_jobs = max_jobs
+        self.max_table_cells = max_table_cells
         self.legacy_rule = legacy_rule
         self.batch_size = batch_size
         self.default_policy = default_policy
@@ -264,7 +266,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         problem = problem_from_pb(call.request)
         call.budget_ms = time_budget_from_pb(call.request)
         errors = check_time_budget(call.budget_ms, self.max_time_budget_ms)
-        errors += validate_problem(problem, self.max_jobs)
+        errors += validate_problem(problem, self.max_jobs, self.max_table_cells)
         if errors:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details(errors))
         # A valid request's jobs count as requested when its call ends, and as scheduled if it
