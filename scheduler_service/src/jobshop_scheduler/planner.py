@@ -43,8 +43,10 @@ POLICY_CHOICES = (*LEARNED, "heuristic", *RULES)
 DEFAULT_POLICIES = ("ppo", *RULES)  # what "auto" means on a server
 DEADLINE_MARGIN_S = 0.05  # left between the search's end and the client's deadline
 # Kept back from the budget for what follows the search: validating and converting its plan.
+# Per operation on 1000- and 2000-job production-like plans (2026-12-07): 1.3 us to a Schedule,
+# 2.2-5 us to validate it, 1.7 us to the protobuf answer.
 FINISH_RESERVE_S = 0.005
-FINISH_RESERVE_PER_OP_S = 4e-6
+FINISH_RESERVE_PER_OP_S = 6e-6
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,15 @@ ta10 for SPT, MOR and MWKR; see tests/unit/scheduler/test_dispatch.py):
    operations) the shortest duration wins, then the lowest machine index. Repeat until done.
 
 Speed: a compiled loop (`_dispatch`) keeps each job's earliest start and recomputes it only
-for the jobs the last step touched: the job placed, and the jobs whose next operation may use
-the machine it took. Machine free times and job ready times only grow, so every other start is
-still exact. A step costs a scan of the jobs plus the touched jobs' eligible machines. It
-replaced a heap of stale lower bounds in Python, which on a flexible shop requeued every job
-that could use the machine at every step: 0.95 s against 68 ms for MWKR on an 800-job
-production-like request, 0.65 s against 69 ms on a 1000x20 classic shop (2026-12-07).
+for the jobs the last step moved: the job placed, and the jobs whose next operation may use
+the machine it took and could start on it by their start. Machine free times and job ready
+times only grow, so every other start is still exact. Only SPT's key depends on the machine
+an operation would take; the other rules recompute a start only where that machine was the
+job's first free one, and choose the machine of the job they place. A step costs a scan of
+the jobs plus the moved jobs' eligible machines. It replaced a heap of stale lower bounds in
+Python, which on a flexible shop requeued every job that could use the machine at every step:
+0.95 s against 34 ms for MWKR on an 800-job production-like request (docs/benchmark.md,
+"Large requests" and "Large requests within their budget").
 """
 
 from __future__ import annotations
@@ -76,21 +79,33 @@ def _static_keys(cp: CompiledProblem, rule: str) -> np.ndarray:
 
 
 @njit(cache=True)
-def _earliest(  # pragma: no cover - compiled
-    op: int, ready: int, free: np.ndarray, eligible: np.ndarray, duration: np.ndarray
-) -> tuple[int, int, int]:
-    """(start, duration, machine) of an operation's earliest start: the shortest among the
-    eligible machines free by then, the lowest index on ties."""
+def _soonest(  # pragma: no cover - compiled
+    op: int, free: np.ndarray, alt_ptr: np.ndarray, alt_machine: np.ndarray
+) -> int:
+    """When the first of an operation's machines is free."""
     soonest = _NEVER
-    for k in range(free.shape[0]):
-        if eligible[op, k] and free[k] < soonest:
-            soonest = free[k]
-    start = max(ready, soonest)
+    for a in range(alt_ptr[op], alt_ptr[op + 1]):
+        soonest = min(soonest, free[alt_machine[a]])
+    return soonest
+
+
+@njit(cache=True)
+def _machine_at(  # noqa: PLR0917  # pragma: no cover - compiled
+    op: int,
+    start: int,
+    free: np.ndarray,
+    alt_ptr: np.ndarray,
+    alt_machine: np.ndarray,
+    alt_duration: np.ndarray,
+) -> tuple[int, int]:
+    """(machine, duration) of an operation started at `start`: the shortest of its machines
+    free by then, the lowest index on ties (`alt_machine` is sorted per operation)."""
     best, machine = -1, -1
-    for k in range(free.shape[0]):
-        if eligible[op, k] and free[k] <= start and (machine < 0 or duration[op, k] < best):
-            best, machine = duration[op, k], k
-    return start, best, machine
+    for a in range(alt_ptr[op], alt_ptr[op + 1]):
+        k = alt_machine[a]
+        if free[k] <= start and (machine < 0 or alt_duration[a] < best):
+            best, machine = alt_duration[a], k
+    return machine, best
 
 
 @njit(cache=True)
@@ -100,7 +115,9 @@ def _dispatch(  # noqa: PLR0917  # pragma: no cover - compiled
     ready: np.ndarray,
     free: np.ndarray,
     eligible: np.ndarray,
-    duration: np.ndarray,
+    alt_ptr: np.ndarray,
+    alt_machine: np.ndarray,
+    alt_duration: np.ndarray,
     static: np.ndarray,
     source: int,
     op_machine: np.ndarray,
@@ -108,32 +125,75 @@ def _dispatch(  # noqa: PLR0917  # pragma: no cover - compiled
 ) -> None:
     """Place every operation from each job's `next_op` on by the rule (module docstring),
     writing machine and start; `next_op`, `ready` (job ready times) and `free` (machine free
-    times) are the state to start from, and are updated in place."""
+    times) are the state to start from, and are updated in place. The eligible machines of
+    operation o are ``alt_machine[alt_ptr[o]:alt_ptr[o + 1]]``, in index order."""
     n_jobs = job_op_start.shape[0] - 1
     end_op = job_op_start[1:]
-    # per job with operations left: its next operation's start, duration, machine and key
+    # per job: when its next operation's first machine is free, its start (_NEVER once the
+    # job is done) and its rule's key
+    soonest = np.full(n_jobs, _NEVER, dtype=np.int64)
     start = np.full(n_jobs, _NEVER, dtype=np.int64)
-    length, machine = np.zeros(n_jobs, dtype=np.int64), np.zeros(n_jobs, dtype=np.int64)
     key = np.zeros(n_jobs, dtype=np.float64)
-    chosen, k = -1, 0
-    for _ in range(job_op_start[-1] + 1):
-        for j in range(n_jobs):  # the starts the last step may have moved: the job's own and
-            op = next_op[j]  # those of the jobs that may use the machine it took
-            if op < end_op[j] and (chosen < 0 or j == chosen or eligible[op, k]):
-                start[j], length[j], machine[j] = _earliest(op, ready[j], free, eligible, duration)
-                key[j] = _key(source, static[op], length[j], ready[j])
-            elif op >= end_op[j]:
-                start[j] = _NEVER
+    by_duration = source == _DURATION
+    for j in range(n_jobs):
+        _update(j, next_op, end_op, ready, free, alt_ptr, alt_machine, alt_duration, static,
+                source, soonest, start, key)  # fmt: skip
+    for _ in range(job_op_start[-1]):
         chosen = 0
         for j in range(1, n_jobs):  # the earliest start, the smallest key, the lowest job
             if start[j] < start[chosen] or (start[j] == start[chosen] and key[j] < key[chosen]):
                 chosen = j
         if n_jobs == 0 or start[chosen] == _NEVER:
             return
-        op, k = next_op[chosen], machine[chosen]
+        op = next_op[chosen]
+        k, length = _machine_at(op, start[chosen], free, alt_ptr, alt_machine, alt_duration)
+        taken = free[k]
         op_machine[op], op_start[op] = k, start[chosen]
-        free[k] = ready[chosen] = start[chosen] + length[chosen]
+        free[k] = ready[chosen] = start[chosen] + length
         next_op[chosen] = op + 1
+        _update(chosen, next_op, end_op, ready, free, alt_ptr, alt_machine, alt_duration,
+                static, source, soonest, start, key)  # fmt: skip
+        # The other jobs machine k's new free time may move: those whose first free machine
+        # it was (their start), and with SPT those that could start on it (their duration).
+        # A job that could not use k by its start is unmoved: free times only grow.
+        # (Inline: a call here, even an inlined one, made MWKR 2.5x slower.)
+        for j in range(n_jobs):
+            moved = taken <= start[j] != _NEVER if by_duration else soonest[j] == taken
+            if moved and eligible[next_op[j], k]:
+                op = next_op[j]
+                soonest[j] = _soonest(op, free, alt_ptr, alt_machine)
+                start[j] = max(ready[j], soonest[j])
+                if by_duration:  # the other rules' keys do not depend on machines
+                    key[j] = _machine_at(op, start[j], free, alt_ptr, alt_machine, alt_duration)[1]
+
+
+@njit(cache=True)
+def _update(  # noqa: PLR0917  # pragma: no cover - compiled
+    j: int,
+    next_op: np.ndarray,
+    end_op: np.ndarray,
+    ready: np.ndarray,
+    free: np.ndarray,
+    alt_ptr: np.ndarray,
+    alt_machine: np.ndarray,
+    alt_duration: np.ndarray,
+    static: np.ndarray,
+    source: int,
+    soonest: np.ndarray,
+    start: np.ndarray,
+    key: np.ndarray,
+) -> None:
+    """Job j's next operation as it stands: its first free machine, start and key."""
+    op = next_op[j]
+    if op >= end_op[j]:
+        soonest[j] = start[j] = _NEVER
+        return
+    soonest[j] = _soonest(op, free, alt_ptr, alt_machine)
+    start[j] = max(ready[j], soonest[j])
+    length = 0
+    if source == _DURATION:
+        length = _machine_at(op, start[j], free, alt_ptr, alt_machine, alt_duration)[1]
+    key[j] = _key(source, static[op], length, ready[j])
 
 
 @njit(cache=True)
@@ -177,10 +237,14 @@ def complete(
     (`rl.fast_policy.greedy_schedule`), the rest of that pass at a rule's cost.
     """
     name = _resolve(rule)
+    ops, machines = np.nonzero(cp.eligible)  # row by row: each operation's machines in order
+    alt_ptr = np.zeros(cp.n_ops + 1, dtype=np.int64)
+    np.cumsum(cp.eligible.sum(axis=1), out=alt_ptr[1:])
     _dispatch(
         cp.job_op_start, np.array(next_op, dtype=np.int64), np.array(job_ready, dtype=np.int64),
-        np.array(machine_free, dtype=np.int64), cp.eligible, cp.duration_matrix,
-        _static_keys(cp, name), _SOURCES.get(name, _STATIC), op_machine, op_start,
+        np.array(machine_free, dtype=np.int64), cp.eligible, alt_ptr, machines.astype(np.int64),
+        cp.duration_matrix[ops, machines].astype(np.int64), _static_keys(cp, name),
+        _SOURCES.get(name, _STATIC), op_machine, op_start,
     )  # fmt: skip
 
 
