@@ -10,7 +10,10 @@ The budget covers the whole answer: the search stops early enough to leave time 
 and converting its plan, and never runs past the client's deadline minus a safety margin. So does
 the greedy pass itself, which on a request of a thousand jobs costs over a second: past its own
 deadline the legacy rule places the operations it has left (`greedy_schedule`), early enough for
-that and for the other baseline rules (`search.anytime`) to fit before the answer is due.
+that and for the other baseline rules (`search.anytime`) to fit. The search's budget counts from
+the call's arrival, so a call that waited for a planner thread searches less; the pass's counts
+from when planning starts, so waiting does not cost the plan itself, and only a request too
+large for the budget (or the client's deadline) cuts it.
 """
 
 from __future__ import annotations
@@ -173,10 +176,10 @@ class Planner:
         legacy = dispatch_arrays(cp, self.legacy_rule)
         baseline = makespan_of(cp, *legacy)
         chosen_at = time.perf_counter()
-        # when the answer is due, less the reserve for finishing it (None: no limit), and so
-        # when the greedy pass must stop: room for the rule to place what it leaves and for the
+        # when the pass and the baseline rules must be done (None: no limit), and so when the
+        # greedy pass must stop: room for the rule to place what it leaves and for the
         # portfolio's two other baseline rules, each about the cost of the one just run
-        due = None if iterations else _answer_due(cp, received or started, budget_ms, deadline)
+        due = None if iterations else _pass_due(cp, started, budget_ms, deadline)
         rule_seconds = chosen_at - compiled
         greedy_due = None if due is None else due - 3 * rule_seconds
         choice = self._choose(cp, policy, legacy, greedy_due)
@@ -314,18 +317,17 @@ class _Choice:
     cut: int = 0  # operations the legacy rule placed when the greedy pass ran out of time
 
 
-def _answer_due(
+def _pass_due(
     cp: CompiledProblem, started: float, budget_ms: int, deadline: float | None
 ) -> float | None:
-    """When the answer's plan must be ready (time.perf_counter): the search's deadline, or at
-    budget 0 the client's deadline less the margin and the reserve; None at budget 0 without
-    a client deadline, where the greedy pass and the baseline rules take what they take."""
-    if budget_ms > 0:
-        return _search_deadline(cp, started, budget_ms, deadline)
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic() - DEADLINE_MARGIN_S - _reserve(cp)
-    return time.perf_counter() + remaining
+    """When the greedy pass and the baseline rules must be done (time.perf_counter): the budget
+    counted from `started`, when planning began, and never past the client's deadline less the
+    margin, each less the finishing reserve; None at budget 0 without a client deadline, where
+    they take what they take."""
+    limits = [started + budget_ms / 1000] if budget_ms > 0 else []
+    if deadline is not None:
+        limits.append(time.perf_counter() + deadline - time.monotonic() - DEADLINE_MARGIN_S)
+    return min(limits) - _reserve(cp) if limits else None
 
 
 def _reserve(cp: CompiledProblem) -> float:

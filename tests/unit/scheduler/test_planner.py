@@ -141,3 +141,16 @@ def test_a_client_deadline_cuts_the_greedy_pass_at_budget_0(model: LoadedModel) 
     assert plan.search.greedy_cut_operations > 0 and plan.report.ok
     # nothing had time to run: the answer is the legacy rule's plan, no baseline rule after it
     assert plan.schedule.makespan == plan.baseline_makespan
+
+
+def test_a_call_that_waited_for_a_planner_thread_loses_its_search_not_its_pass(
+    model: LoadedModel,
+) -> None:
+    """The search's budget counts from the call's arrival, the pass's from when planning
+    starts: under load the plans stay the policy's, and only the search shrinks."""
+    problem = production_like(60, seed=2)
+    long_ago = time.perf_counter() - 10.0  # queued far longer than the budget
+    plan = Planner(model).plan(problem, "ppo", time_budget_ms=300, received=long_ago)
+    assert plan.search.greedy_cut_operations == 0 and plan.search.iterations == 0
+    whole = greedy_schedule(compile_problem(problem), model.scorer).makespan
+    assert plan.search.greedy_makespan == whole and plan.report.ok

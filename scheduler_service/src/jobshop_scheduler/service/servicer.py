@@ -139,7 +139,8 @@ def _plan_unless_late(
 ) -> Plan:
     if call.deadline is not None and time.monotonic() >= call.deadline:
         raise _TooLate  # do not start work nobody will receive
-    # The budget counts from the call's arrival: time queued for a planner thread is spent.
+    # The search's budget counts from the call's arrival: time queued for a planner thread is
+    # spent (the greedy pass's counts from when planning starts: `planner` module docstring).
     return planner.plan(problem, policy, budget_ms, deadline=call.deadline, received=call.received)
 
 
