@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,15 @@ def test_a_budget_the_call_overran_says_no_search_ran(capsys: pytest.CaptureFixt
     assert latency >= 1
     assert summary["search"].startswith(f"no time left: the call took {latency:.0f} ms of a 1 ms")
     assert summary["search"].endswith("0 tabu iterations")
+    # the budget covers the greedy pass too: the legacy rule placed what the policy had left
+    match = re.fullmatch(
+        r"cut at its deadline: legacy mwkr placed (\d+) of (\d+) operations \(a larger "
+        r"--time-budget-ms buys the whole pass\)",
+        summary["greedy"],
+    )
+    assert match is not None, summary["greedy"]
+    cut, operations = match.groups()
+    assert 0 < int(cut) <= int(operations) == load_problem(large).operation_count
     assert main(["schedule", str(EXAMPLE), "--local", "--time-budget-ms", "300"]) == 0
     assert " won in 300 ms: greedy " in capsys.readouterr().out
 
