@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from jobshop_scheduler.domain.model import Problem
 from jobshop_scheduler.domain.validator import validate
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
 from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
@@ -18,6 +21,8 @@ from jobshop_scheduler.instances.taillard import taillard
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import load_model
 from jobshop_scheduler.rl.state import ShopState
+
+from .test_dispatch import flexible_problems
 
 pytestmark = pytest.mark.unit
 
@@ -64,6 +69,36 @@ def test_completing_a_partial_pass_keeps_what_was_placed(
     before = state.op_machine[placed].copy(), state.op_start[placed].copy()
     state.complete("mwkr")
     assert state.rule_operations == cp.n_ops - len(placed)
+    assert np.array_equal(state.op_machine[placed], before[0])
+    assert np.array_equal(state.op_start[placed], before[1])
+    assert validate(problem, cp.to_schedule(state.op_machine, state.op_start)).ok
+    assert state.makespan == makespan_of(cp, state.op_machine, state.op_start)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    problem=flexible_problems(),
+    window=st.sampled_from([0.0, 0.5, 1.0]),
+    horizon=st.integers(0, 3),
+    rule=st.sampled_from(RULES),
+    data=st.data(),
+)
+def test_completing_any_partial_state_gives_a_valid_plan_that_keeps_it(
+    problem: Problem, window: float, horizon: int, rule: str, data: st.DataObject
+) -> None:
+    """Wherever a pass is cut (any window, horizon and earlier choices, release times, empty
+    jobs), the rule's completion is a valid plan and moves nothing already placed."""
+    cp = compile_problem(problem)
+    state = ShopState(cp, window, horizon)
+    for _ in range(data.draw(st.integers(0, cp.n_ops))):
+        if state.done:
+            break
+        candidates = np.flatnonzero(state.candidates)
+        state.dispatch(int(data.draw(st.sampled_from(candidates.tolist()))))
+    placed = np.flatnonzero(state.op_start >= 0)
+    before = state.op_machine[placed].copy(), state.op_start[placed].copy()
+    state.complete(rule)
+    assert state.done and state.rule_operations == cp.n_ops - len(placed)
     assert np.array_equal(state.op_machine[placed], before[0])
     assert np.array_equal(state.op_start[placed], before[1])
     assert validate(problem, cp.to_schedule(state.op_machine, state.op_start)).ok
