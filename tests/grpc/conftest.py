@@ -212,6 +212,7 @@ class MainServer:
 
 MAIN_MAX_JOBS = 300
 MAIN_MAX_TABLE_CELLS = 200_000  # operations x machines; the largest test request has 90 000
+MAIN_MAX_OPERATIONS = 20_000  # the largest test request has 4500
 
 
 @pytest.fixture(scope="session")
@@ -243,6 +244,7 @@ def main_server(
         audit_backups=3,
         max_jobs=MAIN_MAX_JOBS,
         max_table_cells=MAIN_MAX_TABLE_CELLS,
+        max_operations=MAIN_MAX_OPERATIONS,
         mirror_config=mirror,
         faults_file=faults,
     )

@@ -26,7 +26,13 @@ from jobshop_scheduler.service.convert import problem_to_pb
 from jobshop_scheduler.service.mirror import MIRRORED_FROM_HEADER
 from jobshop_scheduler.service.servicer import INTERNAL_DETAILS, TRACK_HEADER
 
-from .conftest import MAIN_MAX_JOBS, MAIN_MAX_TABLE_CELLS, TRACK, MainServer
+from .conftest import (
+    MAIN_MAX_JOBS,
+    MAIN_MAX_OPERATIONS,
+    MAIN_MAX_TABLE_CELLS,
+    TRACK,
+    MainServer,
+)
 
 pytestmark = pytest.mark.grpc
 
@@ -175,6 +181,15 @@ def _machine_catalogue(request: pb.ScheduleRequest) -> None:
     request.machines.extend(pb.Machine(id=f"catalogue-{k}") for k in range(MAIN_MAX_TABLE_CELLS))
 
 
+def _long_job(request: pb.ScheduleRequest) -> None:
+    """One job of more operations than the server takes (refused before it is converted)."""
+    template = request.jobs[0].operations[0]
+    for i in range(MAIN_MAX_OPERATIONS):
+        op = request.jobs[0].operations.add()
+        op.CopyFrom(template)
+        op.id = f"long-{i}"
+
+
 def _long_operations(request: pb.ScheduleRequest) -> None:
     for job in request.jobs:
         for op in job.operations:
@@ -222,6 +237,10 @@ VALIDATION_CASES: dict[str, tuple[Callable[[pb.ScheduleRequest], Any], str]] = {
     "no jobs": (lambda r: r.ClearField("jobs"), "jobs: at least one job is required"),
     "no machines": (lambda r: r.ClearField("machines"), "machines: at least one machine"),
     "too many jobs": (_many_jobs, f"jobs: {MAIN_MAX_JOBS + 1} jobs exceed"),
+    "too many operations": (
+        _long_job,
+        f"jobs: {{}} operations exceed this server's limit of {MAIN_MAX_OPERATIONS}: split",
+    ),
     "too many machines for the operations": (
         _machine_catalogue,
         f"machines make a table of {{}} cells, over this server's limit of {MAIN_MAX_TABLE_CELLS}",
@@ -252,7 +271,8 @@ def test_invalid_requests_name_the_field(main_server: MainServer, case: str) -> 
     code, details = refused(main_server.address, request, main_server.auth)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     operations = sum(len(job.operations) for job in request.jobs)
-    assert expected.format(operations * len(request.machines)) in details
+    cells = operations * len(request.machines)
+    assert expected.format(operations if "operations exceed" in expected else cells) in details
 
 
 def test_health_is_serving_and_reflection_lists_the_scheduler(main_server: MainServer) -> None:

@@ -21,6 +21,7 @@ from jobshop_scheduler.domain.validator import (
     KINDS,
     ProblemError,
     ScheduleInvalid,
+    SizeLimits,
     ValidationReport,
     ensure_valid,
     unscheduled_jobs,
@@ -365,9 +366,21 @@ def test_absurd_horizon() -> None:
 
 def test_too_many_jobs() -> None:
     p = small()
-    assert validate_problem(p, max_jobs=4) == []
-    assert validate_problem(p, max_jobs=3) == [
+    assert validate_problem(p, SizeLimits(jobs=4)) == []
+    assert validate_problem(p, SizeLimits(jobs=3)) == [
         ProblemError("jobs", "4 jobs exceed this server's limit of 3")
+    ]
+
+
+def test_too_many_operations() -> None:
+    p = small()
+    assert validate_problem(p, SizeLimits(operations=p.operation_count)) == []
+    assert validate_problem(p, SizeLimits(operations=p.operation_count - 1)) == [
+        ProblemError(
+            "jobs",
+            f"{p.operation_count} operations exceed this server's limit of "
+            f"{p.operation_count - 1}: split the request",
+        )
     ]
 
 
@@ -376,13 +389,18 @@ def test_too_large_a_table_of_operations_by_machines() -> None:
     many machines is refused before it is compiled, with the way out in the message."""
     p = small()
     cells = p.operation_count * len(p.machines)
-    assert validate_problem(p, max_table_cells=cells) == []
-    errors = validate_problem(p, max_jobs=10, max_table_cells=cells - 1)
+    assert validate_problem(p, SizeLimits(table_cells=cells)) == []
+    errors = validate_problem(p, SizeLimits(10, 10**6, cells - 1))
     assert fields(errors) == ["machines"]
     assert errors[0].message == (
         f"{p.operation_count} operations x {len(p.machines)} machines make a table of {cells} "
         f"cells, over this server's limit of {cells - 1}: list only the machines the "
         "operations can use, or split the request"
     )
-    # the job limit is checked first, alone
-    assert fields(validate_problem(p, max_jobs=1, max_table_cells=1)) == ["jobs"]
+    # the job limit is checked first, alone, and the operations are not counted then
+    assert fields(validate_problem(p, SizeLimits(jobs=1, table_cells=1))) == ["jobs"]
+
+    def uncounted() -> int:
+        raise AssertionError("counted the operations of a request already refused")
+
+    assert SizeLimits(jobs=1).errors(4, uncounted, 3)[0].field == "jobs"

@@ -94,6 +94,7 @@ def test_track_comes_from_the_flag_then_the_environment() -> None:
         ({"no_auth": True, "batch_size": 0}, "batch size"),
         ({"no_auth": True, "max_jobs": 0}, "max jobs"),
         ({"no_auth": True, "max_table_cells": 0}, "max table cells must be at least 1, got 0"),
+        ({"no_auth": True, "max_operations": 0}, "max operations must be at least 1, got 0"),
         ({"no_auth": True, "legacy_rule": "lifo"}, "legacy rule"),
         ({"no_auth": True, "grace_s": -1.0}, "grace"),
         ({"no_auth": True, "default_policy": "auto"}, "default policy must be one of ppo, "),

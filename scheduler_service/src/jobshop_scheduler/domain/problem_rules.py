@@ -8,6 +8,7 @@ without reading server logs. Re-exported by ``validator``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobshop_scheduler.domain.model import Job, Operation, Problem
@@ -125,27 +126,56 @@ def horizon_bound(problem: Problem) -> int:
     return latest_release + work
 
 
-def validate_problem(
-    problem: Problem, max_jobs: int | None = None, max_table_cells: int | None = None
-) -> list[ProblemError]:
-    """Every rule the request breaks (empty when it can be scheduled); never raises.
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """A server's limits on a request's size (None: none), checked before anything else.
 
-    `max_table_cells` bounds operations x machines: the compiled problem holds a duration and
-    an eligibility cell for each (`heuristics.compiled`), about 9 bytes, and the dispatchers
-    scan a machine row per operation, so a request of a few hundred kB that lists 20 000
-    machines for 5000 operations would take 1 GB and seconds before any answer.
+    Each bounds what a request costs before it can be refused for anything else:
+    - `jobs`: the policy's passes and the rules scan every job at every step;
+    - `operations`: converting a request costs 9 µs and about 300 bytes an operation, so the
+      64 MB a message may hold (4 million one-alternative operations) would take 20 s and
+      1.5 GB;
+    - `table_cells`, operations x machines: the compiled problem holds a duration and an
+      eligibility cell for each (`heuristics.compiled`), about 9 bytes, so a request of a few
+      hundred kB that names 20 000 machines for 5000 operations took 1.1 GB.
     """
-    if max_jobs is not None and len(problem.jobs) > max_jobs:
-        msg = f"{len(problem.jobs)} jobs exceed this server's limit of {max_jobs}"
-        return [ProblemError("jobs", msg)]  # refuse before spending work on a huge request
-    cells = problem.operation_count * len(problem.machines)
-    if max_table_cells is not None and cells > max_table_cells:
-        msg = (
-            f"{problem.operation_count} operations x {len(problem.machines)} machines make a "
-            f"table of {cells} cells, over this server's limit of {max_table_cells}: list only "
-            "the machines the operations can use, or split the request"
+
+    jobs: int | None = None
+    operations: int | None = None
+    table_cells: int | None = None
+
+    def errors(self, jobs: int, operations: Callable[[], int], machines: int) -> list[ProblemError]:
+        """The first limit a request of these counts breaks (`operations` is counted only
+        when the job count is within its limit), as its one error; empty when none is."""
+        if self.jobs is not None and jobs > self.jobs:
+            return [ProblemError("jobs", f"{jobs} jobs exceed this server's limit of {self.jobs}")]
+        count = operations()
+        if self.operations is not None and count > self.operations:
+            msg = (
+                f"{count} operations exceed this server's limit of {self.operations}: split "
+                "the request"
+            )
+            return [ProblemError("jobs", msg)]
+        cells = count * machines
+        if self.table_cells is not None and cells > self.table_cells:
+            msg = (
+                f"{count} operations x {machines} machines make a table of {cells} cells, over "
+                f"this server's limit of {self.table_cells}: list only the machines the "
+                "operations can use, or split the request"
+            )
+            return [ProblemError("machines", msg)]
+        return []
+
+
+def validate_problem(problem: Problem, limits: SizeLimits | None = None) -> list[ProblemError]:
+    """Every rule the request breaks (empty when it can be scheduled); never raises. A request
+    over one of the `limits` gets that error alone, before any other check."""
+    if limits is not None:
+        oversize = limits.errors(
+            len(problem.jobs), lambda: problem.operation_count, len(problem.machines)
         )
-        return [ProblemError("machines", msg)]
+        if oversize:
+            return oversize  # refuse before spending work on a huge request
     errors: list[ProblemError] = []
     _check_machines(problem, errors)
     _check_jobs(problem, errors)

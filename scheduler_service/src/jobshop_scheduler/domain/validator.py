@@ -13,13 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from jobshop_scheduler.domain.model import Assignment, Job, Problem, Schedule
-from jobshop_scheduler.domain.problem_rules import MAX_HORIZON, ProblemError, validate_problem
+from jobshop_scheduler.domain.problem_rules import (
+    MAX_HORIZON,
+    ProblemError,
+    SizeLimits,
+    validate_problem,
+)
 
 __all__ = [
     "KINDS",
     "MAX_HORIZON",
     "ProblemError",
     "ScheduleInvalid",
+    "SizeLimits",
     "ValidationReport",
     "Violation",
     "ensure_valid",

@@ -19,6 +19,7 @@ from jobshop_scheduler.defaults import (
     DEFAULT_TIME_BUDGET_MS,
     MAX_TIME_BUDGET_MS,
 )
+from jobshop_scheduler.domain.validator import SizeLimits
 from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES
 from jobshop_scheduler.planner import DEFAULT_POLICIES
 
@@ -33,6 +34,9 @@ DEFAULT_MAX_JOBS = 2000
 # operations x machines of a request (`problem_rules.validate_problem`): about 9 bytes each, so
 # 20 million is 180 MB, and a 2000-job request of 50 operations may name 200 machines
 DEFAULT_MAX_TABLE_CELLS = 20_000_000
+# operations of a request: 2000 jobs of 100 (a 2000-job production-like request has 30 000);
+# converting one costs 9 us and about 300 bytes (`problem_rules.SizeLimits`)
+DEFAULT_MAX_OPERATIONS = 200_000
 DEFAULT_GRACE_S = 10.0
 
 
@@ -75,6 +79,7 @@ class ServerConfig:
     audit_backups: int = 5
     batch_size: int = DEFAULT_BATCH_SIZE
     max_jobs: int = DEFAULT_MAX_JOBS
+    max_operations: int = DEFAULT_MAX_OPERATIONS
     max_table_cells: int = DEFAULT_MAX_TABLE_CELLS
     legacy_rule: str = LEGACY_RULE
     default_policy: str = "ppo"  # what a request with policy AUTO gets
@@ -103,13 +108,21 @@ class ServerConfig:
             raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
         self._check_numbers()
 
+    @property
+    def limits(self) -> SizeLimits:
+        """The request sizes this server refuses beyond (`problem_rules.SizeLimits`)."""
+        return SizeLimits(self.max_jobs, self.max_operations, self.max_table_cells)
+
     def _check_numbers(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.max_jobs < 1:
-            raise ConfigError(f"max jobs must be at least 1, got {self.max_jobs}")
-        if self.max_table_cells < 1:
-            raise ConfigError(f"max table cells must be at least 1, got {self.max_table_cells}")
+        for name, limit in (
+            ("max jobs", self.max_jobs),
+            ("max operations", self.max_operations),
+            ("max table cells", self.max_table_cells),
+        ):
+            if limit < 1:
+                raise ConfigError(f"{name} must be at least 1, got {limit}")
         if self.legacy_rule not in RULES:
             raise ConfigError(f"legacy rule must be one of {', '.join(RULES)}")
         if self.default_policy not in DEFAULT_POLICIES:

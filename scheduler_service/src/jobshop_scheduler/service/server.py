@@ -168,8 +168,8 @@ async def serve(config: ServerConfig, environ: Mapping[str, str] | None = None) 
         executor = ThreadPoolExecutor(config.workers, thread_name_prefix="planner")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         servicer = SchedulerServicer(
-            track=config.track, metrics=metrics, executor=executor, max_jobs=config.max_jobs,
-            max_table_cells=config.max_table_cells, legacy_rule=config.legacy_rule,
+            track=config.track, metrics=metrics, executor=executor, limits=config.limits,
+            legacy_rule=config.legacy_rule,
             batch_size=config.batch_size, default_policy=config.default_policy, audit=audit,
             mirror=mirror, faults=faults, time_budget_ms=config.time_budget_ms,
             max_time_budget_ms=config.max_time_budget_ms,
@@ -219,7 +219,7 @@ def _log_started(config: ServerConfig, port: int, metrics_port: int | None, auth
         "host": config.host, "port": port, "metrics_port": metrics_port, "track": config.track,
         "tls": config.tls, "mutual_tls": config.tls_client_ca is not None, "auth": auth,
         "model_dir": str(config.model_dir), "max_jobs": config.max_jobs,
-        "max_table_cells": config.max_table_cells,
+        "max_operations": config.max_operations, "max_table_cells": config.max_table_cells,
         "batch_size": config.batch_size, "legacy_rule": config.legacy_rule,
         "default_policy": config.default_policy, "time_budget_ms": config.time_budget_ms,
         "max_time_budget_ms": config.max_time_budget_ms,
