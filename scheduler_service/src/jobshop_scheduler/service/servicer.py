@@ -145,11 +145,8 @@ def _plan_unless_late(planner: Planner, call: _Call, fail: bool) -> Plan:
     problem = problem_from_pb(call.request)
     errors = validate_problem(problem)
     if errors:
+        call.jobs_requested = 0  # a client mistake, not a request the service failed
         raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details(errors))
-    # A valid request's jobs count as requested when its call ends, and as scheduled if it
-    # ended with an answer: server errors and blown deadlines lower the completion rate,
-    # client mistakes don't, and calls still in flight (a slow answer) don't count yet.
-    call.jobs_requested = len(problem.jobs)
     if fail:
         raise Refusal(grpc.StatusCode.INTERNAL, "injected fault (test fault injection is on)")
     policy, budget_ms = call.policy, call.budget_ms
@@ -286,6 +283,11 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         )
         if errors:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, invalid_details(errors))
+        # A valid request's jobs count as requested when its call ends, and as scheduled if it
+        # ended with an answer: server errors and blown deadlines lower the completion rate,
+        # client mistakes don't (the planner thread takes them back when the request fails
+        # its checks there), and calls still in flight (a slow answer) don't count yet.
+        call.jobs_requested = len(request.jobs)
         faults = self.faults.current() if self.faults is not None else None
         seed = request.request_id or uuid.uuid4().hex
         fail = faults is not None and should_fail(seed, faults.error_rate)
