@@ -54,6 +54,11 @@ class CompiledProblem:
     alternatives: tuple[tuple[tuple[int, int], ...], ...]
     duration_matrix: IntArray  # (n_ops, n_machines), 0 where the machine is not eligible
     eligible: BoolArray  # (n_ops, n_machines)
+    # `alternatives` as arrays (CSR): operation o's machines, in index order, and durations are
+    # alt_machine[alt_ptr[o]:alt_ptr[o + 1]] and alt_duration[...] (the compiled dispatcher's)
+    alt_ptr: IntArray
+    alt_machine: IntArray
+    alt_duration: IntArray
     op_min_duration: IntArray
     op_mean_duration: FloatArray
     work_from: IntArray  # min-duration work of this operation and all later ones of its job
@@ -231,6 +236,11 @@ def compile_problem(
         alternatives=tuple(alternatives),
         duration_matrix=_frozen(durations),
         eligible=_frozen(eligible),
+        alt_ptr=_frozen(
+            np.concatenate(([0], np.cumsum([len(a) for a in alternatives]))).astype(np.int64)
+        ),
+        alt_machine=_frozen(np.array([k for a in alternatives for k, _ in a], dtype=np.int64)),
+        alt_duration=_frozen(np.array([p for a in alternatives for _, p in a], dtype=np.int64)),
         op_min_duration=_frozen(op_min),
         op_mean_duration=_frozen(op_mean),
         work_from=_frozen(_suffix_work(op_min, job_op_start)),

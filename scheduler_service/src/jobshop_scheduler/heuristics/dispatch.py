@@ -237,14 +237,11 @@ def complete(
     (`rl.fast_policy.greedy_schedule`), the rest of that pass at a rule's cost.
     """
     name = _resolve(rule)
-    ops, machines = np.nonzero(cp.eligible)  # row by row: each operation's machines in order
-    alt_ptr = np.zeros(cp.n_ops + 1, dtype=np.int64)
-    np.cumsum(cp.eligible.sum(axis=1), out=alt_ptr[1:])
     _dispatch(
         cp.job_op_start, np.array(next_op, dtype=np.int64), np.array(job_ready, dtype=np.int64),
-        np.array(machine_free, dtype=np.int64), cp.eligible, alt_ptr, machines.astype(np.int64),
-        cp.duration_matrix[ops, machines].astype(np.int64), _static_keys(cp, name),
-        _SOURCES.get(name, _STATIC), op_machine, op_start,
+        np.array(machine_free, dtype=np.int64), cp.eligible, cp.alt_ptr, cp.alt_machine,
+        cp.alt_duration, _static_keys(cp, name), _SOURCES.get(name, _STATIC), op_machine,
+        op_start,
     )  # fmt: skip
 
 
