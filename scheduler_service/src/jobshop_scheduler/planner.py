@@ -326,8 +326,13 @@ def _pass_due(
     they take what they take."""
     limits = [started + budget_ms / 1000] if budget_ms > 0 else []
     if deadline is not None:
-        limits.append(time.perf_counter() + deadline - time.monotonic() - DEADLINE_MARGIN_S)
+        limits.append(_client_due(deadline))
     return min(limits) - _reserve(cp) if limits else None
+
+
+def _client_due(deadline: float) -> float:
+    """The client's deadline (time.monotonic) on time.perf_counter, less the safety margin."""
+    return time.perf_counter() + deadline - time.monotonic() - DEADLINE_MARGIN_S
 
 
 def _reserve(cp: CompiledProblem) -> float:
@@ -340,9 +345,7 @@ def _search_deadline(
 ) -> float:
     """When the search must stop (time.perf_counter): the budget less the finishing reserve,
     and never past the client's deadline less the safety margin."""
-    reserve = _reserve(cp)
-    stop = started + budget_ms / 1000 - reserve
+    stop = started + budget_ms / 1000
     if deadline is not None:
-        remaining = deadline - time.monotonic()
-        stop = min(stop, time.perf_counter() + remaining - DEADLINE_MARGIN_S - reserve)
-    return stop
+        stop = min(stop, _client_due(deadline))
+    return stop - _reserve(cp)
