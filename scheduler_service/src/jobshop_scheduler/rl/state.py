@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from jobshop_scheduler.heuristics.compiled import CompiledProblem
 from jobshop_scheduler.heuristics.dispatch import complete as complete_by_rule
+from jobshop_scheduler.heuristics.dispatch import makespan_of
 from jobshop_scheduler.rl import kernels
 
 IntArray = NDArray[np.int64]
@@ -342,9 +343,7 @@ class ShopState:
         self.scheduled = cp.n_ops
         self.next_op = cp.job_op_start[1:].copy()
         self.end_op = self.next_op.copy()
-        if cp.n_ops:
-            ends = self.op_start + cp.duration_matrix[np.arange(cp.n_ops), self.op_machine]
-            self.makespan = int(ends.max())
+        self.makespan = makespan_of(cp, self.op_machine, self.op_start)
 
     def dispatch(self, job: int) -> None:
         """Place the next operation of a candidate job at its earliest start."""
