@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -42,17 +40,6 @@ def scrape(url: str) -> Samples:
     return samples
 
 
-def settled(url: str, ready: Callable[[Samples], bool]) -> Samples:
-    """A scrape once ``ready`` holds: a call's status reaches the client a moment before the
-    server's bookkeeping after it, so an immediate scrape may miss the last call."""
-    deadline = time.monotonic() + 10
-    samples = scrape(url)
-    while not ready(samples) and time.monotonic() < deadline:
-        time.sleep(0.05)
-        samples = scrape(url)
-    return samples
-
-
 def value(samples: Samples, name: str, *labels: str) -> float:
     return sum(
         v for (n, text), v in samples.items() if n == name and all(x in text for x in labels)
@@ -79,10 +66,7 @@ def test_metrics_endpoint_serves_the_contract_with_the_track(main_server: MainSe
     def counted(samples: Samples, code: str) -> float:
         return value(samples, "scheduler_requests_total", f'code="{code}"')
 
-    after = settled(
-        main_server.metrics_url,
-        lambda now: all(counted(now, c) == counted(before, c) + 1 for c in codes),
-    )
+    after = scrape(main_server.metrics_url)  # each call is counted before its client hears
     track = f'track="{TRACK}"'
     for name in CONTRACT:
         assert any(n == name and track in labels for n, labels in after), name
@@ -99,15 +83,36 @@ def test_metrics_endpoint_serves_the_contract_with_the_track(main_server: MainSe
     assert any(n == "scheduler_mirror_requests_total" for n, _ in after)  # one shared registry
 
 
+def test_every_call_is_counted_before_its_client_hears_the_outcome(
+    main_server: MainServer,
+) -> None:
+    """A dashboard or a rollout gate that scrapes right after an error sees it counted.
+
+    grpc's ``context.abort`` sends the status at once, before the interceptor that counts the
+    call has run; the server sets the status instead, so it leaves after every record. Calls
+    alternate so that each scrape also checks that no earlier call was counted late.
+    """
+    url = main_server.metrics_url
+
+    def counted(code: str) -> float:
+        return value(scrape(url), "scheduler_requests_total", f'code="{code}"')
+
+    start = {code: counted(code) for code in ("OK", "UNAUTHENTICATED", "INVALID_ARGUMENT")}
+    for round_ in range(1, 11):
+        send(main_server, main_server.auth)
+        assert counted("OK") == start["OK"] + round_
+        with pytest.raises(grpc.RpcError):
+            send(main_server, ())
+        assert counted("UNAUTHENTICATED") == start["UNAUTHENTICATED"] + round_
+        with pytest.raises(grpc.RpcError):
+            send(main_server, main_server.auth, jobs=400)
+        assert counted("INVALID_ARGUMENT") == start["INVALID_ARGUMENT"] + round_
+
+
 def test_large_requests_count_batch_events(main_server: MainServer) -> None:
     before = scrape(main_server.metrics_url)
     send(main_server, main_server.auth, jobs=250)  # 170 + 80: two batches
-    after = settled(
-        main_server.metrics_url,
-        lambda now: (
-            value(now, "scheduler_batches_total") > value(before, "scheduler_batches_total")
-        ),
-    )
+    after = scrape(main_server.metrics_url)
     assert value(after, "scheduler_batches_total") == value(before, "scheduler_batches_total") + 2
 
 
@@ -122,12 +127,7 @@ def test_a_greedy_pass_cut_by_its_budget_is_counted_and_reported(
         )
     assert 0 < response.greedy_cut_operations <= problem.operation_count
     assert response.policy_used == "ppo" and response.completion_rate == 1.0
-    after = settled(
-        main_server.metrics_url,
-        lambda now: (
-            value(now, "scheduler_greedy_cut_total") > value(before, "scheduler_greedy_cut_total")
-        ),
-    )
+    after = scrape(main_server.metrics_url)
     assert value(after, "scheduler_greedy_cut_total") == (
         value(before, "scheduler_greedy_cut_total") + 1
     )
@@ -191,7 +191,7 @@ def test_a_payload_that_does_not_decode_is_refused_counted_and_audited(
     assert failed.details() == (
         "request: 4 bytes that do not decode as a scheduler.v1.ScheduleRequest"
     )
-    samples = settled(url, lambda s: value(s, "scheduler_requests_total", refused) > before)
+    samples = scrape(url)
     assert value(samples, "scheduler_requests_total", refused) == before + 1
     audit = read_audit(main_server.audit_dir)
     assert any("do not decode" in str(line["detail"]) for line in audit)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
+from jobshop_scheduler.service.call_metrics import end_call
 from jobshop_scheduler.service.keys import KeyFileError, KeyStore
 
 if TYPE_CHECKING:  # the stubs make these generic; at run time they are plain classes
@@ -152,7 +153,7 @@ def _denial(kind: tuple[bool, bool], details: str) -> Handler:
     """
 
     async def deny(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, details)
+        end_call(context, grpc.StatusCode.UNAUTHENTICATED, details)
 
     return _FACTORIES[kind](deny)
 

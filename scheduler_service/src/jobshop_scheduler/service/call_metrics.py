@@ -33,6 +33,17 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler]]
 Unary = Callable[[Any, Context], Awaitable[Any]]
 
 
+def end_call(context: Context, code: grpc.StatusCode, details: str) -> None:
+    """Ends the call with ``code`` once its handler returns; the handler returns None next.
+
+    ``context.abort`` sends the status at once, before the handler and the interceptors around
+    it have finished, so a client could see its error before the call was counted (a scrape
+    right after it would miss the call). Set here, the status leaves after every record.
+    """
+    context.set_code(code)
+    context.set_details(details)
+
+
 def final_code(context: Context, error: BaseException | None) -> grpc.StatusCode:
     """The status the call ends with: the one set or aborted with, else by how it ended."""
     code = context.code()

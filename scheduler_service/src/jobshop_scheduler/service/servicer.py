@@ -37,6 +37,7 @@ from jobshop_scheduler.planner import Plan, Planner
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.service.audit import AuditTrail
 from jobshop_scheduler.service.auth import API_KEY_HEADER, CLIENT_KEY_ID
+from jobshop_scheduler.service.call_metrics import end_call
 from jobshop_scheduler.service.convert import (
     UnknownPolicy,
     plan_to_pb,
@@ -228,7 +229,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
 
     async def Schedule(
         self, payload: pb.ScheduleRequest | Undecodable, context: Context
-    ) -> pb.ScheduleResponse:
+    ) -> pb.ScheduleResponse | None:
         started = time.perf_counter()
         await context.send_initial_metadata(((TRACK_HEADER, self.track),))
         undecodable = payload if isinstance(payload, Undecodable) else None
@@ -240,7 +241,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             plan = await self._answer(call)
         except Refusal as refusal:
             self._finish(call, started, refusal.code, refusal.details)
-            await context.abort(refusal.code, refusal.details)
+            end_call(context, refusal.code, refusal.details)
+            return None
         except asyncio.CancelledError:  # grpc cancels the handler at the client's deadline
             remaining = context.time_remaining()
             late = remaining is not None and remaining <= 0
@@ -252,7 +254,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
                 "Schedule failed", extra={"fields": {"request_id": request.request_id[:200]}}
             )
             self._finish(call, started, grpc.StatusCode.INTERNAL, type(exc).__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_DETAILS)
+            end_call(context, grpc.StatusCode.INTERNAL, INTERNAL_DETAILS)
+            return None
         latency_ms = (time.perf_counter() - started) * 1000
         response = plan_to_pb(plan, latency_ms)
         self._finish(call, started, grpc.StatusCode.OK)
