@@ -12,8 +12,9 @@ the greedy pass itself, which on a request of a thousand jobs costs over a secon
 deadline the legacy rule places the operations it has left (`greedy_schedule`), early enough for
 that and for the other baseline rules (`search.anytime`) to fit. The search's budget counts from
 the call's arrival, so a call that waited for a planner thread searches less; the pass's counts
-from when planning starts, so waiting does not cost the plan itself, and only a request too
-large for the budget (or the client's deadline) cuts it.
+from when a planner thread takes the call (`taken`: converting and checking the request spend
+it too), so waiting does not cost the plan itself, and only a request too large for the budget
+(or the client's deadline) cuts it.
 """
 
 from __future__ import annotations
@@ -152,14 +153,17 @@ class Planner:
         iterations: int | None = None,
         seed: int = 0,
         received: float | None = None,
+        taken: float | None = None,
     ) -> Plan:
         """Schedule `problem`; learned policies then search for `time_budget_ms`.
 
         `time_budget_ms` None takes the planner's default, 0 means no search: the greedy pass,
         or a baseline rule's plan where that is shorter (the search's portfolio alone);
         `deadline` (time.monotonic) is the client's; `received` (time.perf_counter), when the
-        request arrived, from which the budget counts (default: now); `iterations` replaces the
-        clock with a fixed effort, for reproducible runs.
+        request arrived, from which the search's budget counts (default: now); `taken`
+        (time.perf_counter), when a planner thread took the call, from which the greedy pass's
+        budget counts (default: now), so that converting and checking the request spend it too;
+        `iterations` replaces the clock with a fixed effort, for reproducible runs.
         """
         if policy not in POLICY_CHOICES:
             raise ValueError(f"unknown policy {policy!r}; valid: {', '.join(POLICY_CHOICES)}")
@@ -179,7 +183,7 @@ class Planner:
         # when the pass and the baseline rules must be done (None: no limit), and so when the
         # greedy pass must stop: room for the rule to place what it leaves and for the
         # portfolio's two other baseline rules, each about the cost of the one just run
-        due = None if iterations else _pass_due(cp, started, budget_ms, deadline)
+        due = None if iterations else _pass_due(cp, taken or started, budget_ms, deadline)
         rule_seconds = chosen_at - compiled
         greedy_due = None if due is None else due - 3 * rule_seconds
         choice = self._choose(cp, policy, legacy, greedy_due)
@@ -321,9 +325,9 @@ def _pass_due(
     cp: CompiledProblem, started: float, budget_ms: int, deadline: float | None
 ) -> float | None:
     """When the greedy pass and the baseline rules must be done (time.perf_counter): the budget
-    counted from `started`, when planning began, and never past the client's deadline less the
-    margin, each less the finishing reserve; None at budget 0 without a client deadline, where
-    they take what they take."""
+    counted from `started`, when a planner thread took the call, and never past the client's
+    deadline less the margin, each less the finishing reserve; None at budget 0 without a
+    client deadline, where they take what they take."""
     limits = [started + budget_ms / 1000] if budget_ms > 0 else []
     if deadline is not None:
         limits.append(_client_due(deadline))

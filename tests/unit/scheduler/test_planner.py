@@ -146,11 +146,23 @@ def test_a_client_deadline_cuts_the_greedy_pass_at_budget_0(model: LoadedModel) 
 def test_a_call_that_waited_for_a_planner_thread_loses_its_search_not_its_pass(
     model: LoadedModel,
 ) -> None:
-    """The search's budget counts from the call's arrival, the pass's from when planning
-    starts: under load the plans stay the policy's, and only the search shrinks."""
+    """The search's budget counts from the call's arrival, the pass's from when a planner
+    thread takes the call: under load the plans stay the policy's, and only the search shrinks."""
     problem = production_like(60, seed=2)
     long_ago = time.perf_counter() - 10.0  # queued far longer than the budget
     plan = Planner(model).plan(problem, "ppo", time_budget_ms=300, received=long_ago)
     assert plan.search.greedy_cut_operations == 0 and plan.search.iterations == 0
     whole = greedy_schedule(compile_problem(problem), model.scorer).makespan
     assert plan.search.greedy_makespan == whole and plan.report.ok
+
+
+def test_the_time_a_planner_thread_spent_before_planning_is_in_the_pass_budget(
+    model: LoadedModel,
+) -> None:
+    """Converting and checking a request (`taken`: when the thread took the call) spend the
+    pass's budget: a thread that spent it all before planning answers with the legacy rule."""
+    problem = production_like(60, seed=2)
+    spent = time.perf_counter() - 1.0  # a 300 ms budget, 1 s of conversion and checks
+    plan = Planner(model).plan(problem, "ppo", time_budget_ms=300, received=spent, taken=spent)
+    assert plan.search.greedy_cut_operations == problem.operation_count and plan.report.ok
+    assert plan.schedule.makespan <= plan.baseline_makespan and plan.policy_used == "ppo"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import Mapping
@@ -35,7 +34,11 @@ from jobshop_scheduler.service.faults import FaultInjector
 from jobshop_scheduler.service.keys import KeyStore
 from jobshop_scheduler.service.metrics import SchedulerMetrics, start_metrics_endpoint
 from jobshop_scheduler.service.mirror import Mirror
-from jobshop_scheduler.service.readiness import ModelGate, new_health_servicer
+from jobshop_scheduler.service.readiness import (
+    ModelGate,
+    new_health_servicer,
+    thaw_startup_objects,
+)
 from jobshop_scheduler.service.servicer import SchedulerServicer, add_scheduler
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,7 @@ class RunningServer:
         await self._health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self._stack.aclose()
-        gc.unfreeze()  # see readiness.freeze_startup_objects: exit tears down as usual
+        thaw_startup_objects()
         log.info("stopped")
 
     async def wait_for_termination(self) -> None:
