@@ -38,7 +38,7 @@ from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.search import cpsat
 from jobshop_scheduler.search.bounds import lower_bound
 from jobshop_scheduler.search.sampling import sampled_schedule
-from jobshop_scheduler.search.tabu import TabuSearch
+from jobshop_scheduler.search.tabu import SETUP_SECONDS_PER_OP, TabuSearch
 
 IntArray = NDArray[np.int64]
 Plan = tuple[IntArray, IntArray]  # machine and start per operation
@@ -116,7 +116,7 @@ def improve(
         until = clock.share(SAMPLING_SHARE, iterations)
         _sample(cp, best, scorer, bound, until, iterations, greedy_seconds, seed, horizon)
     tabu_iterations = 0
-    if best.makespan > bound and clock.left() > 0:
+    if best.makespan > bound and clock.left() > SETUP_SECONDS_PER_OP * cp.n_ops:
         use_cpsat = iterations is None and _cpsat_pays(cp, clock.total)
         stop = deadline
         if use_cpsat and deadline is not None:
