@@ -18,6 +18,8 @@ from jobshop_scheduler.domain.validator import ValidationReport, Violation
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import RULES, dispatch_arrays, makespan_of
 from jobshop_scheduler.instances import best_known, load_taillard
+from jobshop_scheduler.instances.flexible import production_like
+from jobshop_scheduler.planner import Planner
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel, ModelCard
 from jobshop_scheduler.search.bounds import lower_bound
@@ -404,3 +406,14 @@ def test_compare_with_a_missing_model_exits_2(
     assert main(argv) == 2
     assert "cannot load the --compare model" in capsys.readouterr().err
     assert not (tmp_path / "compare.csv").exists()
+
+
+def test_the_anytime_benchmark_measures_the_services_answer(scorer: FastScorer) -> None:
+    """`--budgets` runs `Planner.plan`, the service's path; budget 0 is the policy's pass alone."""
+    problem = production_like(30, seed=4)
+    model = _fake_model(scorer)
+    greedy, _ = search_quality.run_search(problem, model, 0)
+    assert greedy == greedy_schedule(compile_problem(problem), scorer).makespan
+    served, _ = search_quality.run_search(problem, model, 100, iterations=300)
+    plan = Planner(model).plan(problem, "ppo", 100, iterations=300)
+    assert served == plan.schedule.makespan <= min(greedy, plan.baseline_makespan)

@@ -3,6 +3,8 @@ recomputation, every stage's plan passes the validator, and the portfolio never 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -192,7 +194,7 @@ def test_a_deadline_near_stops_the_tabu_search_after_one_measured_iteration(
     cp = compile_problem(taillard(30, 10, 3, 4, "chunk"))
     search = TabuSearch(cp, *start_plan(cp, RULES.index("fifo")), seed=1)
     clock = iter(np.arange(100.0, 200.0, 1.0))  # every reading one second after the last
-    monkeypatch.setattr(tabu.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(tabu, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
     search.run(deadline=101.5)  # checked at 100 (run one), measured to 101, 102 is past it
     assert search.iterations == 1
 

@@ -32,7 +32,6 @@ from jobshop_scheduler import table
 from jobshop_scheduler.bench import quality, search_quality
 from jobshop_scheduler.heuristics.compiled import compile_problem
 from jobshop_scheduler.heuristics.dispatch import RULES
-from jobshop_scheduler.rl.fast_policy import FastScorer
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.search.anytime import warm_up
 
@@ -41,13 +40,13 @@ CSV_NAME, PNG_NAME = "grid.csv", "grid.png"
 
 
 def evaluate(
-    case: search_quality.Case, scorer: FastScorer, args: argparse.Namespace
+    case: search_quality.Case, model: LoadedModel, args: argparse.Namespace
 ) -> tuple[list[quality.Row], list[str]]:
     """Every method on one instance, against its long-run reference; invalid PPO plans."""
     instance = quality.Instance(case.set_name, case.name)
     cp = compile_problem(case.problem)
-    runs, errors = quality.run_methods(instance, case.problem, cp, scorer)
-    reference = search_quality.reference(case, cp, scorer, args)
+    runs, errors = quality.run_methods(instance, case.problem, cp, model.scorer)
+    reference = search_quality.reference(case, model, args)
     reference = min([reference, *(r.makespan for r in runs)])
     return [r.row(reference) for r in runs], errors
 
@@ -135,7 +134,6 @@ def card_grid(cells: Sequence[Cell], args: argparse.Namespace) -> dict[str, Any]
 
 def run(args: argparse.Namespace, model: LoadedModel) -> int:
     """The grid benchmark: 0 ok, 1 an invalid PPO plan."""
-    scorer = model.scorer
     warm_up()
     shapes = args.grid or [search_quality.parse_shape(s) for s in GRID_SHAPES]
     cases = search_quality.generated_cases(
@@ -146,7 +144,7 @@ def run(args: argparse.Namespace, model: LoadedModel) -> int:
     bar = tqdm(cases, desc="grid", unit="instance", file=sys.stderr, disable=args.quiet)
     for case in bar:
         bar.set_postfix_str(case.name)
-        found, invalid = evaluate(case, scorer, args)
+        found, invalid = evaluate(case, model, args)
         rows += found
         errors += invalid
     cells = cells_of(quality.summarise(rows))

@@ -2,8 +2,9 @@
 budget.
 
 For every instance and budget, two methods get the same wall-clock budget in the same run:
-``search`` (the planner's path: greedy PPO, then `search.anytime.improve` until the budget ends,
-the greedy pass counted in the budget) and ``cpsat`` (OR-Tools CP-SAT alone, on every core).
+``search`` (the service's path, `Planner.plan`: the greedy PPO pass, the portfolio and
+`search.anytime.improve`, with compiling the request, the pass and validating the plan counted
+in the budget) and ``cpsat`` (OR-Tools CP-SAT alone, on every core).
 Budget 0 is the greedy pass. Gaps are ``makespan / reference - 1``:
 
 - Taillard sets: the best known makespan;
@@ -43,8 +44,9 @@ from jobshop_scheduler.instances import TAILLARD, families, load_taillard
 from jobshop_scheduler.instances.families import Shape
 from jobshop_scheduler.instances.flexible import GENERATORS
 from jobshop_scheduler.instances.taillard import generator_seed, taillard
+from jobshop_scheduler.planner import Planner
 from jobshop_scheduler.rl.fast_policy import FastScorer, greedy_schedule
-from jobshop_scheduler.rl.model_store import ModelError, load_model
+from jobshop_scheduler.rl.model_store import LoadedModel, ModelError, load_model
 from jobshop_scheduler.search import cpsat
 from jobshop_scheduler.search.anytime import improve, warm_up
 
@@ -194,20 +196,19 @@ def _generated(shape: Shape, seed: int) -> Problem:
 
 
 def run_search(
-    cp: CompiledProblem, scorer: FastScorer, budget_ms: int, iterations: int | None = None
+    problem: Problem, model: LoadedModel, budget_ms: int, iterations: int | None = None
 ) -> tuple[int, float]:
-    """Our answer under the budget: the greedy pass, then the search until the budget ends
-    (or for a fixed number of iterations: reproducible, whatever the machine's speed)."""
+    """Our answer under the budget, as the service gives it: `Planner.plan`, which compiles the
+    request, runs the greedy pass within its share of the budget, the portfolio and the search,
+    and validates the plan, all in the budget. Budget 0 is the greedy pass alone: the policy's
+    own quality, with no rule's plan in its place. With `iterations`, a fixed effort instead of
+    the clock: reproducible whatever the machine's speed."""
     started = time.perf_counter()
-    state = greedy_schedule(cp, scorer)
     if budget_ms == 0:
+        state = greedy_schedule(compile_problem(problem), model.scorer)
         return int(state.makespan), time.perf_counter() - started
-    found = improve(
-        cp, (state.op_machine, state.op_start), scorer=scorer, iterations=iterations,
-        deadline=None if iterations else started + budget_ms / 1000,
-        greedy_seconds=time.perf_counter() - started,
-    )  # fmt: skip
-    return found.makespan, time.perf_counter() - started
+    plan = Planner(model).plan(problem, "ppo", budget_ms, iterations=iterations)
+    return plan.schedule.makespan, time.perf_counter() - started
 
 
 def run_cpsat(cp: CompiledProblem, budget_ms: int, workers: int) -> tuple[int, float]:
@@ -216,7 +217,7 @@ def run_cpsat(cp: CompiledProblem, budget_ms: int, workers: int) -> tuple[int, f
     return (result.makespan if result else 0), time.perf_counter() - started
 
 
-def reference(case: Case, cp: CompiledProblem, scorer: FastScorer, args: argparse.Namespace) -> int:
+def reference(case: Case, model: LoadedModel, args: argparse.Namespace) -> int:
     """Best known, else the cached (or now computed) long runs' best makespan."""
     if case.best_known is not None:
         return case.best_known
@@ -226,24 +227,24 @@ def reference(case: Case, cp: CompiledProblem, scorer: FastScorer, args: argpars
     if path.exists():
         return int(json.loads(path.read_text())["makespan"])
     budget = int(args.reference_seconds * 1000)
-    values = [run_search(cp, scorer, budget)[0]]
+    values = [run_search(case.problem, model, budget)[0]]
     if cpsat.available():
-        values.append(run_cpsat(cp, budget, args.workers)[0])
+        values.append(run_cpsat(compile_problem(case.problem), budget, args.workers)[0])
     best = min(v for v in values if v > 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"instance": case.name, "makespan": best, "runs": values}))
     return best
 
 
-def evaluate(case: Case, scorer: FastScorer, args: argparse.Namespace) -> list[Row]:
+def evaluate(case: Case, model: LoadedModel, args: argparse.Namespace) -> list[Row]:
     cp = compile_problem(case.problem)
     found: list[tuple[str, int, int, float]] = []
     for budget in args.budgets:
         iterations = args.iterations * budget // 1000 if args.iterations else None
-        found.append(("search", budget, *run_search(cp, scorer, budget, iterations)))
+        found.append(("search", budget, *run_search(case.problem, model, budget, iterations)))
         if budget > 0 and not args.no_cpsat:
             found.append(("cpsat", budget, *run_cpsat(cp, budget, args.workers)))
-    ref = reference(case, cp, scorer, args)
+    ref = reference(case, model, args)
     if case.best_known is None:
         ref = min([ref, *(m for _, _, m, _ in found if m > 0)])
     return [
@@ -381,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(cases, desc="anytime", unit="instance", file=sys.stderr, disable=args.quiet)
     for case in bar:
         bar.set_postfix_str(case.name)
-        rows += evaluate(case, model.scorer, args)
+        rows += evaluate(case, model, args)
         _check(case, model.scorer)
     print(f"model {model.card.version}; {os.cpu_count()} cores; CP-SAT workers {args.workers}")
     for set_name in dict.fromkeys(c.set_name for c in cases):
