@@ -9,7 +9,8 @@ the gRPC server.
 The budget covers the whole answer: the search stops early enough to leave time for validating
 and converting its plan, and never runs past the client's deadline minus a safety margin. So does
 the greedy pass itself, which on a request of a thousand jobs costs over a second: past its own
-deadline the legacy rule places the operations it has left (`greedy_schedule`), early enough for
+deadline the legacy rule places the operations it has left (`greedy_schedule`; SPT and MOR
+also finish it where they fit, and the shortest is kept), early enough for
 that and for the other baseline rules (`search.anytime`) to fit. The search's budget counts from
 the call's arrival, so a call that waited for a planner thread searches less; the pass's counts
 from when a planner thread takes the call (`taken`: converting and checking the request spend
@@ -36,7 +37,13 @@ from jobshop_scheduler.domain.validator import (
     validate,
 )
 from jobshop_scheduler.heuristics.compiled import CompiledProblem, compile_problem
-from jobshop_scheduler.heuristics.dispatch import LEGACY_RULE, RULES, dispatch_arrays, makespan_of
+from jobshop_scheduler.heuristics.dispatch import (
+    BASELINE_RULES,
+    LEGACY_RULE,
+    RULES,
+    dispatch_arrays,
+    makespan_of,
+)
 from jobshop_scheduler.rl.fast_policy import greedy_schedule
 from jobshop_scheduler.rl.model_store import LoadedModel
 from jobshop_scheduler.search.anytime import improve, warm_up
@@ -62,7 +69,7 @@ class SearchSummary:
     greedy_makespan: int = 0
     iterations: int = 0
     time_budget_ms: int = 0
-    # operations the legacy rule placed because the greedy pass reached its deadline (0: the
+    # operations the rules placed because the greedy pass reached its deadline (0: the
     # pass placed every one)
     greedy_cut_operations: int = 0
 
@@ -186,7 +193,7 @@ class Planner:
         due = None if iterations else _pass_due(cp, taken or started, budget_ms, deadline)
         rule_seconds = chosen_at - compiled
         greedy_due = None if due is None else due - 3 * rule_seconds
-        choice = self._choose(cp, policy, legacy, greedy_due)
+        choice = self._choose(cp, policy, legacy, greedy_due, due)
         # what the search prices a policy rollout at: a whole pass, which a cut one was not
         greedy_seconds = float("inf") if choice.cut else time.perf_counter() - chosen_at
         summary = SearchSummary(greedy_makespan=choice.schedule.makespan)
@@ -262,12 +269,14 @@ class Planner:
         policy: str,
         legacy: tuple[list[int], list[int]],
         greedy_due: float | None = None,
+        due: float | None = None,
     ) -> _Choice:
         """The schedule before validation, with the policy that made it and why; a greedy pass
-        still running at `greedy_due` (time.perf_counter) is finished by the legacy rule."""
+        still running at `greedy_due` (time.perf_counter) is finished by the legacy rule, and
+        by the other baseline rules while they fit before `due`."""
         if policy in LEARNED and self.model is not None:
             try:
-                return self._ppo(cp, self.model, legacy, greedy_due)
+                return self._ppo(cp, self.model, legacy, greedy_due, due)
             except Exception as exc:  # the fallback exists for exactly this
                 return _Choice(
                     cp.to_schedule(*legacy),
@@ -287,19 +296,23 @@ class Planner:
         model: LoadedModel,
         legacy: tuple[list[int], list[int]],
         due: float | None,
+        finish_due: float | None = None,
     ) -> _Choice:
         """PPO greedy in one pass; on requests over `batch_size` jobs the policy sees that many
         at once, admitting the next as one finishes (`ShopState`), and the plan counts a batch
         per `batch_size` jobs. Past `due` the legacy rule places the rest: from the start, that
-        is the legacy plan already made."""
+        is the legacy plan already made; the other baseline rules also finish it while they fit
+        before `finish_due`, and the shortest is kept (`greedy_schedule`)."""
         batches = -(-cp.n_jobs // self.batch_size) if cp.n_jobs else 1
         if due is not None and time.perf_counter() >= due:
             arrays = (np.asarray(legacy[0], np.int64), np.asarray(legacy[1], np.int64))
             cut = cp.n_ops
         else:
+            finish_rules = (self.legacy_rule, *(r for r in BASELINE_RULES if r != self.legacy_rule))
             state = greedy_schedule(
-                cp, model.scorer, self.horizon(cp), deadline=due, finish_rule=self.legacy_rule
-            )
+                cp, model.scorer, self.horizon(cp), deadline=due, finish_rules=finish_rules,
+                finish_due=finish_due,
+            )  # fmt: skip
             arrays, cut = (state.op_machine, state.op_start), state.rule_operations
         return _Choice(cp.to_schedule(*arrays), "ppo", batches=batches, arrays=arrays, cut=cut)
 
@@ -318,7 +331,7 @@ class _Choice:
     # The plan as machine and start per operation, where the policy made it in that form (the
     # search starts from it; a rule's plan is converted back from its schedule instead).
     arrays: tuple[np.ndarray, np.ndarray] | None = None
-    cut: int = 0  # operations the legacy rule placed when the greedy pass ran out of time
+    cut: int = 0  # operations the rules placed when the greedy pass ran out of time
 
 
 def _pass_due(

@@ -72,8 +72,9 @@ def _print_summary(
     cut = response.get("greedy_cut_operations", 0)  # servers before 2026-12-07 do not say
     if cut:
         operations = len(response["assignments"])
-        print(f"greedy      cut at its deadline: {legacy} placed {cut} of {operations} operations "
-              "(a larger --time-budget-ms buys the whole pass)")  # fmt: skip
+        print(f"greedy      cut at its deadline: rules placed {cut} of {operations} operations "
+              f"(the shortest of {legacy}, spt, mor that fit; a larger --time-budget-ms buys "
+              "the whole pass)")  # fmt: skip
     print(f"completion  {report.completion_rate:.3f}  utilisation {report.mean_utilisation:.3f}")
     print(f"tardiness   {report.total_tardiness} over {report.tardy_jobs} tardy jobs")
     print(f"latency     {response['latency_ms']:.1f} ms  model {response['model_version'] or '-'}")

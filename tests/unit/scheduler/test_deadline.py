@@ -106,7 +106,7 @@ def test_completing_any_partial_state_gives_a_valid_plan_that_keeps_it(
 
 
 def passes(cp: CompiledProblem, scorer: FastScorer, **deadline: float) -> ShopState:
-    return greedy_schedule(cp, scorer, 0, finish_rule="spt", **deadline)
+    return greedy_schedule(cp, scorer, 0, finish_rules=("spt",), **deadline)
 
 
 def test_a_deadline_in_time_changes_nothing_and_a_spent_one_is_the_rules_plan(
@@ -145,3 +145,19 @@ def test_a_pass_cut_midway_is_the_policys_start_and_the_rules_end(
     # the policy's placements are the uncut pass's, the rest is the rule's
     assert np.array_equal(cut.op_start[placed[0]], whole.op_start[placed[0]])
     assert np.array_equal(cut.op_machine[placed[0]], whole.op_machine[placed[0]])
+
+
+def test_a_cut_pass_is_finished_by_each_rule_that_fits_and_the_shortest_kept(
+    scorer: FastScorer,
+) -> None:
+    """From the same cut point every rule finishes its own copy; past `finish_due` only the
+    first rule runs, so the answer is never later than one completion."""
+    cp = compile_problem(production_like(40, seed=3))
+    rules = ("mwkr", "spt", "mor")
+    each = {rule: greedy_schedule(cp, scorer, deadline=0.0, finish_rules=(rule,)) for rule in rules}
+    best = greedy_schedule(cp, scorer, deadline=0.0, finish_rules=rules)
+    assert best.makespan == min(state.makespan for state in each.values())
+    assert best.rule_operations == each["mwkr"].rule_operations > 0
+    hurried = greedy_schedule(cp, scorer, deadline=0.0, finish_rules=rules, finish_due=0.0)
+    assert np.array_equal(hurried.op_start, each["mwkr"].op_start)
+    assert len({state.makespan for state in each.values()}) > 1  # the rules do differ here

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -183,20 +183,37 @@ def greedy_schedule(
     horizon: int = 0,
     *,
     deadline: float | None = None,
-    finish_rule: str = LEGACY_RULE,
+    finish_rules: Sequence[str] = (LEGACY_RULE,),
+    finish_due: float | None = None,
 ) -> ShopState:
     """Dispatch every operation with the scorer, at most `horizon` jobs open at once (0: all;
     `ShopState`); the finished state holds the schedule.
 
-    Past `deadline` (time.perf_counter) the scorer stops and `finish_rule` places the rest
-    (`ShopState.complete`, its `rule_operations` say how many): a pass over a large request
-    costs about 0.1 ms a step, a rule a few µs, and an answer late for its client is no answer.
+    Past `deadline` (time.perf_counter) the scorer stops and the first of `finish_rules` places
+    the rest (`ShopState.complete`, its `rule_operations` say how many): a pass over a large
+    request costs about 0.1 ms a step, a rule a few µs, and an answer late for its client is no
+    answer. Each other rule then finishes the same cut pass too while the last one's cost fits
+    before `finish_due` (None: whatever the time), and the shortest plan is kept: which rule
+    ends a policy's plan best depends on the shop (SPT's on 1000 production-like jobs was 3 %
+    shorter than MWKR's, MOR's on 30x20 1.5 %).
     """
     with PASS_LOCK:
         state, _ = rollout(cp, scorer, horizon=horizon, deadline=deadline)
-    if not state.done:
-        state.complete(finish_rule)
-    return state
+    if state.done:
+        return state
+    best: ShopState | None = None
+    cost = 0.0
+    for rule in finish_rules:
+        started = time.perf_counter()
+        if best is not None and finish_due is not None and started + cost > finish_due:
+            break
+        finished = state.copy() if rule != finish_rules[-1] else state
+        finished.complete(rule)
+        cost = time.perf_counter() - started
+        if best is None or finished.makespan < best.makespan:
+            best = finished
+    assert best is not None, "finish_rules names at least one rule"
+    return best
 
 
 def rollout(

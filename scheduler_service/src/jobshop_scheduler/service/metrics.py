@@ -87,7 +87,7 @@ class SchedulerMetrics:
         )
         self._greedy_cut = Counter(
             "scheduler_greedy_cut",
-            "Answers whose greedy pass reached its deadline; the legacy rule placed the rest",
+            "Answers whose greedy pass reached its deadline; dispatching rules placed the rest",
             t,
             registry=r,
         )
