@@ -42,26 +42,36 @@ def _check_machines(problem: Problem, errors: list[ProblemError]) -> None:
 
 
 def _check_alternatives(
-    op: Operation, path: str, machines: frozenset[str], errors: list[ProblemError]
+    op: Operation, job_path: str, j: int, machines: frozenset[str], errors: list[ProblemError]
 ) -> None:
+    """Paths are formatted only for an error (`_op_path`): most operations have none, and two
+    paths formatted per operation were most of the time a large request's check took."""
     if not op.alternatives:
-        errors.append(ProblemError(f"{path}.alternatives", "at least one machine is required"))
+        path = f"{_op_path(job_path, j)}.alternatives"
+        errors.append(ProblemError(path, "at least one machine is required"))
     seen: set[str] = set()
     for k, alt in enumerate(op.alternatives):
-        alt_path = f"{path}.alternatives[{k}]"
         if alt.machine_id not in machines:
             msg = f"unknown machine {alt.machine_id!r}"
-            errors.append(ProblemError(f"{alt_path}.machine_id", msg))
+            path = f"{_op_path(job_path, j)}.alternatives[{k}].machine_id"
+            errors.append(ProblemError(path, msg))
         elif alt.machine_id in seen:
             msg = f"machine {alt.machine_id!r} listed twice for one operation"
-            errors.append(ProblemError(f"{alt_path}.machine_id", msg))
+            path = f"{_op_path(job_path, j)}.alternatives[{k}].machine_id"
+            errors.append(ProblemError(path, msg))
         seen.add(alt.machine_id)
         if alt.duration <= 0:
             msg = f"must be positive, got {alt.duration}"
-            errors.append(ProblemError(f"{alt_path}.duration", msg))
+            path = f"{_op_path(job_path, j)}.alternatives[{k}].duration"
+            errors.append(ProblemError(path, msg))
         elif alt.duration > MAX_HORIZON:
             msg = f"{alt.duration} is over the horizon limit of {MAX_HORIZON}"
-            errors.append(ProblemError(f"{alt_path}.duration", msg))
+            path = f"{_op_path(job_path, j)}.alternatives[{k}].duration"
+            errors.append(ProblemError(path, msg))
+
+
+def _op_path(job_path: str, j: int) -> str:
+    return f"{job_path}.operations[{j}]"
 
 
 def _check_operations(
@@ -71,15 +81,14 @@ def _check_operations(
         errors.append(ProblemError(f"{path}.operations", "a job needs at least one operation"))
     first: dict[str, int] = {}
     for j, op in enumerate(job.operations):
-        op_path = f"{path}.operations[{j}]"
         if not op.id:
-            errors.append(ProblemError(f"{op_path}.id", "must not be empty"))
+            errors.append(ProblemError(f"{_op_path(path, j)}.id", "must not be empty"))
         elif op.id in first:
             msg = f"duplicate operation id {op.id!r} in job (first at operations[{first[op.id]}])"
-            errors.append(ProblemError(f"{op_path}.id", msg))
+            errors.append(ProblemError(f"{_op_path(path, j)}.id", msg))
         else:
             first[op.id] = j
-        _check_alternatives(op, op_path, machines, errors)
+        _check_alternatives(op, path, j, machines, errors)
 
 
 def _check_job_fields(job: Job, path: str, errors: list[ProblemError]) -> None:
@@ -118,11 +127,14 @@ def _check_jobs(problem: Problem, errors: list[ProblemError]) -> None:
 def horizon_bound(problem: Problem) -> int:
     """Latest release plus all work at its slowest: no sane schedule ends later than this."""
     latest_release = max((max(job.release_time, 0) for job in problem.jobs), default=0)
-    work = sum(
-        max((max(alt.duration, 0) for alt in op.alternatives), default=0)
-        for job in problem.jobs
-        for op in job.operations
-    )
+    work = 0
+    for job in problem.jobs:  # loops, not nested max() generators: 3x faster on large requests
+        for op in job.operations:
+            slowest = 0
+            for alt in op.alternatives:
+                if alt.duration > slowest:  # noqa: PLR1730 - max() calls are the cost avoided
+                    slowest = alt.duration
+            work += slowest
     return latest_release + work
 
 
@@ -132,9 +144,9 @@ class SizeLimits:
 
     Each bounds what a request costs before it can be refused for anything else:
     - `jobs`: the policy's passes and the rules scan every job at every step;
-    - `operations`: converting a request costs 9 µs and about 300 bytes an operation, so the
-      64 MB a message may hold (4 million one-alternative operations) would take 20 s and
-      1.5 GB;
+    - `operations`: converting and checking a request cost about 3 µs and up to 300 bytes an
+      operation, so the 64 MB a message may hold (4 million one-alternative operations) would
+      take seconds and over a gigabyte;
     - `table_cells`, operations x machines: the compiled problem holds a duration and an
       eligibility cell for each (`heuristics.compiled`), about 9 bytes, so a request of a few
       hundred kB that names 20 000 machines for 5000 operations took 1.1 GB.
