@@ -210,15 +210,21 @@ def compile_problem(
     ops_per_job = [len(job.operations) for job in problem.jobs]
     job_op_start = np.concatenate(([0], np.cumsum(ops_per_job, dtype=np.int64))).astype(np.int64)
     n_ops, n_machines = len(alternatives), len(problem.machines)
+    # the alternatives as CSR arrays, then every table from them without a Python loop per cell
+    counts = np.array([len(a) for a in alternatives], dtype=np.int64)
+    alt_ptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    alt_machine = np.array([k for a in alternatives for k, _ in a], dtype=np.int64)
+    alt_duration = np.array([p for a in alternatives for _, p in a], dtype=np.int64)
+    alt_op = np.repeat(np.arange(n_ops, dtype=np.int64), counts)
 
     durations = np.zeros((n_ops, n_machines), dtype=np.int64)
     eligible = np.zeros((n_ops, n_machines), dtype=np.bool_)
-    for op, pairs in enumerate(alternatives):
-        for k, p in pairs:
-            durations[op, k] = p
-            eligible[op, k] = True
-    op_min = np.array([min(p for _, p in pairs) for pairs in alternatives], dtype=np.int64)
-    op_mean = np.array([sum(p for _, p in a) / len(a) for a in alternatives], dtype=np.float64)
+    durations[alt_op, alt_machine] = alt_duration
+    eligible[alt_op, alt_machine] = True
+    starts = alt_ptr[:-1]  # every operation has an alternative (_compile_alternatives)
+    op_min = np.minimum.reduceat(alt_duration, starts) if n_ops else np.zeros(0, np.int64)
+    sums = np.add.reduceat(alt_duration, starts) if n_ops else np.zeros(0, np.int64)
+    op_mean = (sums / np.maximum(counts, 1)).astype(np.float64)
     op_job = np.repeat(np.arange(len(problem.jobs), dtype=np.int64), ops_per_job)
     due = [np.inf if job.due_date is None else float(job.due_date) for job in problem.jobs]
 
@@ -236,11 +242,9 @@ def compile_problem(
         alternatives=tuple(alternatives),
         duration_matrix=_frozen(durations),
         eligible=_frozen(eligible),
-        alt_ptr=_frozen(
-            np.concatenate(([0], np.cumsum([len(a) for a in alternatives]))).astype(np.int64)
-        ),
-        alt_machine=_frozen(np.array([k for a in alternatives for k, _ in a], dtype=np.int64)),
-        alt_duration=_frozen(np.array([p for a in alternatives for _, p in a], dtype=np.int64)),
+        alt_ptr=_frozen(alt_ptr),
+        alt_machine=_frozen(alt_machine),
+        alt_duration=_frozen(alt_duration),
         op_min_duration=_frozen(op_min),
         op_mean_duration=_frozen(op_mean),
         work_from=_frozen(_suffix_work(op_min, job_op_start)),
