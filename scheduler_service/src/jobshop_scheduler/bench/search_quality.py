@@ -301,7 +301,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--budgets",
         type=parse_budgets,
-        help="anytime mode: compare our search with CP-SAT at these budgets, e.g. 0,100ms,1s",
+        help="anytime mode: compare the service's answer (the planner: greedy pass, portfolio, "
+        "search, all within the budget) with CP-SAT at these budgets, e.g. 0,100ms,1s (0: the "
+        "greedy pass alone)",
     )
     add(
         "--shapes",
