@@ -224,7 +224,7 @@ def compile_problem(
     starts = alt_ptr[:-1]  # every operation has an alternative (_compile_alternatives)
     op_min = np.minimum.reduceat(alt_duration, starts) if n_ops else np.zeros(0, np.int64)
     sums = np.add.reduceat(alt_duration, starts) if n_ops else np.zeros(0, np.int64)
-    op_mean = (sums / np.maximum(counts, 1)).astype(np.float64)
+    op_mean = sums / counts  # float64
     op_job = np.repeat(np.arange(len(problem.jobs), dtype=np.int64), ops_per_job)
     due = [np.inf if job.due_date is None else float(job.due_date) for job in problem.jobs]
 
