@@ -144,7 +144,7 @@ class SizeLimits:
 
     Each bounds what a request costs before it can be refused for anything else:
     - `jobs`: the policy's passes and the rules scan every job at every step;
-    - `operations`: converting and checking a request cost about 3 µs and up to 300 bytes an
+    - `operations`: converting and checking a request cost 3-4 µs and up to 300 bytes an
       operation, so the 64 MB a message may hold (4 million one-alternative operations) would
       take seconds and over a gigabyte;
     - `table_cells`, operations x machines: the compiled problem holds a duration and an

@@ -35,7 +35,7 @@ DEFAULT_MAX_JOBS = 2000
 # 20 million is 180 MB, and a 2000-job request of 50 operations may name 200 machines
 DEFAULT_MAX_TABLE_CELLS = 20_000_000
 # operations of a request: 2000 jobs of 100 (a 2000-job production-like request has 30 000);
-# converting and checking one cost about 3 us and up to 300 bytes (`problem_rules.SizeLimits`)
+# converting and checking one cost 3-4 us and up to 300 bytes (`problem_rules.SizeLimits`)
 DEFAULT_MAX_OPERATIONS = 200_000
 DEFAULT_GRACE_S = 10.0
 

@@ -99,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_MAX_OPERATIONS,
         help="requests with more operations get INVALID_ARGUMENT naming `jobs`: converting "
-        "and checking one cost about 3 us and up to 300 bytes (default: %(default)s)",
+        "and checking one cost 3-4 us and up to 300 bytes (default: %(default)s)",
     )
     p.add_argument(
         "--max-table-cells",
